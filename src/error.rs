@@ -1,0 +1,111 @@
+//! The crate's one error type.
+
+use std::fmt;
+
+/// A system whose Cholesky factorization broke down.
+///
+/// `column` is 0-based: the pivot `A[column, column] − Σ L[column, k]²` was not a positive
+/// finite number (LAPACK's `INFO − 1`). The leading `column × column` block is positive definite.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PivotFailure {
+    /// Index of the system in the batch.
+    pub system: usize,
+    /// 0-based column at which the pivot failed.
+    pub column: usize,
+}
+
+/// Everything that can go wrong in `banded`.
+///
+/// Every variant says what was wrong and where; none is ever replaced by a panic, a NaN result
+/// or a silently truncated output.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument has the wrong shape.
+    #[error("shape mismatch in `{arg}`: expected {expected}, got {got}")]
+    Shape {
+        /// Name of the offending argument (as in the function signature or CLI flag).
+        arg: &'static str,
+        /// The expected shape, e.g. `(4, 100, nrhs ≥ 1)`.
+        expected: String,
+        /// The shape that was passed.
+        got: String,
+    },
+    /// An argument holds a NaN or an infinity.
+    #[error("non-finite value {value} in `{arg}` at index {index:?}")]
+    NonFinite {
+        /// Name of the offending argument.
+        arg: &'static str,
+        /// Multi-index of the first offending entry, in the argument's interchange shape.
+        index: Vec<usize>,
+        /// The value found there, printed (`NaN`, `inf`, `-inf`).
+        value: String,
+    },
+    /// A matrix of the batch is not (numerically) positive definite.
+    #[error(
+        "system {system} is not positive definite: the pivot at column {column} is not positive \
+         ({} of the batch's systems failed{})",
+        failures.len(),
+        if failures.len() > 1 { ", see `failures`" } else { "" }
+    )]
+    NotPositiveDefinite {
+        /// The first failing system.
+        system: usize,
+        /// Its failing column (0-based).
+        column: usize,
+        /// Every failing system of the batch, in increasing system order (includes the first).
+        failures: Vec<PivotFailure>,
+    },
+    /// An argument has a value outside its domain (other than shape or finiteness).
+    #[error("invalid `{arg}`: {reason}")]
+    InvalidArgument {
+        /// Name of the offending argument.
+        arg: &'static str,
+        /// What was expected and what was got.
+        reason: String,
+    },
+    /// Reading or writing a file failed (CLI and I/O helpers).
+    #[error("{path}: {reason}")]
+    Io {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl Error {
+    /// Builds [`Error::NotPositiveDefinite`] from a non-empty, system-sorted list of failures.
+    pub(crate) fn not_positive_definite(failures: Vec<PivotFailure>) -> Self {
+        let first = failures[0];
+        Error::NotPositiveDefinite { system: first.system, column: first.column, failures }
+    }
+
+    pub(crate) fn shape(arg: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
+        Error::Shape { arg, expected: expected.into(), got: got.into() }
+    }
+}
+
+/// Formats a shape as `(a, b, c)` for error messages.
+pub(crate) fn fmt_shape(dims: &[usize]) -> String {
+    struct S<'a>(&'a [usize]);
+    impl fmt::Display for S<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("(")?;
+            for (i, d) in self.0.iter().enumerate() {
+                if i > 0 {
+                    f.write_str(", ")?;
+                }
+                write!(f, "{d}")?;
+            }
+            if self.0.len() == 1 {
+                f.write_str(",")?;
+            }
+            f.write_str(")")
+        }
+    }
+    S(dims).to_string()
+}
+
+/// Shorthand for `Result<T, banded::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! The S-MNN layer (see DESIGN §3).

@@ -1,0 +1,24 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+/// Path of a file in `tests/data/`.
+pub fn data_path(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data").join(name)
+}
+
+/// One array of an `.npz` file: its shape and its values as f64.
+pub fn npz_array(file: &str, key: &str) -> (Vec<usize>, Vec<f64>) {
+    let mut npz = npyz::npz::NpzArchive::open(data_path(file)).expect("open npz");
+    let arr = npz.by_name(key).expect("read npz").unwrap_or_else(|| panic!("{file} has no {key}"));
+    let shape = arr.shape().iter().map(|&d| d as usize).collect();
+    (shape, arr.into_vec::<f64>().expect("f64 array"))
+}
+
+/// max_i |a_i − b_i| / max(max_i |b_i|, tiny): error relative to the reference's scale.
+pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
+    a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
+}
