@@ -2,6 +2,8 @@
 
 use std::fmt::{Debug, Display};
 
+use crate::error::{Error, Result};
+
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -14,8 +16,6 @@ mod sealed {
 pub trait Real:
     num_traits::Float
     + num_traits::FloatConst
-    + num_traits::FromPrimitive
-    + num_traits::ToPrimitive
     + std::iter::Sum
     + Default
     + Debug
@@ -30,8 +30,9 @@ pub trait Real:
 
     /// Converts from `f64` (rounding to nearest in `f32`).
     fn from_f64(x: f64) -> Self;
-    /// Widens to `f64` (exact).
-    fn to_f64(self) -> f64;
+    /// Widens to `f64` (exact). (Named `as_f64` so it does not clash with
+    /// `num_traits::ToPrimitive::to_f64`, which returns an `Option`.)
+    fn as_f64(self) -> f64;
 }
 
 impl Real for f32 {
@@ -41,7 +42,7 @@ impl Real for f32 {
         x as f32
     }
     #[inline(always)]
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self as f64
     }
 }
@@ -53,7 +54,7 @@ impl Real for f64 {
         x
     }
     #[inline(always)]
-    fn to_f64(self) -> f64 {
+    fn as_f64(self) -> f64 {
         self
     }
 }
@@ -61,6 +62,17 @@ impl Real for f64 {
 /// Returns the index of the first non-finite entry of `data`, if any.
 pub(crate) fn first_non_finite<T: Real>(data: &[T]) -> Option<usize> {
     data.iter().position(|x| !x.is_finite())
+}
+
+/// `len` zeros, or [`Error::InvalidArgument`] (naming `arg`) if the allocation fails.
+pub(crate) fn zeroed_vec<T: Real>(arg: &'static str, len: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).map_err(|_| Error::InvalidArgument {
+        arg,
+        reason: format!("cannot allocate {len} elements of {}", T::NAME),
+    })?;
+    v.resize(len, T::zero());
+    Ok(v)
 }
 
 pub(crate) fn fmt_value<T: Real>(x: T) -> String {

@@ -1,5 +1,5 @@
 use crate::error::{fmt_shape, Error, Result};
-use crate::scalar::{first_non_finite, fmt_value, Real};
+use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
 
 /// A batch of dense `rows × cols` matrices, row-major, systems consecutive: element `(s, i, r)`
 /// is at `data[(s·rows + i)·cols + r]`. This is the `(batch, n, nrhs)` layout of right-hand
@@ -35,7 +35,7 @@ impl<T: Real> BatchMatrix<T> {
             arg: "shape",
             reason: format!("{} overflows usize", fmt_shape(&[batch, rows, cols])),
         })?;
-        Self::new("shape", vec![T::zero(); len], batch, rows, cols)
+        Self::new("shape", zeroed_vec("shape", len)?, batch, rows, cols)
     }
 
     /// Number of matrices.
@@ -70,10 +70,10 @@ impl<T: Real> BatchMatrix<T> {
     pub fn get(&self, s: usize, i: usize, r: usize) -> Option<T> {
         (s < self.batch && i < self.rows && r < self.cols).then(|| self.data[(s * self.rows + i) * self.cols + r])
     }
-    /// One matrix (`rows·cols` elements, row-major).
-    pub fn matrix(&self, s: usize) -> &[T] {
+    /// One matrix (`rows·cols` elements, row-major), or `None` if `s ≥ batch`.
+    pub fn matrix(&self, s: usize) -> Option<&[T]> {
         let len = self.rows * self.cols;
-        &self.data[s * len..(s + 1) * len]
+        self.data.get(s * len..(s + 1) * len)
     }
 
     /// Errors with [`Error::NonFinite`] at the first NaN or infinity, index `(s, i, r)`.

@@ -1,5 +1,5 @@
 use crate::error::{fmt_shape, Error, Result};
-use crate::scalar::{first_non_finite, fmt_value, Real};
+use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
 
 /// A batch of `batch` symmetric `n × n` band matrices of lower bandwidth `kd`
 /// (`A[i, j] = 0` for `|i − j| > kd`), only the lower band stored.
@@ -42,7 +42,7 @@ impl<T: Real> BandBatch<T> {
     /// A batch of zero matrices. Errors if `batch == 0` or `n == 0`, or if the size overflows.
     pub fn zeros(batch: usize, n: usize, kd: usize) -> Result<Self> {
         let len = Self::checked_len(batch, n, kd)?;
-        Ok(Self { batch, n, kd, data: vec![T::zero(); len] })
+        Ok(Self { batch, n, kd, data: zeroed_vec("ab", len)? })
     }
 
     fn checked_len(batch: usize, n: usize, kd: usize) -> Result<usize> {
@@ -143,10 +143,11 @@ impl<T: Real> BandBatch<T> {
         Some(self.data[(system * self.n + j) * (self.kd + 1) + (i - j)])
     }
 
-    /// One system's column-major band (`n·(kd+1)` elements, layout as above).
-    pub fn system(&self, s: usize) -> &[T] {
+    /// One system's column-major band (`n·(kd+1)` elements, layout as above), or `None` if
+    /// `s ≥ batch`.
+    pub fn system(&self, s: usize) -> Option<&[T]> {
         let len = self.system_len();
-        &self.data[s * len..(s + 1) * len]
+        self.data.get(s * len..(s + 1) * len)
     }
 
     /// Elements per system, `n·(kd+1)`.
@@ -171,7 +172,7 @@ impl<T: Real> BandBatch<T> {
         let len = self.system_len();
         let mut data = Vec::with_capacity(systems.len() * len);
         for &s in systems {
-            data.extend_from_slice(self.system(s));
+            data.extend_from_slice(self.system(s)?);
         }
         Some(Self { batch: systems.len(), n: self.n, kd: self.kd, data })
     }
