@@ -1,0 +1,203 @@
+//! `banded bench …`: timings on generated problems.
+
+use std::io::Write;
+use std::num::NonZeroUsize;
+use std::time::Instant;
+
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Par, Params, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::io::{Dtype, Elem};
+
+/// Arguments of `banded bench solve`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Time factor+solve of a batch of random SPD band systems",
+    long_about = "Time factor+solve of a batch of random SPD band systems.
+
+The systems are generated from --seed: off-diagonal band entries uniform in [-1, 1], each \
+diagonal entry 1 + the sum of the absolute off-diagonal entries of its row (strictly \
+diagonally dominant, hence SPD); right-hand sides uniform in [-1, 1]. After one untimed \
+warm-up, Cholesky factor + solve of the whole batch runs --reps times (inputs copied before \
+the clock starts, finiteness checks off) and one line is printed:
+
+  bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. threads=.. reps=.. seed=.. \
+median_s=.. min_s=.. gflops=..
+
+gflops = batch * (n*k*(k+3) + 4*n*k*nrhs) / median_s / 1e9 with k = kd_eff = min(kd, n-1), \
+the effective bandwidth (a band wider than the matrix is stored and counted as k = n-1). \
+kd = 0 (diagonal) counts 0 flops."
+)]
+pub struct BenchSolveArgs {
+    /// Order of each matrix
+    #[arg(long)]
+    pub n: NonZeroUsize,
+    /// Lower bandwidth (values >= n are treated as n-1)
+    #[arg(long)]
+    pub kd: usize,
+    /// Number of systems
+    #[arg(long)]
+    pub batch: NonZeroUsize,
+    /// Right-hand sides per system
+    #[arg(long, default_value = "1")]
+    pub nrhs: NonZeroUsize,
+    /// Element type
+    #[arg(long, value_enum, default_value_t = Dtype::F64)]
+    pub dtype: Dtype,
+    /// Timed repetitions (the median is reported)
+    #[arg(long, default_value = "10")]
+    pub reps: NonZeroUsize,
+    /// Threads of the rayon pool the batch runs on [default: all cores]
+    #[arg(long)]
+    pub threads: Option<NonZeroUsize>,
+    /// Seed of the generated systems
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Runs `banded bench solve`.
+pub fn solve(args: &BenchSolveArgs) -> Result<()> {
+    let threads = match args.threads {
+        Some(p) => p.get(),
+        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
+        arg: "--threads",
+        reason: format!("cannot start {threads} threads: {e}"),
+    })?;
+    let params = Params { par: Par::rayon(threads), check_finite: false };
+    let times = pool.install(|| match args.dtype {
+        Dtype::F32 => time_solve::<f32>(args, &params),
+        Dtype::F64 => time_solve::<f64>(args, &params),
+    })?;
+    let (n, batch, nrhs) = (args.n.get(), args.batch.get(), args.nrhs.get());
+    let kd_eff = args.kd.min(n - 1);
+    let median = median(&times);
+    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
+    let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
+    let line = format!(
+        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} threads={threads} reps={} \
+         seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
+        args.kd,
+        args.dtype.short(),
+        args.reps,
+        args.seed
+    );
+    writeln!(std::io::stdout(), "{line}").map_err(|e| Error::Io { path: "<stdout>".into(), reason: e.to_string() })
+}
+
+/// Flops of factor + solve of one system: `n·k·(k+3) + 4·n·k·nrhs`.
+pub fn solve_flops(n: usize, k: usize, nrhs: usize) -> f64 {
+    let (n, k, r) = (n as f64, k as f64, nrhs as f64);
+    n * k * (k + 3.0) + 4.0 * n * k * r
+}
+
+/// Median of a non-empty list (mean of the middle two for an even count); 0 if empty.
+pub fn median(times: &[f64]) -> f64 {
+    let mut t = times.to_vec();
+    t.sort_by(f64::total_cmp);
+    match t.len() {
+        0 => 0.0,
+        len if len % 2 == 1 => t[len / 2],
+        len => 0.5 * (t[len / 2 - 1] + t[len / 2]),
+    }
+}
+
+/// Random diagonally dominant band systems and right-hand sides, in the interchange layout.
+pub fn random_problem<T: Elem>(
+    seed: u64,
+    batch: usize,
+    n: usize,
+    kd: usize,
+    nrhs: usize,
+) -> Result<(BandBatch<T>, BatchMatrix<T>)> {
+    let too_big = || Error::InvalidArgument {
+        arg: "--batch",
+        reason: format!("batch·(kd+1)·n = {batch}·{}·{n} (or batch·n·nrhs) is too large for memory", kd as u128 + 1),
+    };
+    let w = kd + 1;
+    let len = batch.checked_mul(w).and_then(|x| x.checked_mul(n)).ok_or_else(too_big)?;
+    let rlen = batch.checked_mul(n).and_then(|x| x.checked_mul(nrhs)).ok_or_else(too_big)?;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut ab = zeroed::<T>(len).ok_or_else(too_big)?;
+    let mut rowsum = vec![0.0f64; n];
+    for sys in ab.chunks_exact_mut(w * n) {
+        rowsum.iter_mut().for_each(|r| *r = 0.0);
+        for d in 1..w.min(n) {
+            for j in 0..n - d {
+                let v: f64 = rng.random_range(-1.0..=1.0);
+                sys[d * n + j] = T::from_f64(v);
+                // A[j+d, j] sits in row j+d and, by symmetry, in row j.
+                rowsum[j] += v.abs();
+                rowsum[j + d] += v.abs();
+            }
+        }
+        for (a, r) in sys[..n].iter_mut().zip(&rowsum) {
+            *a = T::from_f64(r + 1.0);
+        }
+    }
+    let a = BandBatch::from_lower_band(&ab, batch, kd, n)?;
+    let mut b = zeroed::<T>(rlen).ok_or_else(too_big)?;
+    b.iter_mut().for_each(|v| *v = T::from_f64(rng.random_range(-1.0..=1.0)));
+    Ok((a, BatchMatrix::new("rhs", b, batch, n, nrhs)?))
+}
+
+/// A vector of `len` zeros, or `None` if the memory cannot be had (instead of aborting).
+fn zeroed<T: Elem>(len: usize) -> Option<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(len).ok()?;
+    v.resize(len, T::zero());
+    Some(v)
+}
+
+/// One warm-up, then `reps` timed factor+solve runs; seconds per run.
+fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64>> {
+    let (n, batch, nrhs) = (args.n.get(), args.batch.get(), args.nrhs.get());
+    let kd = args.kd.min(n - 1);
+    let (a, b) = random_problem::<T>(args.seed, batch, n, kd, nrhs)?;
+    let mut times = Vec::with_capacity(args.reps.get());
+    for rep in 0..=args.reps.get() {
+        let (a_run, mut x) = (a.clone(), b.clone());
+        let start = Instant::now();
+        let chol = Cholesky::factor_in_place(a_run, params)?;
+        chol.solve_in_place(&mut x, params)?;
+        let elapsed = start.elapsed().as_secs_f64();
+        if rep > 0 {
+            times.push(elapsed);
+        }
+        drop((chol, x));
+    }
+    Ok(times)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_and_flops() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(solve_flops(10, 2, 1), 10.0 * 2.0 * 5.0 + 80.0);
+    }
+
+    #[test]
+    fn random_problem_is_spd() {
+        for kd in [0, 1, 3, 9] {
+            let (a, b) = random_problem::<f64>(7, 3, 10, kd, 2).unwrap();
+            let chol = Cholesky::factor(&a, &Params::default()).unwrap();
+            let x = chol.solve(&b, &Params::default()).unwrap();
+            // Residual A x − b, A expanded from the band.
+            for s in 0..3 {
+                for i in 0..10 {
+                    for r in 0..2 {
+                        let ax: f64 = (0..10).map(|j| a.get(s, i, j).unwrap() * x.get(s, j, r).unwrap()).sum();
+                        assert!((ax - b.get(s, i, r).unwrap()).abs() < 1e-12);
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,663 @@
+//! NumPy `.npy` / `.npz` reading and writing of `float32` / `float64` arrays.
+//!
+//! Every function returns [`banded::Error`]: file problems are [`Error::Io`] naming the file
+//! (and, inside an `.npz`, the array), so the CLI prints one line and exits.
+//!
+//! # Reading
+//! - [`read_npy`] reads one `.npy` into an [`Array`], keeping its dtype (`F32` or `F64`).
+//! - [`Npz::open`] opens an `.npz`; [`Npz::get`] / [`Npz::require`] read one named array,
+//!   [`Npz::names`] lists them; [`read_npz`] reads them all.
+//!
+//! Accepted: `.npy` format versions 1.0, 2.0 and 3.0; dtypes `<f4`, `>f4`, `<f8`, `>f8`
+//! (little or big endian); C order and Fortran order (a Fortran-order array is transposed on
+//! reading, so [`Tensor::data`] is always row-major, C order, whatever the file used).
+//! Rejected with a clear message: anything else (integers, booleans, complex, `float16`,
+//! structured and object arrays), truncated data, trailing bytes, a header that does not parse.
+//!
+//! # Writing
+//! [`write_npy`] / [`write_array_npy`] write one array, [`write_npz`] several named arrays (an
+//! uncompressed archive, as `numpy.savez`). Output is little-endian, C order. The file is
+//! assembled in memory and written in one call, so an error never leaves a half-written
+//! archive behind because of a failure of ours (the OS may still fail mid-write).
+//!
+//! Nothing here validates values; [`check_finite`] does, with the index in the array's own
+//! shape.
+
+// A library of helpers for every command; the `smnn` commands use the parts `solve` does not.
+#![allow(dead_code)]
+
+use std::cell::Cell;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{Cursor, Read};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::Path;
+
+use banded::{Error, Real, Result};
+use npyz::{DType, Endianness, NpyHeader, Order, TypeChar, WriterBuilder};
+
+/// Element type of an array: NumPy's `float32` or `float64`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]
+pub enum Dtype {
+    /// `float32` (`<f4`).
+    F32,
+    /// `float64` (`<f8`).
+    F64,
+}
+
+impl Dtype {
+    /// NumPy's type promotion for two float arrays: `f64` if either is `f64`.
+    pub fn promote(a: Dtype, b: Dtype) -> Dtype {
+        if a == Dtype::F32 && b == Dtype::F32 { Dtype::F32 } else { Dtype::F64 }
+    }
+
+    /// Short name: `f32` / `f64` (as the CLI's `--dtype` spells it).
+    pub fn short(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F64 => "f64",
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    /// NumPy's name: `float32` / `float64`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+        })
+    }
+}
+
+/// A row-major (C order) n-dimensional array: `data.len()` is the product of `shape`
+/// (1 for a 0-dimensional array, `shape == []`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T> {
+    /// Dimensions, slowest first.
+    pub shape: Vec<usize>,
+    /// Elements, row-major.
+    pub data: Vec<T>,
+}
+
+impl<T: Elem> Tensor<T> {
+    /// Wraps `data` of `shape`. Errors ([`Error::Shape`], argument `arg`) if
+    /// `data.len()` is not the product of `shape`.
+    pub fn new(arg: &'static str, shape: Vec<usize>, data: Vec<T>) -> Result<Self> {
+        if num_elements(&shape) != Some(data.len()) {
+            return Err(Error::Shape {
+                arg,
+                expected: format!("{} elements for shape {}", data.len(), shape_str(&shape)),
+                got: shape_str(&shape),
+            });
+        }
+        Ok(Self { shape, data })
+    }
+
+    /// Converts to another element type (widening is exact; `f64 → f32` rounds to nearest).
+    pub fn cast<U: Elem>(self) -> Tensor<U> {
+        let data = self.data.into_iter().map(|v| U::from_f64(v.as_f64())).collect();
+        Tensor { shape: self.shape, data }
+    }
+
+    /// Wraps into the dynamically typed [`Array`].
+    pub fn into_array(self) -> Array {
+        T::wrap(self)
+    }
+}
+
+/// An array read from or written to a file, `float32` or `float64`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Array {
+    /// A `float32` array.
+    F32(Tensor<f32>),
+    /// A `float64` array.
+    F64(Tensor<f64>),
+}
+
+impl Array {
+    /// The dimensions.
+    pub fn shape(&self) -> &[usize] {
+        match self {
+            Array::F32(t) => &t.shape,
+            Array::F64(t) => &t.shape,
+        }
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> Dtype {
+        match self {
+            Array::F32(_) => Dtype::F32,
+            Array::F64(_) => Dtype::F64,
+        }
+    }
+
+    /// The array in element type `T`, converting if needed (see [`Tensor::cast`]).
+    pub fn into_tensor<T: Elem>(self) -> Tensor<T> {
+        match self {
+            Array::F32(t) => T::from_tensor_f32(t),
+            Array::F64(t) => T::from_tensor_f64(t),
+        }
+    }
+}
+
+/// The element types an [`Array`] can hold (`f32`, `f64`): what generic code over the file's
+/// dtype needs.
+pub trait Elem: Real + npyz::Serialize + npyz::AutoSerialize {
+    /// This type's [`Dtype`].
+    const DTYPE: Dtype;
+    /// Wraps a tensor of this type into an [`Array`].
+    fn wrap(t: Tensor<Self>) -> Array;
+    /// Converts a `float32` tensor (no copy when `Self = f32`).
+    fn from_tensor_f32(t: Tensor<f32>) -> Tensor<Self>;
+    /// Converts a `float64` tensor (no copy when `Self = f64`).
+    fn from_tensor_f64(t: Tensor<f64>) -> Tensor<Self>;
+}
+
+impl Elem for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn wrap(t: Tensor<Self>) -> Array {
+        Array::F32(t)
+    }
+    fn from_tensor_f32(t: Tensor<f32>) -> Tensor<Self> {
+        t
+    }
+    fn from_tensor_f64(t: Tensor<f64>) -> Tensor<Self> {
+        t.cast()
+    }
+}
+
+impl Elem for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn wrap(t: Tensor<Self>) -> Array {
+        Array::F64(t)
+    }
+    fn from_tensor_f32(t: Tensor<f32>) -> Tensor<Self> {
+        t.cast()
+    }
+    fn from_tensor_f64(t: Tensor<f64>) -> Tensor<Self> {
+        t
+    }
+}
+
+/// `(a, b, c)`, NumPy's spelling of a shape (`(a,)` in one dimension, `()` for a scalar).
+pub fn shape_str(shape: &[usize]) -> String {
+    match shape {
+        [d] => format!("({d},)"),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// Product of the dimensions, `None` on overflow.
+pub fn num_elements(shape: &[usize]) -> Option<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
+}
+
+/// Errors with [`Error::NonFinite`] (index in `t`'s own shape) at the first NaN or infinity.
+pub fn check_finite<T: Real>(arg: &'static str, t: &Tensor<T>) -> Result<()> {
+    match t.data.iter().position(|v| !v.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::NonFinite { arg, index: unravel(k, &t.shape), value: format!("{}", t.data[k]) }),
+    }
+}
+
+/// The multi-index of flat (row-major) position `k` in `shape`.
+pub fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &d) in index.iter_mut().zip(shape).rev() {
+        if d > 0 {
+            *slot = k % d;
+            k /= d;
+        }
+    }
+    index
+}
+
+fn io_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Io { path: path.display().to_string(), reason: reason.into() }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panic containment for third-party parsers.
+
+thread_local! {
+    static QUIET_PANICS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Installs the process's panic hook: one line `error: internal error: …` on stderr (never a
+/// backtrace), and nothing at all for a panic contained by [`guarded`].
+pub fn install_panic_hook() {
+    panic::set_hook(Box::new(|info| {
+        if QUIET_PANICS.with(Cell::get) {
+            return;
+        }
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".to_string());
+        let at = info.location().map(|l| format!(" at {}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("error: internal error (a bug in banded, please report it): {}{at}", msg.replace('\n', " "));
+    }));
+}
+
+/// Runs `f` (a call into a file-format library on untrusted bytes), turning a panic inside it
+/// into an [`Error::Io`] on `path` instead of aborting the command.
+///
+/// npyz and zip are not meant to panic on malformed input, but a dimension product overflowing
+/// `u64` in npyz's header parsing does in debug builds; this is the backstop.
+pub fn guarded<R>(path: &Path, what: &str, f: impl FnOnce() -> Result<R>) -> Result<R> {
+    let previous = QUIET_PANICS.with(|q| q.replace(true));
+    let out = panic::catch_unwind(AssertUnwindSafe(f));
+    QUIET_PANICS.with(|q| q.set(previous));
+    out.unwrap_or_else(|_| Err(io_err(path, format!("malformed {what} (the parser gave up)"))))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading.
+
+/// Reads a `.npy` file (see the module documentation for what is accepted).
+pub fn read_npy(path: impl AsRef<Path>) -> Result<Array> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| io_err(path, format!("cannot read: {e}")))?;
+    guarded(path, ".npy file", || parse_npy(&bytes).map_err(|reason| io_err(path, reason)))
+}
+
+/// An open `.npz` archive (a zip of `.npy` files, as `numpy.savez` writes).
+pub struct Npz {
+    path: std::path::PathBuf,
+    archive: npyz::npz::NpzArchive<Cursor<Vec<u8>>>,
+}
+
+impl Npz {
+    /// Opens an `.npz` archive (read into memory).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| io_err(path, format!("cannot read: {e}")))?;
+        let archive = guarded(path, ".npz archive", || {
+            npyz::npz::NpzArchive::new(Cursor::new(bytes))
+                .map_err(|e| io_err(path, format!("not a valid .npz (zip) archive: {}", one_line(&e))))
+        })?;
+        Ok(Self { path: path.to_path_buf(), archive })
+    }
+
+    /// The names of the arrays in the archive, sorted.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.archive.array_names().map(str::to_string).collect();
+        names.sort();
+        names
+    }
+
+    /// Reads the array `name`, or `None` if the archive has no such array.
+    pub fn get(&mut self, name: &str) -> Result<Option<Array>> {
+        let path = self.path.clone();
+        let zip = self.archive.zip_archive();
+        guarded(&path, ".npz archive", || {
+            let at = |reason: String| io_err(&path, format!("array `{name}`: {reason}"));
+            let mut entry = match zip.by_name(&npyz::npz::file_name_from_array_name(name)) {
+                Ok(entry) => entry,
+                Err(npyz::zip::result::ZipError::FileNotFound) => return Ok(None),
+                Err(e) => return Err(at(format!("cannot read: {}", one_line(&e)))),
+            };
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).map_err(|e| at(format!("cannot read: {}", one_line(&e))))?;
+            parse_npy(&bytes).map(Some).map_err(at)
+        })
+    }
+
+    /// Reads the array `name`; a missing array is an [`Error::Io`] listing those present.
+    pub fn require(&mut self, name: &str) -> Result<Array> {
+        match self.get(name)? {
+            Some(a) => Ok(a),
+            None => Err(io_err(
+                &self.path,
+                format!("no array `{name}` in the archive (it has: {})", self.names().join(", ")),
+            )),
+        }
+    }
+}
+
+/// Reads every array of an `.npz` archive, by name.
+pub fn read_npz(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array>> {
+    let mut npz = Npz::open(path)?;
+    let mut out = BTreeMap::new();
+    for name in npz.names() {
+        let a = npz.require(&name)?;
+        out.insert(name, a);
+    }
+    Ok(out)
+}
+
+fn one_line(e: &dyn fmt::Display) -> String {
+    e.to_string().replace('\n', " ")
+}
+
+/// Parses a whole `.npy` file held in memory. The error is a reason, without the path.
+fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
+    const MAGIC: &[u8] = b"\x93NUMPY";
+    if bytes.starts_with(b"PK\x03\x04") {
+        return Err("this is a zip archive (an .npz?), not a .npy file".into());
+    }
+    if bytes.len() < 10 || &bytes[..6] != MAGIC {
+        return Err("not a NumPy .npy file (bad magic; expected \\x93NUMPY)".into());
+    }
+    // Check the header length against the file before npyz allocates a buffer of that size.
+    let (header_len, prefix) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        2 | 3 => return Err("truncated .npy header".into()),
+        v => return Err(format!("unsupported .npy format version {v}.{}", bytes[7])),
+    };
+    if header_len > bytes.len() - prefix {
+        return Err(format!(
+            "truncated .npy header ({header_len} header bytes announced, {} present)",
+            bytes.len() - prefix
+        ));
+    }
+    let mut rest = bytes;
+    let header = NpyHeader::from_reader(&mut rest).map_err(|e| format!("malformed .npy header: {}", one_line(&e)))?;
+
+    let dtype = match header.dtype() {
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 4 => (Dtype::F32, ts.endianness()),
+        DType::Plain(ts) if ts.type_char() == TypeChar::Float && ts.size_field() == 8 => (Dtype::F64, ts.endianness()),
+        other => {
+            return Err(format!(
+                "unsupported dtype {}: expected float32 or float64 ('<f4', '<f8', or big-endian)",
+                other.descr()
+            ));
+        }
+    };
+    let shape: Vec<usize> = header
+        .shape()
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| "a dimension does not fit in memory".to_string())?;
+    let len = num_elements(&shape).ok_or_else(|| format!("shape {} is too large", shape_str(&shape)))?;
+    let item = if dtype.0 == Dtype::F32 { 4 } else { 8 };
+    let need = len.checked_mul(item).ok_or_else(|| format!("shape {} is too large", shape_str(&shape)))?;
+    if rest.len() < need {
+        return Err(format!(
+            "truncated data: shape {} of {} needs {need} bytes, the file has {}",
+            shape_str(&shape),
+            dtype.0,
+            rest.len()
+        ));
+    }
+    if rest.len() > need {
+        return Err(format!(
+            "{} unexpected bytes after the data of shape {} of {}",
+            rest.len() - need,
+            shape_str(&shape),
+            dtype.0
+        ));
+    }
+    let fortran = header.order() == Order::Fortran;
+    Ok(match dtype {
+        (Dtype::F32, e) => {
+            Array::F32(finish(shape, decode::<4, f32>(rest, e, f32::from_le_bytes, f32::from_be_bytes)?, fortran))
+        }
+        (Dtype::F64, e) => {
+            Array::F64(finish(shape, decode::<8, f64>(rest, e, f64::from_le_bytes, f64::from_be_bytes)?, fortran))
+        }
+    })
+}
+
+fn decode<const N: usize, T>(
+    bytes: &[u8],
+    endianness: Endianness,
+    le: fn([u8; N]) -> T,
+    be: fn([u8; N]) -> T,
+) -> std::result::Result<Vec<T>, String> {
+    let conv = match endianness {
+        Endianness::Little => le,
+        Endianness::Big => be,
+        Endianness::Irrelevant => return Err("float data with byte order '|' (irrelevant) is malformed".into()),
+    };
+    Ok(bytes
+        .chunks_exact(N)
+        .map(|c| {
+            let mut a = [0u8; N];
+            // `chunks_exact(N)` yields slices of exactly N bytes: the lengths match.
+            a.copy_from_slice(c);
+            conv(a)
+        })
+        .collect())
+}
+
+/// Wraps decoded data, transposing Fortran-order data to C order.
+fn finish<T: Copy>(shape: Vec<usize>, data: Vec<T>, fortran: bool) -> Tensor<T> {
+    if !fortran || shape.len() < 2 || data.is_empty() {
+        return Tensor { shape, data };
+    }
+    // Fortran strides: the first dimension is contiguous.
+    let mut fstride = vec![1usize; shape.len()];
+    for k in 1..shape.len() {
+        fstride[k] = fstride[k - 1] * shape[k - 1];
+    }
+    let mut out = Vec::with_capacity(data.len());
+    let mut idx = vec![0usize; shape.len()];
+    let mut off = 0usize;
+    for _ in 0..data.len() {
+        // `off` is the Fortran offset of an in-range multi-index, hence < data.len().
+        out.push(data[off]);
+        // Advance the C-order multi-index (last dimension fastest), updating the offset.
+        for k in (0..shape.len()).rev() {
+            idx[k] += 1;
+            off += fstride[k];
+            if idx[k] < shape[k] {
+                break;
+            }
+            off -= fstride[k] * shape[k];
+            idx[k] = 0;
+        }
+    }
+    Tensor { shape, data: out }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing.
+
+fn npy_bytes<T: Elem>(shape: &[usize], data: &[T], w: impl std::io::Write) -> std::io::Result<()> {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npyz::WriteOptions::<T>::new().default_dtype().shape(&shape).writer(w).begin_nd()?;
+    writer.extend(data.iter().copied())?;
+    writer.finish()
+}
+
+fn check_len(shape: &[usize], len: usize) -> std::result::Result<(), String> {
+    if num_elements(shape) != Some(len) {
+        return Err(format!("cannot write {len} values as shape {}", shape_str(shape)));
+    }
+    Ok(())
+}
+
+/// Writes `data` (row-major) as a `.npy` array of `shape` and dtype `T`.
+pub fn write_npy<T: Elem>(path: impl AsRef<Path>, shape: &[usize], data: &[T]) -> Result<()> {
+    let path = path.as_ref();
+    check_len(shape, data.len()).map_err(|r| io_err(path, r))?;
+    let mut bytes = Vec::new();
+    npy_bytes(shape, data, &mut bytes).map_err(|e| io_err(path, format!("cannot encode: {e}")))?;
+    std::fs::write(path, bytes).map_err(|e| io_err(path, format!("cannot write: {e}")))
+}
+
+/// Writes an [`Array`] as a `.npy` file in its own dtype.
+pub fn write_array_npy(path: impl AsRef<Path>, a: &Array) -> Result<()> {
+    match a {
+        Array::F32(t) => write_npy(path, &t.shape, &t.data),
+        Array::F64(t) => write_npy(path, &t.shape, &t.data),
+    }
+}
+
+fn npz_entry<T: Elem, W: std::io::Write + std::io::Seek>(
+    npz: &mut npyz::npz::NpzWriter<W>,
+    name: &str,
+    shape: &[usize],
+    data: &[T],
+) -> std::io::Result<()> {
+    let options = npyz::zip::write::FileOptions::default().compression_method(npyz::zip::CompressionMethod::Stored);
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut writer = npz.array::<T>(name, options)?.default_dtype().shape(&shape).begin_nd()?;
+    writer.extend(data.iter().copied())?;
+    writer.finish()
+}
+
+/// Writes named arrays as an uncompressed `.npz` archive (`numpy.load` reads it back, keys as
+/// given). Names must be distinct and non-empty.
+pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Array)]) -> Result<()> {
+    let path = path.as_ref();
+    for (i, (name, a)) in arrays.iter().enumerate() {
+        if name.is_empty() || arrays[..i].iter().any(|(other, _)| other == name) {
+            return Err(io_err(path, format!("array name `{name}` is empty or given twice")));
+        }
+        let len = match a {
+            Array::F32(t) => t.data.len(),
+            Array::F64(t) => t.data.len(),
+        };
+        check_len(a.shape(), len).map_err(|r| io_err(path, format!("array `{name}`: {r}")))?;
+    }
+    let encode = || -> std::io::Result<Vec<u8>> {
+        let mut npz = npyz::npz::NpzWriter::new(Cursor::new(Vec::new()));
+        for (name, a) in arrays {
+            match a {
+                Array::F32(t) => npz_entry(&mut npz, name, &t.shape, &t.data)?,
+                Array::F64(t) => npz_entry(&mut npz, name, &t.shape, &t.data)?,
+            }
+        }
+        Ok(npz.zip_writer().finish()?.into_inner())
+    };
+    let bytes = encode().map_err(|e| io_err(path, format!("cannot encode: {e}")))?;
+    std::fs::write(path, bytes).map_err(|e| io_err(path, format!("cannot write: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut text = header.to_string();
+        while !(10 + text.len() + 1).is_multiple_of(64) {
+            text.push(' ');
+        }
+        text.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        out.extend_from_slice(text.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    fn f64_bytes(v: &[f64], big: bool) -> Vec<u8> {
+        v.iter().flat_map(|x| if big { x.to_be_bytes() } else { x.to_le_bytes() }).collect()
+    }
+
+    #[test]
+    fn npy_roundtrip_f32_f64() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        write_npy(&p, &[2, 3], &[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!(
+            read_npy(&p).unwrap(),
+            Array::F64(Tensor { shape: vec![2, 3], data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] })
+        );
+        write_npy(&p, &[3], &[1.5f32, 2.0, -3.0]).unwrap();
+        assert_eq!(read_npy(&p).unwrap(), Array::F32(Tensor { shape: vec![3], data: vec![1.5, 2.0, -3.0] }));
+        write_npy(&p, &[], &[7.0f64]).unwrap();
+        assert_eq!(read_npy(&p).unwrap().shape(), &[] as &[usize]);
+        assert!(write_npy(&p, &[2, 2], &[1.0f64]).is_err());
+    }
+
+    #[test]
+    fn fortran_order_and_big_endian() {
+        // 2×3 array [[0,1,2],[3,4,5]] stored column by column.
+        let f = [0.0, 3.0, 1.0, 4.0, 2.0, 5.0];
+        let bytes = npy_with_header("{'descr': '>f8', 'fortran_order': True, 'shape': (2, 3), }", &f64_bytes(&f, true));
+        let a = parse_npy(&bytes).unwrap();
+        assert_eq!(a, Array::F64(Tensor { shape: vec![2, 3], data: vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0] }));
+        // 3-D Fortran: element (i, j, k) at i + 2j + 6k.
+        let shape = [2usize, 3, 4];
+        let fdata: Vec<f64> = (0..24).map(|k| k as f64).collect();
+        let bytes =
+            npy_with_header("{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3, 4), }", &f64_bytes(&fdata, false));
+        let t = parse_npy(&bytes).unwrap().into_tensor::<f64>();
+        for i in 0..shape[0] {
+            for j in 0..shape[1] {
+                for k in 0..shape[2] {
+                    assert_eq!(t.data[(i * 3 + j) * 4 + k], (i + 2 * j + 6 * k) as f64);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn malformed_npy_is_an_error() {
+        let ok = npy_with_header(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }",
+            &f64_bytes(&[1.0, 2.0], false),
+        );
+        assert!(parse_npy(&ok).is_ok());
+        assert!(parse_npy(&ok[..ok.len() - 1]).unwrap_err().contains("truncated"));
+        let mut long = ok.clone();
+        long.push(0);
+        assert!(parse_npy(&long).unwrap_err().contains("unexpected bytes"));
+        assert!(parse_npy(b"garbage garbage garbage").is_err());
+        assert!(parse_npy(&ok[..20]).is_err());
+        let int = npy_with_header("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }", &[0; 16]);
+        assert!(parse_npy(&int).unwrap_err().contains("<i8"));
+        let half = npy_with_header("{'descr': '<f2', 'fortran_order': False, 'shape': (2,), }", &[0; 4]);
+        assert!(parse_npy(&half).is_err());
+        let huge = npy_with_header(
+            "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }",
+            &[],
+        );
+        let err = guarded(Path::new("huge.npy"), ".npy file", || {
+            parse_npy(&huge).map_err(|r| io_err(Path::new("huge.npy"), r))
+        });
+        assert!(err.is_err());
+        // A header length beyond the end of the file.
+        let mut lying = ok.clone();
+        lying[8] = 0xff;
+        lying[9] = 0xff;
+        assert!(parse_npy(&lying).unwrap_err().contains("truncated"));
+    }
+
+    #[test]
+    fn npz_roundtrip() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npz");
+        let a = Array::F64(Tensor { shape: vec![2, 2], data: vec![1.0, 2.0, 3.0, 4.0] });
+        let b = Array::F32(Tensor { shape: vec![3], data: vec![1.0, 2.0, 3.0] });
+        write_npz(&p, &[("a", &a), ("b", &b)]).unwrap();
+        let all = read_npz(&p).unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all["a"], a);
+        assert_eq!(all["b"], b);
+        let mut npz = Npz::open(&p).unwrap();
+        assert_eq!(npz.names(), ["a", "b"]);
+        assert!(npz.get("c").unwrap().is_none());
+        let err = npz.require("c").unwrap_err().to_string();
+        assert!(err.contains("`c`") && err.contains("a, b"), "{err}");
+        assert!(write_npz(&p, &[("a", &a), ("a", &b)]).is_err());
+        std::fs::write(&p, b"not a zip").unwrap();
+        assert!(Npz::open(&p).is_err());
+    }
+
+    #[test]
+    fn reads_reference_npz() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/band_kd4.npz");
+        let mut npz = Npz::open(path).unwrap();
+        let ab = npz.require("ab").unwrap();
+        assert_eq!((ab.shape(), ab.dtype()), (&[2usize, 5, 40][..], Dtype::F64));
+    }
+
+    #[test]
+    fn finite_check_and_unravel() {
+        assert_eq!(unravel(7, &[2, 3, 2]), [1, 0, 1]);
+        let t = Tensor { shape: vec![2, 2], data: vec![1.0, 2.0, f64::INFINITY, 0.0] };
+        match check_finite("x", &t) {
+            Err(Error::NonFinite { index, value, .. }) => assert_eq!((index, value.as_str()), (vec![1, 0], "inf")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

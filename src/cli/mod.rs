@@ -1,0 +1,49 @@
+//! The `banded` command-line tool: clap definitions and dispatch.
+//!
+//! Adding a command takes a few lines: a module with a `clap::Args` struct and a `run`
+//! function, a variant in [`Command`] (or in [`BenchCommand`] for `banded bench …`), and an arm
+//! in [`run`]. Errors are [`banded::Error`]; `main` prints `error: {e}` on one line and exits 1.
+
+pub mod bench;
+pub mod io;
+pub mod solve;
+
+use banded::Result;
+use clap::{Parser, Subcommand};
+
+/// Batched banded SPD solver: solve from NumPy files, and benchmarks.
+#[derive(Debug, Parser)]
+#[command(name = "banded", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    // Help text: the `#[command(about, long_about)]` of `SolveArgs` (a doc comment here would
+    // replace it).
+    Solve(solve::SolveArgs),
+    /// Timings on generated problems
+    #[command(subcommand)]
+    Bench(BenchCommand),
+    // Later: `#[command(subcommand)] Smnn(smnn::SmnnCommand)` for `banded smnn forward|backward`.
+}
+
+/// The `banded bench …` commands.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    // Help text: on `BenchSolveArgs`.
+    Solve(bench::BenchSolveArgs),
+    // Later: `Smnn(smnn::BenchSmnnArgs)` for `banded bench smnn`.
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Solve(args) => solve::run(&args),
+        Command::Bench(BenchCommand::Solve(args)) => bench::solve(&args),
+    }
+}

@@ -1,0 +1,169 @@
+//! `banded solve`: factor and solve a batch of SPD band systems read from `.npy` files.
+
+use std::path::PathBuf;
+
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
+
+use super::io::{self, Dtype, Elem, Tensor, shape_str};
+
+/// Arguments of `banded solve`.
+#[derive(Debug, clap::Args)]
+#[command(
+    about = "Solve A_s X_s = B_s for a batch of symmetric positive definite band matrices",
+    long_about = "Solve A_s X_s = B_s for a batch of symmetric positive definite band matrices \
+(banded Cholesky, SciPy's solveh_banded(ab, b, lower=True) for each system).
+
+AB holds the lower band: ab[s, d, j] = A_s[j+d, j] for 0 <= d <= kd, j < n-d (entries with \
+j >= n-d are ignored). Shapes:
+
+  AB (batch, kd+1, n):  RHS (batch, n, nrhs) or (batch, n)  [one right-hand side per system]
+  AB (kd+1, n):         RHS (n, nrhs) or (n,)               [one system, batch = 1]
+
+The rank of AB decides how RHS is read: with a 3-D AB a 2-D RHS is always (batch, n), even \
+when batch == n; to give every system the same n x nrhs right-hand side, repeat it to \
+(batch, n, nrhs). X is written with RHS's shape, LD (log det A_s) with shape (batch,).
+
+Arrays are float64 or float32 (either byte order; C or Fortran order). Both float32: the \
+work and the outputs are float32. Otherwise float64 (NumPy's promotion; a float32 input is \
+widened exactly). NaN or infinity in the band of AB or in RHS is an error, as is a matrix \
+that is not positive definite (the message names the system and the column)."
+)]
+pub struct SolveArgs {
+    /// Lower band of A: (batch, kd+1, n) or (kd+1, n), .npy
+    #[arg(long, value_name = "AB.npy")]
+    pub ab: PathBuf,
+    /// Right-hand sides: (batch, n, nrhs), (batch, n), (n, nrhs) or (n,), .npy
+    #[arg(long, value_name = "RHS.npy")]
+    pub rhs: PathBuf,
+    /// Where to write the solution X (RHS's shape), .npy
+    #[arg(long, value_name = "X.npy")]
+    pub out: PathBuf,
+    /// Also write log det A_s for every system, shape (batch,), .npy
+    #[arg(long, value_name = "LD.npy")]
+    pub logdet: Option<PathBuf>,
+}
+
+/// How the files' shapes map onto the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Layout {
+    batch: usize,
+    kd: usize,
+    n: usize,
+    nrhs: usize,
+    /// AB was 2-D (one system without a batch axis).
+    single: bool,
+}
+
+impl Layout {
+    /// Reads the sizes off the shapes of AB and RHS (see the command's help for the rules).
+    fn of(ab: &[usize], rhs: &[usize]) -> Result<Self> {
+        let bad_ab = || Error::Shape {
+            arg: "--ab",
+            expected: "(batch, kd+1, n) or (kd+1, n) with batch, kd+1, n >= 1".into(),
+            got: shape_str(ab),
+        };
+        let (batch, w, n, single) = match *ab {
+            [batch, w, n] => (batch, w, n, false),
+            [w, n] => (1, w, n, true),
+            _ => return Err(bad_ab()),
+        };
+        if batch == 0 || w == 0 || n == 0 {
+            return Err(bad_ab());
+        }
+        let nrhs = match (single, rhs) {
+            (false, &[b, m, r]) if b == batch && m == n && r > 0 => r,
+            (false, &[b, m]) if b == batch && m == n => 1,
+            (true, &[m, r]) if m == n && r > 0 => r,
+            (true, &[m]) if m == n => 1,
+            _ => {
+                let expected = if single {
+                    format!("({n}, nrhs) or ({n},) with nrhs >= 1, to match --ab {}", shape_str(ab))
+                } else {
+                    format!("({batch}, {n}, nrhs) or ({batch}, {n}) with nrhs >= 1, to match --ab {}", shape_str(ab))
+                };
+                return Err(Error::Shape { arg: "--rhs", expected, got: shape_str(rhs) });
+            }
+        };
+        Ok(Self { batch, kd: w - 1, n, nrhs, single })
+    }
+}
+
+/// Runs `banded solve`.
+pub fn run(args: &SolveArgs) -> Result<()> {
+    let ab = io::read_npy(&args.ab)?;
+    let rhs = io::read_npy(&args.rhs)?;
+    let layout = Layout::of(ab.shape(), rhs.shape())?;
+    match Dtype::promote(ab.dtype(), rhs.dtype()) {
+        Dtype::F32 => solve_typed::<f32>(args, layout, ab.into_tensor(), rhs.into_tensor()),
+        Dtype::F64 => solve_typed::<f64>(args, layout, ab.into_tensor(), rhs.into_tensor()),
+    }
+}
+
+fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Tensor<T>) -> Result<()> {
+    let Layout { batch, kd, n, nrhs, .. } = layout;
+    check_band_finite(&ab, layout)?;
+    io::check_finite("--rhs", &rhs)?;
+    let a = BandBatch::from_lower_band(&ab.data, batch, kd, n)?;
+    drop(ab);
+    // Finiteness was checked above, with indices in the files' own shapes.
+    let params = Params { check_finite: false, ..Params::default() };
+    let chol = Cholesky::factor_in_place(a, &params)?;
+    let shape = rhs.shape;
+    let mut x = BatchMatrix::new("rhs", rhs.data, batch, n, nrhs)?;
+    chol.solve_in_place(&mut x, &params)?;
+    io::write_npy(&args.out, &shape, x.as_slice())?;
+    if let Some(path) = &args.logdet {
+        io::write_npy(path, &[batch], &chol.logdet())?;
+    }
+    Ok(())
+}
+
+/// NaN/infinity check of the band entries that are used (`j < n − d`; the others are ignored,
+/// as SciPy's solver ignores them), index in AB's own shape.
+fn check_band_finite<T: Elem>(ab: &Tensor<T>, layout: Layout) -> Result<()> {
+    let Layout { kd, n, single, .. } = layout;
+    let w = kd + 1;
+    for (s, sys) in ab.data.chunks_exact(w * n).enumerate() {
+        for d in 0..w.min(n) {
+            let row = &sys[d * n..d * n + (n - d)];
+            if let Some(j) = row.iter().position(|v| !v.is_finite()) {
+                let index = if single { vec![d, j] } else { vec![s, d, j] };
+                return Err(Error::NonFinite { arg: "--ab", index, value: format!("{}", row[j]) });
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layout_rules() {
+        let l = Layout::of(&[3, 2, 5], &[3, 5, 4]).unwrap();
+        assert_eq!((l.batch, l.kd, l.n, l.nrhs, l.single), (3, 1, 5, 4, false));
+        assert_eq!(Layout::of(&[3, 2, 5], &[3, 5]).unwrap().nrhs, 1);
+        assert_eq!(Layout::of(&[2, 5], &[5, 4]).unwrap().nrhs, 4);
+        assert_eq!(Layout::of(&[2, 5], &[5]).unwrap().nrhs, 1);
+        // batch == n: a 2-D RHS under a 3-D AB is (batch, n), one column per system.
+        let l = Layout::of(&[4, 2, 4], &[4, 4]).unwrap();
+        assert_eq!((l.batch, l.nrhs), (4, 1));
+        for (ab, rhs) in [
+            (&[3, 2, 5][..], &[5, 4][..]),
+            (&[3, 2, 5], &[5]),
+            (&[3, 2, 5], &[3, 6, 1]),
+            (&[3, 2, 5], &[2, 5, 1]),
+            (&[3, 2, 5], &[3, 5, 0]),
+            (&[2, 5], &[1, 5]),
+            (&[2, 5], &[1, 5, 1]),
+            (&[2, 5], &[5, 0]),
+            (&[0, 2, 5], &[0, 5]),
+            (&[3, 0, 5], &[3, 5]),
+            (&[5], &[5]),
+            (&[], &[]),
+        ] {
+            assert!(Layout::of(ab, rhs).is_err(), "{ab:?} {rhs:?}");
+        }
+    }
+}

@@ -1,0 +1,389 @@
+//! The `banded` binary on good and bad files (run as a subprocess in a temporary directory).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use banded::{BandBatch, BatchMatrix, Cholesky, Params};
+use common::{npz_array, rel_err};
+use npyz::WriterBuilder;
+
+fn banded(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_banded")).args(args).current_dir(dir).output().expect("run banded")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts a clean failure: exit status 1, exactly one line `error: …` on stderr, no panic.
+/// Returns that line.
+fn assert_fails(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("backtrace"), "stderr: {err}");
+    err
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "status {:?}, stderr: {}", o.status, stderr(o));
+}
+
+/// Writes a C-order `.npy` with the default dtype of `T` (little-endian on every CI machine).
+fn write<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) {
+    let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut w = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd().unwrap();
+    w.extend(data.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
+/// Reads a `.npy` written by the binary: (shape, values widened to f64, descr).
+fn read(path: &Path) -> (Vec<usize>, Vec<f64>, String) {
+    let bytes = std::fs::read(path).unwrap();
+    let npy = npyz::NpyFile::new(&bytes[..]).unwrap();
+    let shape = npy.shape().iter().map(|&d| d as usize).collect();
+    let descr = npy.dtype().descr().trim_matches('\'').to_string();
+    let data = if descr.contains("f4") {
+        npy.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    } else {
+        npy.into_vec::<f64>().unwrap()
+    };
+    (shape, data, descr)
+}
+
+/// The reference system `band_kd4.npz`: ab (2, 5, 40), rhs (2, 40, 2), x, logdet (SciPy).
+struct Reference {
+    ab: Vec<f64>,
+    rhs: Vec<f64>,
+    x: Vec<f64>,
+    logdet: Vec<f64>,
+}
+
+const B: usize = 2;
+const W: usize = 5;
+const N: usize = 40;
+const R: usize = 2;
+
+fn reference() -> Reference {
+    let (s, ab) = npz_array("band_kd4.npz", "ab");
+    assert_eq!(s, [B, W, N]);
+    let (s, rhs) = npz_array("band_kd4.npz", "rhs");
+    assert_eq!(s, [B, N, R]);
+    let (_, x) = npz_array("band_kd4.npz", "x");
+    let (_, logdet) = npz_array("band_kd4.npz", "logdet");
+    Reference { ab, rhs, x, logdet }
+}
+
+/// Column `r` of every system of a `(B, N, R)` array: shape `(B, N)`.
+fn column(a: &[f64], r: usize) -> Vec<f64> {
+    a.chunks_exact(R).map(|row| row[r]).collect()
+}
+
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Self {
+        Self { dir: tempfile::tempdir().unwrap() }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        banded(args, self.path())
+    }
+}
+
+#[test]
+fn solve_f64_every_rhs_shape() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("ab0.npy"), &[W, N], &r.ab[..W * N]);
+
+    // (batch, n, nrhs), with --logdet.
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--logdet", "ld.npy"]));
+    let (shape, x, descr) = read(&d.file("x.npy"));
+    assert_eq!((shape, descr.as_str()), (vec![B, N, R], "<f8"));
+    assert!(rel_err(&x, &r.x) < 1e-10, "{}", rel_err(&x, &r.x));
+    let (shape, ld, _) = read(&d.file("ld.npy"));
+    assert_eq!(shape, [B]);
+    assert!(rel_err(&ld, &r.logdet) < 1e-10);
+
+    // (batch, n): one right-hand side per system.
+    write(&d.file("rhs2.npy"), &[B, N], &column(&r.rhs, 1));
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs2.npy", "--out", "x2.npy"]));
+    let (shape, x, _) = read(&d.file("x2.npy"));
+    assert_eq!(shape, [B, N]);
+    assert!(rel_err(&x, &column(&r.x, 1)) < 1e-10);
+
+    // 2-D AB: (n, nrhs) and (n,).
+    write(&d.file("rhs0.npy"), &[N, R], &r.rhs[..N * R]);
+    assert_ok(&d.run(&["solve", "--ab", "ab0.npy", "--rhs", "rhs0.npy", "--out", "x0.npy", "--logdet", "ld0.npy"]));
+    let (shape, x, _) = read(&d.file("x0.npy"));
+    assert_eq!(shape, [N, R]);
+    assert!(rel_err(&x, &r.x[..N * R]) < 1e-10);
+    let (shape, ld, _) = read(&d.file("ld0.npy"));
+    assert_eq!(shape, [1]);
+    assert!(rel_err(&ld, &r.logdet[..1]) < 1e-10);
+
+    write(&d.file("rhs1.npy"), &[N], &column(&r.rhs, 0)[..N]);
+    assert_ok(&d.run(&["solve", "--ab", "ab0.npy", "--rhs", "rhs1.npy", "--out", "x1.npy"]));
+    let (shape, x, _) = read(&d.file("x1.npy"));
+    assert_eq!(shape, [N]);
+    assert!(rel_err(&x, &column(&r.x, 0)[..N]) < 1e-10);
+}
+
+#[test]
+fn solve_f32_answers_in_f32() {
+    let r = reference();
+    let d = Dir::new();
+    let ab32: Vec<f32> = r.ab.iter().map(|&v| v as f32).collect();
+    let rhs32: Vec<f32> = r.rhs.iter().map(|&v| v as f32).collect();
+    write(&d.file("ab.npy"), &[B, W, N], &ab32);
+    write(&d.file("rhs.npy"), &[B, N, R], &rhs32);
+    write(&d.file("rhs2.npy"), &[B, N], &column(&r.rhs, 0).iter().map(|&v| v as f32).collect::<Vec<_>>());
+    write(&d.file("ab0.npy"), &[W, N], &ab32[..W * N]);
+    write(&d.file("rhs0.npy"), &[N, R], &rhs32[..N * R]);
+    write(&d.file("rhs1.npy"), &[N], &column(&r.rhs, 0).iter().take(N).map(|&v| v as f32).collect::<Vec<_>>());
+
+    // The exact answer in f32 is the library's f32 result on the same inputs.
+    let a = BandBatch::from_lower_band(&ab32, B, W - 1, N).unwrap();
+    let chol = Cholesky::factor(&a, &Params::default()).unwrap();
+    let x_lib = chol.solve(&BatchMatrix::new("rhs", rhs32.clone(), B, N, R).unwrap(), &Params::default()).unwrap();
+    let x_lib: Vec<f64> = x_lib.as_slice().iter().map(|&v| f64::from(v)).collect();
+    let ld_lib: Vec<f64> = chol.logdet().into_iter().map(f64::from).collect();
+
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--logdet", "ld.npy"]));
+    let (shape, x, descr) = read(&d.file("x.npy"));
+    assert_eq!((shape, descr.as_str()), (vec![B, N, R], "<f4"));
+    assert_eq!(x, x_lib);
+    assert!(rel_err(&x, &r.x) < 1e-4, "{}", rel_err(&x, &r.x));
+    let (shape, ld, descr) = read(&d.file("ld.npy"));
+    assert_eq!((shape, descr.as_str()), (vec![B], "<f4"));
+    assert_eq!(ld, ld_lib);
+
+    for (ab, rhs, shape) in
+        [("ab.npy", "rhs2.npy", vec![B, N]), ("ab0.npy", "rhs0.npy", vec![N, R]), ("ab0.npy", "rhs1.npy", vec![N])]
+    {
+        assert_ok(&d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", "y.npy"]));
+        let (got, y, descr) = read(&d.file("y.npy"));
+        assert_eq!((got, descr.as_str()), (shape, "<f4"));
+        assert!(y.iter().all(|v| v.is_finite()));
+    }
+}
+
+#[test]
+fn mixed_dtypes_compute_in_f64() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs.iter().map(|&v| v as f32).collect::<Vec<_>>());
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy"]));
+    let (_, x, descr) = read(&d.file("x.npy"));
+    assert_eq!(descr, "<f8");
+    assert!(rel_err(&x, &r.x) < 1e-6);
+}
+
+#[test]
+fn batch_equal_to_n_reads_rhs_as_batch_by_n() {
+    // 3 systems of order 3: diagonal A_s = (s+1)·I, RHS (3, 3) is one column per system.
+    let d = Dir::new();
+    let mut ab = vec![0.0f64; 3 * 2 * 3];
+    for s in 0..3 {
+        for j in 0..3 {
+            ab[s * 6 + j] = (s + 1) as f64;
+        }
+    }
+    write(&d.file("ab.npy"), &[3, 2, 3], &ab);
+    write(&d.file("rhs.npy"), &[3, 3], &[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0]);
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy"]));
+    let (shape, x, _) = read(&d.file("x.npy"));
+    assert_eq!(shape, [3, 3]);
+    assert!(rel_err(&x, &[1.0, 2.0, 3.0, 2.0, 2.5, 3.0, 7.0 / 3.0, 8.0 / 3.0, 3.0]) < 1e-14, "{x:?}");
+}
+
+/// A `.npy` with a hand-written header (format 1.0).
+fn raw_npy(path: &Path, header: &str, data: &[u8]) {
+    let mut text = header.to_string();
+    while !(10 + text.len() + 1).is_multiple_of(64) {
+        text.push(' ');
+    }
+    text.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(text.len() as u16).to_le_bytes());
+    out.extend_from_slice(text.as_bytes());
+    out.extend_from_slice(data);
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn fortran_order_and_big_endian_are_read_correctly() {
+    let r = reference();
+    let d = Dir::new();
+    // AB (2, 5, 40) in Fortran order: element (s, k, j) at s + 2k + 10j.
+    let mut f = vec![0.0f64; B * W * N];
+    for s in 0..B {
+        for k in 0..W {
+            for j in 0..N {
+                f[s + B * k + B * W * j] = r.ab[(s * W + k) * N + j];
+            }
+        }
+    }
+    let bytes: Vec<u8> = f.iter().flat_map(|v| v.to_le_bytes()).collect();
+    raw_npy(&d.file("ab.npy"), "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 5, 40), }", &bytes);
+    let bytes: Vec<u8> = r.rhs.iter().flat_map(|v| v.to_be_bytes()).collect();
+    raw_npy(&d.file("rhs.npy"), "{'descr': '>f8', 'fortran_order': False, 'shape': (2, 40, 2), }", &bytes);
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy"]));
+    let (_, x, _) = read(&d.file("x.npy"));
+    assert!(rel_err(&x, &r.x) < 1e-10);
+}
+
+#[test]
+fn bad_inputs_fail_with_one_line() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    let solve = |ab: &str, rhs: &str| d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", "x.npy"]);
+
+    // Missing and garbage files.
+    let err = assert_fails(&solve("missing.npy", "rhs.npy"));
+    assert!(err.contains("missing.npy"), "{err}");
+    std::fs::write(d.file("garbage.npy"), b"this is not a numpy file at all").unwrap();
+    let err = assert_fails(&solve("ab.npy", "garbage.npy"));
+    assert!(err.contains("garbage.npy"), "{err}");
+    // Truncated data, a header announcing a huge shape, a header that does not parse.
+    let bytes = std::fs::read(d.file("ab.npy")).unwrap();
+    std::fs::write(d.file("short.npy"), &bytes[..bytes.len() - 3]).unwrap();
+    assert!(assert_fails(&solve("short.npy", "rhs.npy")).contains("truncated"));
+    raw_npy(
+        &d.file("huge.npy"),
+        "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296, 4294967296), }",
+        &[],
+    );
+    assert_fails(&solve("huge.npy", "rhs.npy"));
+    raw_npy(&d.file("hdr.npy"), "{'descr': '<f8', 'shape': (3,", &[0; 24]);
+    assert_fails(&solve("hdr.npy", "rhs.npy"));
+
+    // Wrong shapes: AB rank, RHS rank, mismatched n, mismatched batch, empty dimensions.
+    write(&d.file("ab1.npy"), &[N], &r.ab[..N]);
+    assert!(assert_fails(&solve("ab1.npy", "rhs.npy")).contains("--ab"));
+    write(&d.file("rhs4.npy"), &[1, B, N, R], &r.rhs);
+    assert!(assert_fails(&solve("ab.npy", "rhs4.npy")).contains("--rhs"));
+    write(&d.file("rhs_n.npy"), &[B, N - 1, R], &r.rhs[..B * (N - 1) * R]);
+    let err = assert_fails(&solve("ab.npy", "rhs_n.npy"));
+    assert!(err.contains("--rhs") && err.contains("(2, 40, nrhs)") && err.contains("(2, 39, 2)"), "{err}");
+    write(&d.file("rhs_b.npy"), &[1, N, R], &r.rhs[..N * R]);
+    assert_fails(&solve("ab.npy", "rhs_b.npy"));
+    write(&d.file("rhs_nb.npy"), &[N, R], &r.rhs[..N * R]);
+    assert_fails(&solve("ab.npy", "rhs_nb.npy"));
+    write::<f64>(&d.file("ab_empty.npy"), &[0, N], &[]);
+    assert_fails(&solve("ab_empty.npy", "rhs.npy"));
+    write::<f64>(&d.file("rhs_empty.npy"), &[B, N, 0], &[]);
+    assert_fails(&solve("ab.npy", "rhs_empty.npy"));
+
+    // Wrong dtypes.
+    write(&d.file("int.npy"), &[B, W, N], &vec![1i64; B * W * N]);
+    let err = assert_fails(&solve("int.npy", "rhs.npy"));
+    assert!(err.contains("int.npy") && err.contains("dtype"), "{err}");
+    write(&d.file("int32.npy"), &[B, N, R], &vec![1i32; B * N * R]);
+    assert_fails(&solve("ab.npy", "int32.npy"));
+
+    // NaN and infinity.
+    let mut nan = r.ab.clone();
+    nan[(W + 2) * N + 3] = f64::NAN; // (1, 2, 3)
+    write(&d.file("nan.npy"), &[B, W, N], &nan);
+    let err = assert_fails(&solve("nan.npy", "rhs.npy"));
+    assert!(err.contains("NaN") && err.contains("[1, 2, 3]") && err.contains("--ab"), "{err}");
+    let mut inf = r.rhs.clone();
+    inf[5] = f64::INFINITY;
+    write(&d.file("inf.npy"), &[B, N, R], &inf);
+    let err = assert_fails(&solve("ab.npy", "inf.npy"));
+    assert!(err.contains("inf") && err.contains("--rhs"), "{err}");
+    // A NaN where the layout says "ignored" (j ≥ n − d) is not read, as in SciPy's solver.
+    let mut ignored = r.ab.clone();
+    ignored[(W + 2) * N + N - 1] = f64::NAN;
+    write(&d.file("ignored.npy"), &[B, W, N], &ignored);
+    assert_ok(&solve("ignored.npy", "rhs.npy"));
+
+    // Not positive definite: system 1, column 7.
+    let mut npd = r.ab.clone();
+    npd[W * N + 7] = -5.0;
+    write(&d.file("npd.npy"), &[B, W, N], &npd);
+    let err = assert_fails(&solve("npd.npy", "rhs.npy"));
+    assert!(err.contains("system 1") && err.contains("column 7"), "{err}");
+
+    // Unwritable outputs.
+    let out = d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "no/such/dir/x.npy"]);
+    assert!(assert_fails(&out).contains("no/such/dir/x.npy"));
+    let out = d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--logdet", "."]);
+    assert_fails(&out);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let d = Dir::new();
+    let out = d.run(&["solve", "--ab", "ab.npy"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(!stderr(&out).contains("panicked"));
+    let out = d.run(&["bench", "solve", "--n", "0", "--kd", "1", "--batch", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = d.run(&["bench", "solve", "--n", "5", "--kd", "1", "--batch", "1", "--dtype", "f16"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn field(line: &str, key: &str) -> f64 {
+    let prefix = format!("{key}=");
+    let v = line.split_whitespace().find_map(|t| t.strip_prefix(prefix.as_str()));
+    v.unwrap_or_else(|| panic!("no {key}= in {line}")).parse().unwrap()
+}
+
+#[test]
+fn bench_solve_prints_one_line() {
+    let d = Dir::new();
+    for args in [
+        &["bench", "solve", "--n", "50", "--kd", "3", "--batch", "4", "--reps", "3"][..],
+        &[
+            "bench",
+            "solve",
+            "--n",
+            "20",
+            "--kd",
+            "100",
+            "--batch",
+            "3",
+            "--nrhs",
+            "2",
+            "--dtype",
+            "f32",
+            "--threads",
+            "2",
+        ],
+        &["bench", "solve", "--n", "1", "--kd", "0", "--batch", "1", "--reps", "1", "--threads", "1"],
+    ] {
+        let out = d.run(args);
+        assert_ok(&out);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(field(&text, "median_s") >= 0.0);
+        assert!(field(&text, "gflops") >= 0.0);
+        for key in ["n", "kd", "kd_eff", "batch", "nrhs", "threads", "reps"] {
+            field(&text, key);
+        }
+        assert!(text.contains("dtype=f"), "{text}");
+    }
+    let out = d.run(&["bench", "solve", "--n", "20", "--kd", "100", "--batch", "3", "--threads", "2"]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(field(&text, "kd_eff"), 19.0);
+    assert_eq!(field(&text, "threads"), 2.0);
+}
