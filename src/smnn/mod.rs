@@ -1,1 +1,368 @@
-//! The S-MNN layer (see DESIGN §3).
+//! The S-MNN layer (DESIGN §3): a least-squares ODE solve that turns per-step ODE coefficients
+//! into a trajectory, and its gradients, in O(T) time and memory.
+//!
+//! # The problem
+//!
+//! Per system `s` of the batch, the unknowns `u[t, d, o]` are the `o`-th derivative of variable
+//! `d` at step `t` (`t < T`, `d < D`, `o < O`). Weighted least-squares rows `A u ≈ β`:
+//!
+//! 1. equations (`w_eq`): `Σ_{d,o} C[t,e,d,o] u[t,d,o] = r[t,e]` for every `t`, `e < E`;
+//! 2. initial values (`w_init`): `u[t,d,o] = v[t,d,o]` for `t < S`, `o < I`;
+//! 3. Taylor smoothness (`w_s`), for `t < T−1`, `k < K` (`K = O − 1` with `central`, else `O`):
+//!    `Σ_{o≥k} h_t^o/(o−k)! u[t,d,o] − h_t^k u[t+1,d,k] = 0` and
+//!    `Σ_{o≥k} (−h_t)^o/(o−k)! u[t+1,d,o] − (−h_t)^k u[t,d,k] = 0`;
+//! 4. central smoothness (`w_s`, only with `central`), for `t < T−2`, `H = h_t + h_{t+1}`:
+//!    `H^{O−3} u[t,d,O−2] + H^{O−2} u[t+1,d,O−1] − H^{O−3} u[t+2,d,O−2] = 0`.
+//!
+//! The output is `u = M⁻¹ Aᵀβ` with `M = AᵀA`, shape `(batch, T, D, O)`. `M` is assembled
+//! straight into the scalar band storage of [`BandBatch`](crate::BandBatch) (lower bandwidth
+//! [`Smnn::kd`]) and factored by the batched Cholesky; `A` is never formed.
+//!
+//! # Use
+//!
+//! ```
+//! use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+//! use banded::Params;
+//!
+//! // One system, T = 5 steps, one equation u' = −u (E = D = 1, O = 2), u(0) = 1.
+//! let (t, o) = (5, 2);
+//! let coefficients: Vec<f64> = [1.0, 1.0].repeat(t); // (1, T, 1, 1, 2): u + u' = 0
+//! let rhs_equation = vec![0.0; t];                  // (1, T, 1)
+//! let init_vars = vec![1.0];                        // (1, 1, 1, 1)
+//! let steps = vec![0.1];                            // (1, 1): broadcast over the T − 1 steps
+//! let layer = Smnn::new(
+//!     Options::default(),
+//!     InputShapes { coefficients: &[1, t, 1, 1, o], rhs_equation: &[1, t, 1], init_vars: &[1, 1, 1, 1], steps: &[1, 1] },
+//! )?;
+//! let inputs = Inputs { coefficients: &coefficients, rhs_equation: &rhs_equation, init_vars: &init_vars, steps: &steps };
+//! let params = Params::default();
+//! let fwd = layer.forward(inputs, &params)?;
+//! assert_eq!(fwd.u().len(), t * o); // (1, T, 1, 2)
+//! let grads = fwd.backward(&vec![1.0; t * o], &params)?; // ℓ = Σ u
+//! assert_eq!(grads.steps.len(), 1); // summed over the broadcast axis
+//! # Ok::<(), banded::Error>(())
+//! ```
+//!
+//! Costs per system (`n = T·D·O`, `kd` = [`Smnn::kd`] ≤ `2b` with `b = D·O`): assembly
+//! O(T·(E·b² + D·O²·K)), factor O(n·kd²), each solve O(n·kd), backward row sums O(T·(E·b + D·O·K));
+//! memory O(n·kd). Systems run in parallel under [`Params::par`](crate::Params).
+
+mod assemble;
+mod frozen;
+mod shapes;
+
+use rayon::prelude::*;
+
+use crate::band::{BandBatch, BatchMatrix};
+use crate::error::{fmt_shape, Error, Result};
+use crate::llt::{Cholesky, Params};
+use crate::par::min_len;
+use crate::scalar::{first_non_finite, fmt_value, Real};
+
+use assemble::{Sys, Taylor};
+pub use frozen::{Frozen, FrozenGrads};
+pub use shapes::{InputShapes, Options, Smnn};
+
+/// The four input arrays of one call, row-major (C order), batch first, borrowed.
+///
+/// Shapes as described by the layer ([`Smnn::coefficients_shape`] etc.):
+/// `coefficients` `(batch, T or 1, E, D, O)`, `rhs_equation` `(batch, T or 1, E)`,
+/// `init_vars` `(batch, S, D, I)`, `steps` `(batch, T − 1 or 1)`. The layer checks the lengths,
+/// finiteness (unless [`Params::check_finite`] is off) and that every step is positive.
+#[derive(Clone, Copy, Debug)]
+pub struct Inputs<'a, T> {
+    /// `C`, `(batch, T or 1, E, D, O)`.
+    pub coefficients: &'a [T],
+    /// `r`, `(batch, T or 1, E)`.
+    pub rhs_equation: &'a [T],
+    /// `v`, `(batch, S, D, I)`.
+    pub init_vars: &'a [T],
+    /// `h`, `(batch, T − 1 or 1)`, every entry positive.
+    pub steps: &'a [T],
+}
+
+/// Gradients of a loss ℓ with respect to the four inputs, each with its input's shape and
+/// layout (a broadcast step axis of size 1 receives the sum over the steps).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Grads<T> {
+    /// ∂ℓ/∂coefficients, `(batch, T or 1, E, D, O)`.
+    pub coefficients: Vec<T>,
+    /// ∂ℓ/∂rhs_equation, `(batch, T or 1, E)`.
+    pub rhs_equation: Vec<T>,
+    /// ∂ℓ/∂init_vars, `(batch, S, D, I)`.
+    pub init_vars: Vec<T>,
+    /// ∂ℓ/∂steps, `(batch, T − 1 or 1)`.
+    pub steps: Vec<T>,
+}
+
+/// The result of [`Smnn::forward`]: the trajectory `u` and what the backward needs (the
+/// factor of `M` and the borrowed inputs).
+#[derive(Clone, Debug)]
+pub struct Forward<'a, T> {
+    layer: Smnn,
+    inputs: Inputs<'a, T>,
+    factor: Cholesky<T>,
+    u: Vec<T>,
+}
+
+impl<'a, T: Real> Forward<'a, T> {
+    /// `u`, shape `(batch, T, D, O)`, row-major.
+    pub fn u(&self) -> &[T] {
+        &self.u
+    }
+    /// The Cholesky factor of the normal matrices `M_s = L_s L_sᵀ` (order [`Smnn::n`], bandwidth
+    /// [`Smnn::kd`]; unknown `(t, d, o)` is row `(t·D + d)·O + o`).
+    pub fn factor(&self) -> &Cholesky<T> {
+        &self.factor
+    }
+    /// The layer.
+    pub fn layer(&self) -> &Smnn {
+        &self.layer
+    }
+    /// The inputs of the forward.
+    pub fn inputs(&self) -> Inputs<'a, T> {
+        self.inputs
+    }
+    /// Consumes `self`, returning `u` and the factor (e.g. to keep them in a framework's op and
+    /// call [`Smnn::backward`] later).
+    pub fn into_parts(self) -> (Vec<T>, Cholesky<T>) {
+        (self.u, self.factor)
+    }
+
+    /// The backward for the cotangent `grad_u` = ∂ℓ/∂u (`(batch, T, D, O)`): one more solve
+    /// with the forward's factor and O(T) row sums. See [`Smnn::backward`].
+    ///
+    /// Errors: [`Error::Shape`] (`grad_u`), [`Error::NonFinite`] (`grad_u`, if
+    /// `params.check_finite`).
+    pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<Grads<T>> {
+        self.layer.backward_checked(self.inputs, &self.u, &self.factor, grad_u, params)
+    }
+}
+
+/// Multi-index of flat position `k` in a row-major array of shape `shape`.
+fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
+    let mut idx = vec![0; shape.len()];
+    for (i, &d) in shape.iter().enumerate().rev() {
+        if d > 0 {
+            idx[i] = k % d;
+            k /= d;
+        }
+    }
+    idx
+}
+
+/// Splits `v` into `batch` consecutive parts of `len` (works for `len == 0`).
+fn split_mut<T>(v: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
+    if len == 0 {
+        (0..batch).map(|_| &mut [][..]).collect()
+    } else {
+        v.chunks_mut(len).collect()
+    }
+}
+
+impl Smnn {
+    /// Errors with [`Error::Shape`] unless `data` has the length of `shape`, then (if `finite`)
+    /// with [`Error::NonFinite`] at its first NaN or infinity.
+    fn check_array<T: Real>(arg: &'static str, data: &[T], shape: &[usize], finite: bool) -> Result<()> {
+        let len: usize = shape.iter().product();
+        if data.len() != len {
+            return Err(Error::shape(arg, format!("{} = {len} elements", fmt_shape(shape)), format!("{} elements", data.len())));
+        }
+        if finite {
+            if let Some(k) = first_non_finite(data) {
+                return Err(Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks `coefficients` and `steps` (lengths, finiteness, positive steps).
+    fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
+        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite)?;
+        Self::check_array("steps", steps, &self.steps_shape(), params.check_finite)?;
+        if let Some(k) = steps.iter().position(|&h| !(h > T::zero())) {
+            let shape = self.steps_shape();
+            return Err(Error::InvalidArgument {
+                arg: "steps",
+                reason: format!(
+                    "step sizes must be positive, got {} at index {}",
+                    fmt_value(steps[k]),
+                    fmt_shape(&unravel(k, &shape))
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks `rhs_equation` and `init_vars`.
+    fn check_rhs<T: Real>(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<()> {
+        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite)?;
+        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite)
+    }
+
+    fn check_inputs<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<()> {
+        self.check_lhs(x.coefficients, x.steps, params)?;
+        self.check_rhs(x.rhs_equation, x.init_vars, params)
+    }
+
+    fn sys<'a, T>(&self, x: &Inputs<'a, T>, s: usize) -> Sys<'a, T> {
+        let [cl, rl, vl, hl, _] = self.system_lens();
+        Sys {
+            c: &x.coefficients[s * cl..(s + 1) * cl],
+            r: &x.rhs_equation[s * rl..(s + 1) * rl],
+            v: &x.init_vars[s * vl..(s + 1) * vl],
+            h: &x.steps[s * hl..(s + 1) * hl],
+        }
+    }
+
+    /// Assembles and factors `M` for checked `coefficients` and `steps`.
+    fn factor_unchecked<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Cholesky<T>> {
+        let mut band = BandBatch::<T>::zeros(self.batch, self.n(), self.kd)?;
+        let len = band.system_len();
+        let [cl, _, _, hl, _] = self.system_lens();
+        band.as_mut_slice()
+            .par_chunks_mut(len)
+            .enumerate()
+            .with_min_len(min_len(params.par, self.batch))
+            .for_each_init(
+                || Taylor::new(self),
+                |taylor, (s, m)| {
+                    self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor)
+                },
+            );
+        Cholesky::factor_in_place(band, &Params { check_finite: false, ..*params })
+    }
+
+    /// Errors with [`Error::Shape`] unless `factor` fits this layer.
+    fn check_factor<T: Real>(&self, factor: &Cholesky<T>) -> Result<()> {
+        if factor.batch() != self.batch || factor.n() != self.n() || factor.kd() != self.kd {
+            return Err(Error::shape(
+                "factor",
+                format!("batch {}, n {}, kd {}", self.batch, self.n(), self.kd),
+                format!("batch {}, n {}, kd {}", factor.batch(), factor.n(), factor.kd()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Solves `M x = b` for one right-hand side per system (`b` is `(batch, T, D, O)`), then
+    /// checks that the solution is finite (it can overflow for extreme inputs).
+    fn solve_vec<T: Real>(&self, factor: &Cholesky<T>, b: Vec<T>, arg: &'static str, params: &Params) -> Result<Vec<T>> {
+        let mut x = BatchMatrix::new(arg, b, self.batch, self.n(), 1)?;
+        factor.solve_in_place(&mut x, &Params { check_finite: false, ..*params })?;
+        let x = x.into_vec();
+        if let Some(k) = first_non_finite(&x) {
+            return Err(Error::NonFinite { arg, index: unravel(k, &self.u_shape()), value: fmt_value(x[k]) });
+        }
+        Ok(x)
+    }
+
+    /// `u = M⁻¹ Aᵀβ` for checked inputs.
+    fn solve_u<T: Real>(&self, factor: &Cholesky<T>, x: &Inputs<'_, T>, params: &Params) -> Result<Vec<T>> {
+        let n = self.n();
+        let mut rhs = vec![T::zero(); self.batch * n];
+        rhs.par_chunks_mut(n).enumerate().with_min_len(min_len(params.par, self.batch)).for_each(|(s, b)| {
+            let sys = self.sys(x, s);
+            self.assemble_rhs(sys.c, sys.r, sys.v, b)
+        });
+        self.solve_vec(factor, rhs, "u", params)
+    }
+
+    /// The forward: checks the inputs, assembles `M = AᵀA` and `Aᵀβ` per system, factors `M`
+    /// (banded Cholesky, bandwidth [`kd`](Self::kd)) and solves for `u` `(batch, T, D, O)`.
+    ///
+    /// Cost per system O(T·(E·b² + D·O²·K) + n·kd²); memory O(n·kd) per system (the factor,
+    /// kept in the returned [`Forward`] for the backward).
+    ///
+    /// Errors: [`Error::Shape`] (an input's length does not match its shape);
+    /// [`Error::NonFinite`] (an input holds NaN or ±∞, if `params.check_finite`; or `u`
+    /// overflowed); [`Error::InvalidArgument`] (`steps`: a step size ≤ 0);
+    /// [`Error::NotPositiveDefinite`] (the normal matrix of a system is numerically singular or
+    /// indefinite: every failing system is listed, `column` is the unknown `(t·D + d)·O + o`).
+    pub fn forward<'a, T: Real>(&self, inputs: Inputs<'a, T>, params: &Params) -> Result<Forward<'a, T>> {
+        self.check_inputs(&inputs, params)?;
+        let factor = self.factor_unchecked(inputs.coefficients, inputs.steps, params)?;
+        let u = self.solve_u(&factor, &inputs, params)?;
+        Ok(Forward { layer: *self, inputs, factor, u })
+    }
+
+    /// The backward from its pieces, shaped like a framework's custom-op `bwd(inputs, output,
+    /// grad_output)`: the forward's `inputs`, its output `u` and factor (from
+    /// [`Forward::into_parts`], or recomputed by [`freeze`](Self::freeze)), and
+    /// `grad_u` = ∂ℓ/∂u, both `(batch, T, D, O)`.
+    ///
+    /// Computes `λ = M⁻¹ ∂ℓ/∂u` (one solve) and, row by row, with `ρ = A u − β`:
+    /// `∂ℓ/∂β = A λ` and `∂ℓ/∂A = −ρ λᵀ − (A λ) uᵀ`, summed into each input through the rows
+    /// that contain it (`C`, `r` through the equation rows, `v` through the initial-value rows,
+    /// `h` through the derivatives of the smoothness rows). Cost per system O(n·kd) for the
+    /// solve plus O(T·(E·b + D·O·K)); no O(T²) anything.
+    ///
+    /// Errors: [`Error::Shape`] (an input, `u`, `grad_u`, or a `factor` of another shape);
+    /// [`Error::NonFinite`] (an input, `u` or `grad_u`, if `params.check_finite`);
+    /// [`Error::InvalidArgument`] (`steps` ≤ 0).
+    pub fn backward<T: Real>(
+        &self,
+        inputs: Inputs<'_, T>,
+        u: &[T],
+        factor: &Cholesky<T>,
+        grad_u: &[T],
+        params: &Params,
+    ) -> Result<Grads<T>> {
+        self.check_inputs(&inputs, params)?;
+        Self::check_array("u", u, &self.u_shape(), params.check_finite)?;
+        self.backward_checked(inputs, u, factor, grad_u, params)
+    }
+
+    /// [`backward`](Self::backward) for inputs and `u` already checked.
+    fn backward_checked<T: Real>(
+        &self,
+        inputs: Inputs<'_, T>,
+        u: &[T],
+        factor: &Cholesky<T>,
+        grad_u: &[T],
+        params: &Params,
+    ) -> Result<Grads<T>> {
+        self.check_factor(factor)?;
+        Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite)?;
+        let lam = self.solve_vec(factor, grad_u.to_vec(), "grad_u", params)?;
+        let [cl, rl, vl, hl, n] = self.system_lens();
+        let b = self.batch;
+        let mut g = Grads {
+            coefficients: vec![T::zero(); b * cl],
+            rhs_equation: vec![T::zero(); b * rl],
+            init_vars: vec![T::zero(); b * vl],
+            steps: vec![T::zero(); b * hl],
+        };
+        let parts: Vec<_> = split_mut(&mut g.coefficients, cl, b)
+            .into_iter()
+            .zip(split_mut(&mut g.rhs_equation, rl, b))
+            .zip(split_mut(&mut g.init_vars, vl, b))
+            .zip(split_mut(&mut g.steps, hl, b))
+            .enumerate()
+            .collect();
+        parts.into_par_iter().with_min_len(min_len(params.par, b)).for_each_init(
+            || Taylor::new(self),
+            |taylor, (s, (((gc, gr), gv), gh))| {
+                let x = self.sys(&inputs, s);
+                let (us, ls) = (&u[s * n..(s + 1) * n], &lam[s * n..(s + 1) * n]);
+                self.grad_rhs_init(x.c, ls, gr, gv);
+                self.grad_coef_steps(x, us, ls, gc, gh, taylor);
+            },
+        );
+        Ok(g)
+    }
+
+    /// Freezes the left-hand side: checks `coefficients` and `steps`, keeps a copy, and factors
+    /// `M` once. The returned [`Frozen`] then runs the forward and the backward for new
+    /// `rhs_equation` and `init_vars` at the cost of one solve each.
+    ///
+    /// Also the way to recompute the factor for [`backward`](Self::backward) when only the
+    /// inputs and `u` were kept ([`Frozen::factor`]).
+    ///
+    /// Errors: as [`forward`](Self::forward) for `coefficients` and `steps`.
+    pub fn freeze<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Frozen<T>> {
+        self.check_lhs(coefficients, steps, params)?;
+        let factor = self.factor_unchecked(coefficients, steps, params)?;
+        Ok(Frozen::new(*self, coefficients.to_vec(), steps.to_vec(), factor))
+    }
+}

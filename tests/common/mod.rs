@@ -22,3 +22,15 @@ pub fn rel_err(a: &[f64], b: &[f64]) -> f64 {
     let scale = b.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(f64::MIN_POSITIVE);
     a.iter().zip(b).fold(0.0f64, |m, (x, y)| m.max((x - y).abs())) / scale
 }
+
+/// A scalar of an `.npz` file (float64 or int64 array of any shape with one element) as f64.
+pub fn smnn_npz_scalar(file: &str, key: &str) -> f64 {
+    let mut npz = npyz::npz::NpzArchive::open(data_path(file)).expect("open npz");
+    let arr = npz.by_name(key).expect("read npz").unwrap_or_else(|| panic!("{file} has no {key}"));
+    match arr.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Int => {
+            arr.into_vec::<i64>().expect("i64 array")[0] as f64
+        }
+        _ => arr.into_vec::<f64>().expect("f64 array")[0],
+    }
+}
