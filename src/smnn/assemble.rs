@@ -82,10 +82,11 @@ impl<T: Real> Taylor<T> {
     /// Fills `rows` and `drows` for step size `h` (no-op if `h` is the last one seen);
     /// with `w2 = Some(w_s²)` also the Gram matrix.
     pub(crate) fn set(&mut self, h: T, w2: Option<T>) {
-        if let Some((lh, has_gram)) = self.last {
-            if lh == h && (has_gram || w2.is_none()) {
-                return;
-            }
+        if let Some((lh, has_gram)) = self.last
+            && lh == h
+            && (has_gram || w2.is_none())
+        {
+            return;
         }
         self.last = Some((h, w2.is_some()));
         let (o, k2) = (self.o, 2 * self.o);

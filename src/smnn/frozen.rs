@@ -2,11 +2,11 @@
 
 use rayon::prelude::*;
 
-use super::{split_mut, Inputs, Smnn};
+use super::{copy_vec, split_mut, Inputs, Smnn};
 use crate::error::Result;
 use crate::llt::{Cholesky, Params};
 use crate::par::min_len;
-use crate::scalar::Real;
+use crate::scalar::{zeroed_vec, Real};
 
 /// An S-MNN layer with its left-hand side (`coefficients`, `steps`) fixed and the normal
 /// matrices `M` factored, from [`Smnn::freeze`].
@@ -80,10 +80,13 @@ impl<T: Real> Frozen<T> {
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<FrozenGrads<T>> {
         let l = &self.layer;
         Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite)?;
-        let lam = l.solve_vec(&self.factor, grad_u.to_vec(), "grad_u", params)?;
+        let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
         let [cl, rl, vl, _, n] = l.system_lens();
         let b = l.batch;
-        let mut g = FrozenGrads { rhs_equation: vec![T::zero(); b * rl], init_vars: vec![T::zero(); b * vl] };
+        let mut g = FrozenGrads {
+            rhs_equation: zeroed_vec("grad_rhs_equation", b * rl)?,
+            init_vars: zeroed_vec("grad_init_vars", b * vl)?,
+        };
         let parts: Vec<_> =
             split_mut(&mut g.rhs_equation, rl, b).into_iter().zip(split_mut(&mut g.init_vars, vl, b)).enumerate().collect();
         parts.into_par_iter().with_min_len(min_len(params.par, b)).for_each(|(s, (gr, gv))| {

@@ -54,10 +54,10 @@ mod shapes;
 use rayon::prelude::*;
 
 use crate::band::{BandBatch, BatchMatrix};
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{fmt_shape, Error, PivotFailure, Result};
 use crate::llt::{Cholesky, Params};
 use crate::par::min_len;
-use crate::scalar::{first_non_finite, fmt_value, Real};
+use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
 
 use assemble::{Sys, Taylor};
 pub use frozen::{Frozen, FrozenGrads};
@@ -151,6 +151,13 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// A copy of `x`, or [`Error::InvalidArgument`] if the allocation fails.
+fn copy_vec<T: Real>(arg: &'static str, x: &[T]) -> Result<Vec<T>> {
+    let mut v = zeroed_vec(arg, x.len())?;
+    v.copy_from_slice(x);
+    Ok(v)
+}
+
 /// Splits `v` into `batch` consecutive parts of `len` (works for `len == 0`).
 fn split_mut<T>(v: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
     if len == 0 {
@@ -168,10 +175,8 @@ impl Smnn {
         if data.len() != len {
             return Err(Error::shape(arg, format!("{} = {len} elements", fmt_shape(shape)), format!("{} elements", data.len())));
         }
-        if finite {
-            if let Some(k) = first_non_finite(data) {
-                return Err(Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) });
-            }
+        if finite && let Some(k) = first_non_finite(data) {
+            return Err(Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) });
         }
         Ok(())
     }
@@ -180,7 +185,7 @@ impl Smnn {
     fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
         Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite)?;
         Self::check_array("steps", steps, &self.steps_shape(), params.check_finite)?;
-        if let Some(k) = steps.iter().position(|&h| !(h > T::zero())) {
+        if let Some(k) = steps.iter().position(|&h| h.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater)) {
             let shape = self.steps_shape();
             return Err(Error::InvalidArgument {
                 arg: "steps",
@@ -216,21 +221,57 @@ impl Smnn {
     }
 
     /// Assembles and factors `M` for checked `coefficients` and `steps`.
+    ///
+    /// A system fails ([`Error::NotPositiveDefinite`]) when a pivot `d_j = M_jj − Σ_k L_jk²` is
+    /// not above `2(kd+1)·ε·M_jj`: the rounding error of that difference is up to
+    /// `≈ (kd+1)·ε·M_jj`, so such a pivot is noise, and since `d_j/M_jj ≥ 1/κ₂(M)` it can only
+    /// happen for `κ₂(M) ≳ 1/(2(kd+1)ε)`, where `u` would have no correct digit. (Exactly
+    /// singular normal matrices otherwise often factor "successfully" with pivots of order ε.)
     fn factor_unchecked<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Cholesky<T>> {
-        let mut band = BandBatch::<T>::zeros(self.batch, self.n(), self.kd)?;
+        let (batch, n, kd) = (self.batch, self.n(), self.kd);
+        let mut band = BandBatch::<T>::zeros(batch, n, kd)?;
         let len = band.system_len();
         let [cl, _, _, hl, _] = self.system_lens();
         band.as_mut_slice()
             .par_chunks_mut(len)
             .enumerate()
-            .with_min_len(min_len(params.par, self.batch))
+            .with_min_len(min_len(params.par, batch))
             .for_each_init(
                 || Taylor::new(self),
                 |taylor, (s, m)| {
                     self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor)
                 },
             );
-        Cholesky::factor_in_place(band, &Params { check_finite: false, ..*params })
+        // The diagonal of M, for the relative pivot test.
+        let mut diag = zeroed_vec::<T>("u", batch * n)?;
+        for (dg, m) in diag.iter_mut().zip(band.as_slice().iter().step_by(kd + 1)) {
+            *dg = *m;
+        }
+        let out = Cholesky::factor_partial(band, &Params { check_finite: false, ..*params })?;
+        let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
+        let mut failures = out.failures;
+        if let Some(f) = &out.factor {
+            let l = f.l().as_slice();
+            for (k, &s) in out.systems.iter().enumerate() {
+                let (lk, dk) = (&l[k * len..(k + 1) * len], &diag[s * n..(s + 1) * n]);
+                let bad = (0..n).find(|&j| {
+                    let p = lk[j * (kd + 1)];
+                    // Not `<=`: a NaN pivot fails too.
+                    (p * p).partial_cmp(&(tol * dk[j])) != Some(std::cmp::Ordering::Greater)
+                });
+                if let Some(column) = bad {
+                    failures.push(PivotFailure { system: s, column });
+                }
+            }
+        }
+        match out.factor {
+            Some(f) if failures.is_empty() => Ok(f),
+            _ => {
+                failures.sort_by_key(|f| f.system);
+                let first = failures.first().copied().unwrap_or(PivotFailure { system: 0, column: 0 });
+                Err(Error::NotPositiveDefinite { system: first.system, column: first.column, failures })
+            }
+        }
     }
 
     /// Errors with [`Error::Shape`] unless `factor` fits this layer.
@@ -260,7 +301,7 @@ impl Smnn {
     /// `u = M⁻¹ Aᵀβ` for checked inputs.
     fn solve_u<T: Real>(&self, factor: &Cholesky<T>, x: &Inputs<'_, T>, params: &Params) -> Result<Vec<T>> {
         let n = self.n();
-        let mut rhs = vec![T::zero(); self.batch * n];
+        let mut rhs = zeroed_vec::<T>("u", self.batch * n)?;
         rhs.par_chunks_mut(n).enumerate().with_min_len(min_len(params.par, self.batch)).for_each(|(s, b)| {
             let sys = self.sys(x, s);
             self.assemble_rhs(sys.c, sys.r, sys.v, b)
@@ -278,7 +319,9 @@ impl Smnn {
     /// [`Error::NonFinite`] (an input holds NaN or ±∞, if `params.check_finite`; or `u`
     /// overflowed); [`Error::InvalidArgument`] (`steps`: a step size ≤ 0);
     /// [`Error::NotPositiveDefinite`] (the normal matrix of a system is numerically singular or
-    /// indefinite: every failing system is listed, `column` is the unknown `(t·D + d)·O + o`).
+    /// indefinite: a Cholesky pivot is not above `2(kd+1)·ε` times its diagonal entry, which
+    /// implies `κ₂(M) ≳ 1/(2(kd+1)ε)`; every failing system is listed, `column` is the unknown
+    /// `(t·D + d)·O + o`).
     pub fn forward<'a, T: Real>(&self, inputs: Inputs<'a, T>, params: &Params) -> Result<Forward<'a, T>> {
         self.check_inputs(&inputs, params)?;
         let factor = self.factor_unchecked(inputs.coefficients, inputs.steps, params)?;
@@ -324,14 +367,14 @@ impl Smnn {
     ) -> Result<Grads<T>> {
         self.check_factor(factor)?;
         Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite)?;
-        let lam = self.solve_vec(factor, grad_u.to_vec(), "grad_u", params)?;
+        let lam = self.solve_vec(factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
         let [cl, rl, vl, hl, n] = self.system_lens();
         let b = self.batch;
         let mut g = Grads {
-            coefficients: vec![T::zero(); b * cl],
-            rhs_equation: vec![T::zero(); b * rl],
-            init_vars: vec![T::zero(); b * vl],
-            steps: vec![T::zero(); b * hl],
+            coefficients: zeroed_vec("grad_coefficients", b * cl)?,
+            rhs_equation: zeroed_vec("grad_rhs_equation", b * rl)?,
+            init_vars: zeroed_vec("grad_init_vars", b * vl)?,
+            steps: zeroed_vec("grad_steps", b * hl)?,
         };
         let parts: Vec<_> = split_mut(&mut g.coefficients, cl, b)
             .into_iter()
@@ -363,6 +406,6 @@ impl Smnn {
     pub fn freeze<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Frozen<T>> {
         self.check_lhs(coefficients, steps, params)?;
         let factor = self.factor_unchecked(coefficients, steps, params)?;
-        Ok(Frozen::new(*self, coefficients.to_vec(), steps.to_vec(), factor))
+        Ok(Frozen::new(*self, copy_vec("coefficients", coefficients)?, copy_vec("steps", steps)?, factor))
     }
 }
