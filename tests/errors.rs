@@ -1,0 +1,199 @@
+//! Every error path of the solver API: bad shapes, non-finite values, non-positive-definite
+//! systems (right system and column, other systems intact), and the edge sizes.
+
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, PivotFailure};
+
+/// Tridiagonal `[-1, 2.5, -1]` of order `n` in the interchange layout (SPD).
+fn tridiag(n: usize) -> Vec<f64> {
+    let mut ab = vec![2.5; n];
+    ab.extend(std::iter::repeat_n(-1.0, n));
+    ab
+}
+
+fn p() -> Params {
+    Params::default()
+}
+
+#[test]
+fn not_positive_definite_names_system_and_column_and_keeps_the_others() {
+    // Three tridiagonal systems; system 1 has A[3,3] = 0.3, making the pivot at column 3
+    // 0.3 − 1/d₂ < 0 (d₂ ≈ 2.02), so LAPACK's dpbtrf would report INFO = 4.
+    let n = 6;
+    let mut ab = Vec::new();
+    for s in 0..3 {
+        let mut sys = tridiag(n);
+        if s == 1 {
+            sys[3] = 0.3;
+        }
+        ab.extend(sys);
+    }
+    let a = BandBatch::from_lower_band(&ab, 3, 1, n).unwrap();
+    let err = Cholesky::factor(&a, &p()).unwrap_err();
+    assert_eq!(
+        err,
+        Error::NotPositiveDefinite { system: 1, column: 3, failures: vec![PivotFailure { system: 1, column: 3 }] }
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("system 1") && msg.contains("column 3"), "{msg}");
+
+    let part = Cholesky::factor_partial(a.clone(), &p()).unwrap();
+    assert_eq!(part.systems, vec![0, 2]);
+    assert_eq!(part.failures, vec![PivotFailure { system: 1, column: 3 }]);
+    let good = part.factor.unwrap();
+    let alone = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap(), &p()).unwrap();
+    assert_eq!(good.l().system(0), alone.l().system(0));
+    assert_eq!(good.l().system(1), alone.l().system(0));
+}
+
+#[test]
+fn every_failing_system_is_listed() {
+    let n = 4;
+    let mut ab = Vec::new();
+    for s in 0..4 {
+        let mut sys = tridiag(n);
+        match s {
+            0 => sys[0] = -1.0, // column 0
+            2 => sys[2] = 0.0,  // column 2 (pivot 0 − 1/d₁ < 0)
+            _ => {}
+        }
+        ab.extend(sys);
+    }
+    let a = BandBatch::from_lower_band(&ab, 4, 1, n).unwrap();
+    match Cholesky::factor(&a, &p()).unwrap_err() {
+        Error::NotPositiveDefinite { system, column, failures } => {
+            assert_eq!((system, column), (0, 0));
+            assert_eq!(failures, vec![PivotFailure { system: 0, column: 0 }, PivotFailure { system: 2, column: 2 }]);
+        }
+        e => panic!("wrong error {e:?}"),
+    }
+    let all_bad = BandBatch::from_lower_band(&[-1.0, 0.0], 1, 1, 1).unwrap();
+    let part = Cholesky::factor_partial(all_bad, &p()).unwrap();
+    assert!(part.factor.is_none() && part.systems.is_empty());
+    assert_eq!(part.failures, vec![PivotFailure { system: 0, column: 0 }]);
+}
+
+#[test]
+fn non_finite_inputs_are_reported_with_their_index() {
+    let n = 5;
+    for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+        let mut ab = tridiag(n);
+        ab[n + 2] = bad; // ab[0, 1, 2] = A[3, 2]
+        let a = BandBatch::from_lower_band(&ab, 1, 1, n).unwrap();
+        match Cholesky::factor(&a, &p()).unwrap_err() {
+            Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("ab", vec![0, 1, 2])),
+            e => panic!("wrong error {e:?}"),
+        }
+        // Unchecked, a non-finite matrix entry still cannot produce a NaN factor.
+        let unchecked = Params { check_finite: false, ..p() };
+        assert!(matches!(Cholesky::factor(&a, &unchecked), Err(Error::NotPositiveDefinite { system: 0, .. })));
+    }
+    // The ignored corner of the interchange layout may hold anything.
+    let mut ab = tridiag(n);
+    ab[2 * n - 1] = f64::NAN;
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, 1, 1, n).unwrap(), &p()).unwrap();
+
+    let mut rhs = vec![1.0; 2 * n];
+    rhs[7] = f64::NAN;
+    let b = BatchMatrix::new("rhs", rhs, 1, n, 2).unwrap();
+    match chol.solve(&b, &p()).unwrap_err() {
+        Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("rhs", vec![0, 3, 1])),
+        e => panic!("wrong error {e:?}"),
+    }
+    let ok = BatchMatrix::new("rhs", vec![1.0; n], 1, n, 1).unwrap();
+    let x = chol.solve(&ok, &p()).unwrap();
+    let mut g = vec![0.5; n];
+    g[4] = f64::INFINITY;
+    let g = BatchMatrix::new("grad_x", g, 1, n, 1).unwrap();
+    assert!(matches!(chol.backward(&x, &g, &p()), Err(Error::NonFinite { arg: "rhs", .. } | Error::NonFinite { arg: "grad_x", .. })));
+    let mut xb = x.clone();
+    xb.as_mut_slice()[0] = f64::NAN;
+    assert!(matches!(chol.backward(&xb, &ok, &p()), Err(Error::NonFinite { arg: "x", .. })));
+}
+
+#[test]
+fn shape_mismatches_name_the_argument() {
+    let shape_arg = |r: Result<(), Error>| match r {
+        Err(Error::Shape { arg, .. }) => arg,
+        Err(e) => panic!("wrong error {e:?}"),
+        Ok(_) => panic!("accepted a bad shape"),
+    };
+    // ab length disagrees with (batch, kd + 1, n).
+    assert_eq!(shape_arg(BandBatch::from_lower_band(&[1.0; 9], 1, 1, 5).map(|_| ())), "ab");
+    // Empty batch, n = 0.
+    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 0, 1, 5).map(|_| ())), "ab");
+    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 2, 1, 0).map(|_| ())), "ab");
+    assert_eq!(shape_arg(BandBatch::<f64>::zeros(0, 3, 0).map(|_| ())), "ab");
+    // Right-hand sides: wrong length, zero columns.
+    assert_eq!(shape_arg(BatchMatrix::new("rhs", vec![1.0; 7], 1, 4, 2).map(|_| ())), "rhs");
+    assert_eq!(shape_arg(BatchMatrix::<f64>::new("rhs", vec![], 1, 4, 0).map(|_| ())), "rhs");
+
+    let n = 4;
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap(), &p()).unwrap();
+    let wrong_n = BatchMatrix::new("rhs", vec![1.0; 5], 1, 5, 1).unwrap();
+    let wrong_batch = BatchMatrix::new("rhs", vec![1.0; 8], 2, 4, 1).unwrap();
+    assert_eq!(shape_arg(chol.solve(&wrong_n, &p()).map(|_| ())), "rhs");
+    assert_eq!(shape_arg(chol.solve(&wrong_batch, &p()).map(|_| ())), "rhs");
+    let e = chol.solve(&wrong_n, &p()).unwrap_err().to_string();
+    assert!(e.contains("(1, 4, nrhs)") && e.contains("(1, 5, 1)"), "{e}");
+
+    let b = BatchMatrix::new("rhs", vec![1.0; n], 1, n, 1).unwrap();
+    let x = chol.solve(&b, &p()).unwrap();
+    let g2 = BatchMatrix::new("grad_x", vec![1.0; 2 * n], 1, n, 2).unwrap();
+    assert_eq!(shape_arg(chol.backward(&x, &g2, &p()).map(|_| ())), "grad_x");
+    assert_eq!(shape_arg(chol.backward(&wrong_n, &b, &p()).map(|_| ())), "x");
+}
+
+#[test]
+fn kd_at_least_n_is_a_full_lower_triangle() {
+    // n = 3, kd = 5: rows d ≥ 3 of the interchange array are entirely ignored.
+    let n = 3;
+    let kd = 5;
+    let dense = [[4.0, 1.0, 0.5], [1.0, 3.0, -0.2], [0.5, -0.2, 2.0]];
+    let mut ab = vec![f64::NAN; (kd + 1) * n];
+    for d in 0..n {
+        for j in 0..n - d {
+            ab[d * n + j] = dense[j + d][j];
+        }
+    }
+    let a = BandBatch::from_lower_band(&ab, 1, kd, n).unwrap();
+    let chol = Cholesky::factor(&a, &p()).unwrap();
+    let b = BatchMatrix::new("rhs", vec![1.0, 2.0, 3.0], 1, n, 1).unwrap();
+    let x = chol.solve(&b, &p()).unwrap();
+    for i in 0..n {
+        let r: f64 = (0..n).map(|j| dense[i][j] * x.as_slice()[j]).sum();
+        assert!((r - b.as_slice()[i]).abs() < 1e-14, "residual row {i}");
+    }
+    assert_eq!(chol.l().to_lower_band().len(), (kd + 1) * n);
+    let det = 4.0 * (3.0 * 2.0 - 0.04) - 1.0 * (2.0 + 0.1) + 0.5 * (-0.2 - 1.5);
+    assert!((chol.logdet()[0] - f64::ln(det)).abs() < 1e-14);
+}
+
+#[test]
+fn n_equals_one_and_diagonal_systems() {
+    let a = BandBatch::from_lower_band(&[4.0, 9.0], 2, 0, 1).unwrap();
+    let chol = Cholesky::factor(&a, &p()).unwrap();
+    assert_eq!(chol.l().to_lower_band(), vec![2.0, 3.0]);
+    let x = chol.solve(&BatchMatrix::new("rhs", vec![8.0, 9.0], 2, 1, 1).unwrap(), &p()).unwrap();
+    assert_eq!(x.as_slice(), &[2.0, 1.0]);
+    let ld = chol.logdet();
+    assert!((ld[0] - 4f64.ln()).abs() < 1e-15 && (ld[1] - 9f64.ln()).abs() < 1e-15);
+    // n = 1 with a band wider than the matrix.
+    let a = BandBatch::from_lower_band(&[4.0, f64::NAN, f64::NAN], 1, 2, 1).unwrap();
+    assert_eq!(Cholesky::factor(&a, &p()).unwrap().l().to_lower_band(), vec![2.0, 0.0, 0.0]);
+    // A zero diagonal entry is not positive definite.
+    let a = BandBatch::from_lower_band(&[1.0, 0.0, 2.0], 1, 0, 3).unwrap();
+    assert!(matches!(Cholesky::factor(&a, &p()), Err(Error::NotPositiveDefinite { system: 0, column: 1, .. })));
+}
+
+#[test]
+fn accessors_never_panic() {
+    let a = BandBatch::from_lower_band(&tridiag(3), 1, 1, 3).unwrap();
+    assert_eq!(a.get(0, 2, 1), Some(-1.0));
+    assert_eq!(a.get(0, 1, 2), Some(-1.0));
+    assert_eq!(a.get(0, 2, 0), Some(0.0));
+    assert_eq!(a.get(1, 0, 0), None);
+    assert_eq!(a.get(0, 3, 0), None);
+    assert!(a.system(1).is_none());
+    let b = BatchMatrix::new("rhs", vec![1.0; 3], 1, 3, 1).unwrap();
+    assert!(b.matrix(1).is_none() && b.get(0, 3, 0).is_none());
+}
