@@ -101,16 +101,6 @@ fn mat_of(rows: usize, cols: usize, data: &[f64]) -> Mat<f64> {
     Mat::from_fn(rows, cols, |i, j| data[i * cols + j])
 }
 
-fn max_abs_diff(a: &Mat<f64>, b: &Mat<f64>) -> f64 {
-    let mut m = 0.0f64;
-    for j in 0..a.ncols() {
-        for i in 0..a.nrows() {
-            m = m.max((a[(i, j)] - b[(i, j)]).abs());
-        }
-    }
-    m
-}
-
 /// Runs the crate in `T` and checks every output of every system against dense faer (f64).
 fn check_case<T: Real>(c: &Case, par: Par) -> Result<(), TestCaseError> {
     let (n, kd, nrhs, w) = (c.n, c.kd, c.nrhs, c.kd + 1);

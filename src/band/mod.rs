@@ -3,7 +3,9 @@
 //! Algorithms live in [`crate::llt`]; this module only holds data and converts layouts.
 
 mod matrix;
+mod random;
 mod symmetric;
 
 pub use matrix::BatchMatrix;
+pub use random::random_spd_problem;
 pub use symmetric::BandBatch;

@@ -4,9 +4,8 @@ use std::io::Write;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Par, Params, Result};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use banded::band::random_spd_problem;
+use banded::{Cholesky, Error, Par, Params, Result};
 
 use super::io::{Dtype, Elem};
 
@@ -105,58 +104,11 @@ pub fn median(times: &[f64]) -> f64 {
     }
 }
 
-/// Random diagonally dominant band systems and right-hand sides, in the interchange layout.
-pub fn random_problem<T: Elem>(
-    seed: u64,
-    batch: usize,
-    n: usize,
-    kd: usize,
-    nrhs: usize,
-) -> Result<(BandBatch<T>, BatchMatrix<T>)> {
-    let too_big = || Error::InvalidArgument {
-        arg: "--batch",
-        reason: format!("batch·(kd+1)·n = {batch}·{}·{n} (or batch·n·nrhs) is too large for memory", kd as u128 + 1),
-    };
-    let w = kd + 1;
-    let len = batch.checked_mul(w).and_then(|x| x.checked_mul(n)).ok_or_else(too_big)?;
-    let rlen = batch.checked_mul(n).and_then(|x| x.checked_mul(nrhs)).ok_or_else(too_big)?;
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut ab = zeroed::<T>(len).ok_or_else(too_big)?;
-    let mut rowsum = vec![0.0f64; n];
-    for sys in ab.chunks_exact_mut(w * n) {
-        rowsum.iter_mut().for_each(|r| *r = 0.0);
-        for d in 1..w.min(n) {
-            for j in 0..n - d {
-                let v: f64 = rng.random_range(-1.0..=1.0);
-                sys[d * n + j] = T::from_f64(v);
-                // A[j+d, j] sits in row j+d and, by symmetry, in row j.
-                rowsum[j] += v.abs();
-                rowsum[j + d] += v.abs();
-            }
-        }
-        for (a, r) in sys[..n].iter_mut().zip(&rowsum) {
-            *a = T::from_f64(r + 1.0);
-        }
-    }
-    let a = BandBatch::from_lower_band(&ab, batch, kd, n)?;
-    let mut b = zeroed::<T>(rlen).ok_or_else(too_big)?;
-    b.iter_mut().for_each(|v| *v = T::from_f64(rng.random_range(-1.0..=1.0)));
-    Ok((a, BatchMatrix::new("rhs", b, batch, n, nrhs)?))
-}
-
-/// A vector of `len` zeros, or `None` if the memory cannot be had (instead of aborting).
-fn zeroed<T: Elem>(len: usize) -> Option<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).ok()?;
-    v.resize(len, T::zero());
-    Some(v)
-}
-
 /// One warm-up, then `reps` timed factor+solve runs; seconds per run.
 fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64>> {
     let (n, batch, nrhs) = (args.n.get(), args.batch.get(), args.nrhs.get());
     let kd = args.kd.min(n - 1);
-    let (a, b) = random_problem::<T>(args.seed, batch, n, kd, nrhs)?;
+    let (a, b) = random_spd_problem::<T>(args.seed, batch, n, kd, nrhs)?;
     let mut times = Vec::with_capacity(args.reps.get());
     for rep in 0..=args.reps.get() {
         let (a_run, mut x) = (a.clone(), b.clone());
@@ -186,7 +138,7 @@ mod tests {
     #[test]
     fn random_problem_is_spd() {
         for kd in [0, 1, 3, 9] {
-            let (a, b) = random_problem::<f64>(7, 3, 10, kd, 2).unwrap();
+            let (a, b) = random_spd_problem::<f64>(7, 3, 10, kd, 2).unwrap();
             let chol = Cholesky::factor(&a, &Params::default()).unwrap();
             let x = chol.solve(&b, &Params::default()).unwrap();
             // Residual A x − b, A expanded from the band.

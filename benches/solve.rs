@@ -1,0 +1,74 @@
+//! Batched factor + solve (one right-hand side) against dense faer on the same systems.
+//!
+//! `cargo bench --bench solve`. Groups `solve_n1000_kd{K}`: the banded solver on a batch of 256
+//! systems of order 1000 (f64 and f32), and dense faer (Cholesky + solve of the same matrices
+//! expanded to dense, one system per rayon task) on the first 8 systems; compare per-system
+//! times (criterion's throughput line, in systems per second): dense costs n³/3 flops per
+//! system, the band n·kd·(kd+3).
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use banded::band::random_spd_problem;
+use banded::{Cholesky, Params, Real};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use faer::linalg::solvers::Solve;
+use faer::{Mat, Side};
+use rayon::prelude::*;
+
+const N: usize = 1000;
+const BATCH: usize = 256;
+const DENSE_BATCH: usize = 8;
+
+fn configure(c: &mut Criterion, kd: usize, systems: usize) -> criterion::BenchmarkGroup<'_, criterion::measurement::WallTime> {
+    let mut g = c.benchmark_group(format!("solve_n{N}_kd{kd}"));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(systems as u64));
+    g
+}
+
+fn banded<T: Real>(c: &mut Criterion, kd: usize) {
+    let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
+    let p = Params { check_finite: false, ..Params::default() };
+    let mut g = configure(c, kd, BATCH);
+    g.bench_function(BenchmarkId::new(format!("banded_{}", T::NAME), BATCH), |bench| {
+        bench.iter_batched(
+            || (a.clone(), b.clone()),
+            |(a, mut x)| {
+                let chol = Cholesky::factor_in_place(a, &p).unwrap();
+                chol.solve_in_place(&mut x, &p).unwrap();
+                black_box(x)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn dense(c: &mut Criterion, kd: usize) {
+    let (a, b) = random_spd_problem::<f64>(0, DENSE_BATCH, N, kd, 1).unwrap();
+    let mats: Vec<(Mat<f64>, Mat<f64>)> = (0..DENSE_BATCH)
+        .map(|s| (Mat::from_fn(N, N, |i, j| a.get(s, i, j).unwrap()), Mat::from_fn(N, 1, |i, _| b.get(s, i, 0).unwrap())))
+        .collect();
+    let mut g = configure(c, kd, DENSE_BATCH);
+    g.bench_function(BenchmarkId::new("dense_faer_float64", DENSE_BATCH), |bench| {
+        bench.iter(|| {
+            let xs: Vec<Mat<f64>> = mats.par_iter().map(|(m, r)| m.llt(Side::Lower).unwrap().solve(r)).collect();
+            black_box(xs)
+        })
+    });
+    g.finish();
+}
+
+fn solve(c: &mut Criterion) {
+    // One system per rayon task: each dense factorisation runs sequentially.
+    faer::set_global_parallelism(faer::Par::Seq);
+    for kd in [1, 4, 17, 64] {
+        banded::<f64>(c, kd);
+        banded::<f32>(c, kd);
+        dense(c, kd);
+    }
+}
+
+criterion_group!(benches, solve);
+criterion_main!(benches);
