@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod io;
+pub mod smnn;
 pub mod solve;
 
 use banded::Result;
@@ -29,7 +30,9 @@ pub enum Command {
     /// Timings on generated problems
     #[command(subcommand)]
     Bench(BenchCommand),
-    // Later: `#[command(subcommand)] Smnn(smnn::SmnnCommand)` for `banded smnn forward|backward`.
+    /// The S-MNN layer on .npz files: forward, backward
+    #[command(subcommand)]
+    Smnn(smnn::SmnnCommand),
 }
 
 /// The `banded bench …` commands.
@@ -37,7 +40,8 @@ pub enum Command {
 pub enum BenchCommand {
     // Help text: on `BenchSolveArgs`.
     Solve(bench::BenchSolveArgs),
-    // Later: `Smnn(smnn::BenchSmnnArgs)` for `banded bench smnn`.
+    // Help text: on `BenchSmnnArgs`.
+    Smnn(smnn::BenchSmnnArgs),
 }
 
 /// Runs a parsed command line.
@@ -45,5 +49,7 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Solve(args) => solve::run(&args),
         Command::Bench(BenchCommand::Solve(args)) => bench::solve(&args),
+        Command::Smnn(cmd) => smnn::run(&cmd),
+        Command::Bench(BenchCommand::Smnn(args)) => smnn::bench(&args),
     }
 }

@@ -15,7 +15,7 @@
 //!    `H^{O−3} u[t,d,O−2] + H^{O−2} u[t+1,d,O−1] − H^{O−3} u[t+2,d,O−2] = 0`.
 //!
 //! The output is `u = M⁻¹ Aᵀβ` with `M = AᵀA`, shape `(batch, T, D, O)`. `M` is assembled
-//! straight into the scalar band storage of [`BandBatch`](crate::BandBatch) (lower bandwidth
+//! straight into the scalar band storage of [`BandBatch`] (lower bandwidth
 //! [`Smnn::kd`]) and factored by the batched Cholesky; `A` is never formed.
 //!
 //! # Use

@@ -1,0 +1,74 @@
+//! Criterion benchmarks of the S-MNN layer: forward, and forward + backward, in f64.
+//!
+//! - `batch128_T1000_D3_O3_E3`: 128 systems, T = 1000, D = O = E = 3 (n = 9000, kd = 11);
+//! - `batch1_T100000_D1_O3_E1`: one long system, T = 100 000, D = 1, O = 3 (n = 300 000, kd = 5).
+//!
+//! Inputs: coefficients uniform in [−1, 1] plus 1.5 on `(e, d = e, o = 0)`, one step of initial
+//! values for every order, steps uniform in [0.05, 0.15] (as `banded bench smnn`).
+
+use std::hint::black_box;
+
+use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+use banded::Params;
+use criterion::{criterion_group, criterion_main, Criterion};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+struct Problem {
+    layer: Smnn,
+    c: Vec<f64>,
+    r: Vec<f64>,
+    v: Vec<f64>,
+    h: Vec<f64>,
+    gu: Vec<f64>,
+}
+
+fn problem(batch: usize, t: usize, d: usize, o: usize, e: usize) -> Problem {
+    let cs = [batch, t, e, d, o];
+    let (rs, vs, hs) = ([batch, t, e], [batch, 1, d, o], [batch, t - 1]);
+    let layer = Smnn::new(
+        Options::default(),
+        InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs },
+    )
+    .expect("valid shapes");
+    let mut rng = StdRng::seed_from_u64(0);
+    let mut draw = |s: &[usize], lo: f64, hi: f64| -> Vec<f64> {
+        (0..s.iter().product::<usize>()).map(|_| rng.random_range(lo..=hi)).collect()
+    };
+    let mut c = draw(&cs, -1.0, 1.0);
+    let b = d * o;
+    for row in 0..batch * t {
+        for ee in 0..e.min(d) {
+            c[(row * e + ee) * b + ee * o] += 1.5;
+        }
+    }
+    let r = draw(&rs, -1.0, 1.0);
+    let v = draw(&vs, -1.0, 1.0);
+    let h = draw(&hs, 0.05, 0.15);
+    let gu = draw(&layer.u_shape(), -1.0, 1.0);
+    Problem { layer, c, r, v, h, gu }
+}
+
+fn bench(c: &mut Criterion) {
+    let params = Params { check_finite: false, ..Params::default() };
+    let mut group = c.benchmark_group("smnn");
+    group.sample_size(10);
+    for (name, p) in
+        [("batch128_T1000_D3_O3_E3", problem(128, 1000, 3, 3, 3)), ("batch1_T100000_D1_O3_E1", problem(1, 100_000, 1, 3, 1))]
+    {
+        let x = Inputs { coefficients: &p.c, rhs_equation: &p.r, init_vars: &p.v, steps: &p.h };
+        group.bench_function(format!("forward/{name}"), |bch| {
+            bch.iter(|| black_box(p.layer.forward(black_box(x), &params).expect("forward")))
+        });
+        group.bench_function(format!("forward_backward/{name}"), |bch| {
+            bch.iter(|| {
+                let f = p.layer.forward(black_box(x), &params).expect("forward");
+                black_box(f.backward(&p.gu, &params).expect("backward"))
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,271 @@
+//! `banded smnn forward|backward` and `banded bench smnn` as subprocesses: the reference
+//! vectors reproduced through files, f32 files, and one clean error line for bad input.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{npz_array, rel_err, smnn_npz_scalar};
+use npyz::WriterBuilder;
+
+const KEYS: [&str; 4] = ["coefficients", "rhs_equation", "init_vars", "steps"];
+const GRADS: [&str; 4] = ["grad_coefficients", "grad_rhs_equation", "grad_init_vars", "grad_steps"];
+
+fn banded(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_banded")).args(args).current_dir(dir).output().expect("run banded")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// A clean failure: exit 1, one line `error: …` on stderr, no panic. Returns the line.
+fn assert_fails(o: &Output) -> String {
+    let err = stderr(o);
+    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
+    assert!(err.starts_with("error: "), "stderr: {err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err}");
+    assert!(!err.contains("panicked") && !err.contains("internal error"), "stderr: {err}");
+    err
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "status {:?}, stderr: {}", o.status, stderr(o));
+}
+
+/// One array to write: name, shape, values, written as float32?
+type Entry = (String, Vec<usize>, Vec<f64>, bool);
+
+fn write_npz(path: &Path, arrays: &[Entry]) {
+    let mut npz = npyz::npz::NpzWriter::create(path).unwrap();
+    for (name, shape, data, f32) in arrays {
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let opts = npyz::zip::write::FileOptions::default();
+        if *f32 {
+            let mut w = npz.array::<f32>(name, opts).unwrap().default_dtype().shape(&shape).begin_nd().unwrap();
+            w.extend(data.iter().map(|&x| x as f32)).unwrap();
+            w.finish().unwrap();
+        } else {
+            let mut w = npz.array::<f64>(name, opts).unwrap().default_dtype().shape(&shape).begin_nd().unwrap();
+            w.extend(data.iter().copied()).unwrap();
+            w.finish().unwrap();
+        }
+    }
+}
+
+/// Reads an output array: (shape, values as f64, is float32).
+fn read_out(path: &Path, key: &str) -> (Vec<usize>, Vec<f64>, bool) {
+    let mut npz = npyz::npz::NpzArchive::open(path).unwrap();
+    let arr = npz.by_name(key).unwrap().unwrap_or_else(|| panic!("no {key} in output"));
+    let shape = arr.shape().iter().map(|&d| d as usize).collect();
+    let f32 = arr.dtype().descr().contains("f4");
+    let data = if f32 {
+        arr.into_vec::<f32>().unwrap().into_iter().map(f64::from).collect()
+    } else {
+        arr.into_vec::<f64>().unwrap()
+    };
+    (shape, data, f32)
+}
+
+/// The flags that reproduce a vector file's options.
+fn flags(file: &str) -> Vec<String> {
+    let s = |k| smnn_npz_scalar(file, k);
+    let mut f = vec!["--n-steps".into(), (s("n_steps") as usize).to_string()];
+    if s("central") != 0.0 {
+        f.push("--central".into());
+    }
+    for (flag, key) in [("--weight-equation", "weight_equation"), ("--weight-init", "weight_init_var"), ("--weight-smooth", "weight_smooth")] {
+        f.push(flag.into());
+        f.push(format!("{}", s(key)));
+    }
+    f
+}
+
+fn vector_files() -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(common::data_path(""))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.starts_with("smnn_") && f.ends_with(".npz"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Same tolerance as the library's vector tests (DESIGN §4).
+const TOL: f64 = 1e-9;
+
+#[test]
+fn reproduces_the_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in vector_files() {
+        let input = common::data_path(&file);
+        let input = input.to_str().unwrap();
+        let out = dir.path().join("out.npz");
+        let mut args: Vec<String> = ["smnn", "backward", "--inputs", input, "--out", "out.npz"].map(String::from).to_vec();
+        args.extend(flags(&file));
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_ok(&banded(&argv, dir.path()));
+        for key in std::iter::once("u").chain(GRADS) {
+            let (shape, got, f32) = read_out(&out, key);
+            let (want_shape, want) = npz_array(&file, key);
+            assert!(!f32);
+            assert_eq!(shape, want_shape, "{file}: {key}");
+            assert!(rel_err(&got, &want) < TOL, "{file}: {key} {}", rel_err(&got, &want));
+        }
+        // forward writes u only.
+        let mut args = args.clone();
+        args[1] = "forward".into();
+        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        assert_ok(&banded(&argv, dir.path()));
+        let (_, u, _) = read_out(&out, "u");
+        assert!(rel_err(&u, &npz_array(&file, "u").1) < TOL);
+        let mut npz = npyz::npz::NpzArchive::open(&out).unwrap();
+        assert_eq!(npz.array_names().count(), 1);
+        assert!(npz.by_name("grad_steps").unwrap().is_none());
+    }
+}
+
+/// The arrays of `smnn_tiny.npz`, to be modified by the error tests.
+fn tiny() -> Vec<Entry> {
+    KEYS.iter()
+        .chain(&["grad_u"])
+        .map(|k| {
+            let (s, v) = npz_array("smnn_tiny.npz", k);
+            (k.to_string(), s, v, false)
+        })
+        .collect()
+}
+
+fn run_with(arrays: &[Entry], cmd: &str, extra: &[&str]) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    write_npz(&dir.path().join("in.npz"), arrays);
+    let mut args = vec!["smnn", cmd, "--inputs", "in.npz", "--out", "out.npz"];
+    args.extend_from_slice(extra);
+    let o = banded(&args, dir.path());
+    if !o.status.success() {
+        assert!(!dir.path().join("out.npz").exists(), "no output on failure");
+    }
+    o
+}
+
+#[test]
+fn float32_files_give_float32_outputs() {
+    let arrays: Vec<Entry> = tiny().into_iter().map(|(n, s, v, _)| (n, s, v, true)).collect();
+    let dir = tempfile::tempdir().unwrap();
+    write_npz(&dir.path().join("in.npz"), &arrays);
+    assert_ok(&banded(&["smnn", "backward", "--inputs", "in.npz", "--out", "out.npz", "--n-steps", "7"], dir.path()));
+    let (shape, u, f32) = read_out(&dir.path().join("out.npz"), "u");
+    assert!(f32);
+    assert_eq!(shape, [2, 7, 3, 4]);
+    // f32 inputs (rounded) and f32 work: a few digits (κ(M) of this problem is ≲ 1e3).
+    assert!(rel_err(&u, &npz_array("smnn_tiny.npz", "u").1) < 1e-3);
+    let (_, _, f32) = read_out(&dir.path().join("out.npz"), "grad_steps");
+    assert!(f32);
+    // One float64 input: float64 work.
+    let mut mixed = arrays.clone();
+    mixed[0].3 = false;
+    write_npz(&dir.path().join("in.npz"), &mixed);
+    assert_ok(&banded(&["smnn", "forward", "--inputs", "in.npz", "--out", "out.npz"], dir.path()));
+    assert!(!read_out(&dir.path().join("out.npz"), "u").2);
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let base = tiny();
+    let set = |i: usize, f: &dyn Fn(&mut Entry)| {
+        let mut a = base.clone();
+        f(&mut a[i]);
+        a
+    };
+    let cases: Vec<(Vec<Entry>, &str, Vec<&str>, &str)> = vec![
+        // missing array
+        (base[1..].to_vec(), "forward", vec![], "no array `coefficients`"),
+        (base[..4].to_vec(), "backward", vec![], "no array `grad_u`"),
+        // shapes
+        (set(1, &|e| { e.1 = vec![2, 6, 3]; e.2.truncate(36) }), "forward", vec![], "`rhs_equation`"),
+        (set(0, &|e| { e.1 = vec![2, 7, 3, 12]; }), "forward", vec![], "`coefficients`"),
+        (set(2, &|e| { e.1 = vec![2, 2, 3, 3]; e.2 = vec![0.0; 36] }), "forward", vec!["--central"], "ok"),
+        (set(3, &|e| { e.1 = vec![2, 5]; e.2.truncate(10) }), "forward", vec![], "`steps`"),
+        (set(4, &|e| { e.1 = vec![2, 7, 3, 3]; e.2.truncate(126) }), "backward", vec![], "`grad_u`"),
+        // I > O, S > T
+        (set(2, &|e| { e.1 = vec![2, 1, 3, 5]; e.2 = vec![0.0; 30] }), "forward", vec![], "I ≤ O"),
+        (set(2, &|e| { e.1 = vec![2, 8, 3, 1]; e.2 = vec![0.0; 48] }), "forward", vec![], "S ≤ T"),
+        // T < 2 / n_steps disagreeing
+        (base.clone(), "forward", vec!["--n-steps", "1"], "n_steps"),
+        (base.clone(), "forward", vec!["--n-steps", "9"], "shape mismatch"),
+        // values
+        (set(0, &|e| e.2[5] = f64::NAN), "forward", vec![], "non-finite value NaN in `coefficients`"),
+        (set(1, &|e| e.2[0] = f64::INFINITY), "forward", vec![], "`rhs_equation`"),
+        (set(4, &|e| e.2[3] = f64::NAN), "backward", vec![], "`grad_u`"),
+        (set(3, &|e| e.2[2] = -0.1), "forward", vec![], "step sizes must be positive"),
+        (set(3, &|e| e.2[2] = 0.0), "backward", vec![], "step sizes must be positive"),
+        // weights
+        (base.clone(), "forward", vec!["--weight-smooth", "-1"], "weight_smooth"),
+        (base.clone(), "forward", vec!["--weight-equation", "nan"], "weight_equation"),
+        // singular normal matrix
+        (set(0, &|e| e.2.iter_mut().for_each(|x| *x = 0.0)), "forward", vec!["--weight-init", "0"], "not positive definite"),
+    ];
+    for (arrays, cmd, extra, want) in cases {
+        let o = run_with(&arrays, cmd, &extra);
+        if want == "ok" {
+            assert_ok(&o);
+            continue;
+        }
+        let line = assert_fails(&o);
+        assert!(line.contains(want), "{cmd} {extra:?}: wanted `{want}` in: {line}");
+    }
+    // central with O = 1
+    let mut a = base.clone();
+    a[0].1 = vec![2, 7, 3, 3, 1];
+    a[0].2.truncate(2 * 7 * 9);
+    a[2].1 = vec![2, 2, 3, 1];
+    a[2].2.truncate(12);
+    let line = assert_fails(&run_with(&a, "forward", &["--central"]));
+    assert!(line.contains("central"), "{line}");
+    // Every step axis broadcast and no --n-steps.
+    let mut a = base.clone();
+    a[0].1 = vec![2, 1, 3, 3, 4];
+    a[0].2.truncate(72);
+    a[1].1 = vec![2, 1, 3];
+    a[1].2.truncate(6);
+    a[3].1 = vec![2, 1];
+    a[3].2.truncate(2);
+    let line = assert_fails(&run_with(&a, "forward", &[]));
+    assert!(line.contains("n_steps"), "{line}");
+    assert_ok(&run_with(&a, "forward", &["--n-steps", "7"]));
+}
+
+#[test]
+fn bad_files_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let line = assert_fails(&banded(&["smnn", "forward", "--inputs", "nope.npz", "--out", "o.npz"], dir.path()));
+    assert!(line.contains("nope.npz"), "{line}");
+    std::fs::write(dir.path().join("junk.npz"), b"not a zip").unwrap();
+    assert_fails(&banded(&["smnn", "backward", "--inputs", "junk.npz", "--out", "o.npz"], dir.path()));
+    // An output path that cannot be written.
+    let input = common::data_path("smnn_tiny.npz");
+    let o = banded(&["smnn", "forward", "--inputs", input.to_str().unwrap(), "--out", "no/such/dir/o.npz"], dir.path());
+    assert_fails(&o);
+}
+
+#[test]
+fn bench_prints_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for extra in [&[][..], &["--backward", "--central", "--dtype", "f32", "--equations", "3"]] {
+        let mut args = vec!["bench", "smnn", "--batch", "3", "--steps", "20", "--dims", "2", "--orders", "3", "--reps", "2"];
+        args.extend_from_slice(extra);
+        let o = banded(&args, dir.path());
+        assert_ok(&o);
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(out.trim_end().lines().count(), 1, "{out}");
+        let med = out.split_whitespace().find_map(|w| w.strip_prefix("median_s=")).expect("median_s=");
+        assert!(med.parse::<f64>().unwrap() >= 0.0);
+        assert!(out.starts_with("bench=smnn "), "{out}");
+    }
+    let line = assert_fails(&banded(&["bench", "smnn", "--batch", "1", "--steps", "1", "--dims", "1", "--orders", "2"], dir.path()));
+    assert!(line.contains("n_steps") || line.contains("T"), "{line}");
+    let line =
+        assert_fails(&banded(&["bench", "smnn", "--batch", "1", "--steps", "5", "--dims", "1", "--orders", "1", "--central"], dir.path()));
+    assert!(line.contains("central"), "{line}");
+}
