@@ -4,6 +4,9 @@ use crate::scalar::Real;
 /// (`l[j·(kd+1) + d] = L[j+d, j]`), `b` the row-major `n × nrhs` right-hand side, overwritten
 /// by `X`. `2·n·(2kd+1)·nrhs` flops for `kd ≪ n`; no allocation.
 pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
+    if nrhs == 1 {
+        return solve_vector(l, n, kd, b);
+    }
     let w = kd + 1;
     // Forward: L Y = B, column by column of L (row j of Y final once the earlier columns are applied).
     for j in 0..n {
@@ -36,5 +39,27 @@ pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], n
         for v in xj.iter_mut() {
             *v = *v / d;
         }
+    }
+}
+
+/// [`solve_system`] for one right-hand side: the same operations in the same order (so the
+/// same bits), without the per-row slicing that costs more than the arithmetic when
+/// `nrhs = 1` (the S-MNN case).
+fn solve_vector<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T]) {
+    let w = kd + 1;
+    for j in 0..n {
+        let col = &l[j * w..j * w + w];
+        let kn = kd.min(n - 1 - j);
+        let yj = b[j] / col[0];
+        b[j] = yj;
+        for (t, &lr) in b[j + 1..=j + kn].iter_mut().zip(&col[1..=kn]) {
+            *t = *t - lr * yj;
+        }
+    }
+    for j in (0..n).rev() {
+        let col = &l[j * w..j * w + w];
+        let kn = kd.min(n - 1 - j);
+        let s = col[1..=kn].iter().zip(&b[j + 1..=j + kn]).fold(b[j], |acc, (&lr, &x)| acc - lr * x);
+        b[j] = s / col[0];
     }
 }
