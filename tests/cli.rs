@@ -3,34 +3,12 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use banded::{BandBatch, BatchMatrix, Cholesky, Params};
+use common::cli::{assert_fails, assert_ok, banded, stderr};
 use common::{npz_array, rel_err};
 use npyz::WriterBuilder;
-
-fn banded(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_banded")).args(args).current_dir(dir).output().expect("run banded")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// Asserts a clean failure: exit status 1, exactly one line `error: …` on stderr, no panic.
-/// Returns that line.
-fn assert_fails(o: &Output) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("backtrace"), "stderr: {err}");
-    err
-}
-
-fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}, stderr: {}", o.status, stderr(o));
-}
 
 /// Writes a C-order `.npy` with the default dtype of `T` (little-endian on every CI machine).
 fn write<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], data: &[T]) {

@@ -4,35 +4,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use common::cli::{assert_fails, assert_ok, banded};
 use common::{npz_array, rel_err, smnn_npz_scalar};
 use npyz::WriterBuilder;
 
 const KEYS: [&str; 4] = ["coefficients", "rhs_equation", "init_vars", "steps"];
 const GRADS: [&str; 4] = ["grad_coefficients", "grad_rhs_equation", "grad_init_vars", "grad_steps"];
-
-fn banded(args: &[&str], dir: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_banded")).args(args).current_dir(dir).output().expect("run banded")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// A clean failure: exit 1, one line `error: …` on stderr, no panic. Returns the line.
-fn assert_fails(o: &Output) -> String {
-    let err = stderr(o);
-    assert_eq!(o.status.code(), Some(1), "stderr: {err}");
-    assert!(err.starts_with("error: "), "stderr: {err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "stderr: {err}");
-    assert!(!err.contains("panicked") && !err.contains("internal error"), "stderr: {err}");
-    err
-}
-
-fn assert_ok(o: &Output) {
-    assert!(o.status.success(), "status {:?}, stderr: {}", o.status, stderr(o));
-}
 
 /// One array to write: name, shape, values, written as float32?
 type Entry = (String, Vec<usize>, Vec<f64>, bool);

@@ -57,15 +57,7 @@ pub struct BenchSolveArgs {
 
 /// Runs `banded bench solve`.
 pub fn solve(args: &BenchSolveArgs) -> Result<()> {
-    let threads = match args.threads {
-        Some(p) => p.get(),
-        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-    };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
-        arg: "--threads",
-        reason: format!("cannot start {threads} threads: {e}"),
-    })?;
-    let params = Params { par: Par::rayon(threads), check_finite: false };
+    let (pool, params, threads) = thread_pool(args.threads)?;
     let times = pool.install(|| match args.dtype {
         Dtype::F32 => time_solve::<f32>(args, &params),
         Dtype::F64 => time_solve::<f64>(args, &params),
@@ -85,6 +77,20 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
         args.seed
     );
     writeln!(std::io::stdout(), "{line}").map_err(|e| Error::Io { path: "<stdout>".into(), reason: e.to_string() })
+}
+
+/// The rayon pool a benchmark runs in (`threads`, default all cores), the parameters that use
+/// it (finiteness checks off: the generated inputs are finite), and its thread count.
+pub fn thread_pool(threads: Option<NonZeroUsize>) -> Result<(rayon::ThreadPool, Params, usize)> {
+    let threads = match threads {
+        Some(p) => p.get(),
+        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+    };
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
+        arg: "--threads",
+        reason: format!("cannot start {threads} threads: {e}"),
+    })?;
+    Ok((pool, Params { par: Par::rayon(threads), check_finite: false }, threads))
 }
 
 /// Flops of factor + solve of one system: `n·k·(k+3) + 4·n·k·nrhs`.

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
-use banded::{Error, Par, Params, Result};
+use banded::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::bench::median;
+use super::bench::{median, thread_pool};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
 
 const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, DESIGN §3): the \
@@ -185,15 +185,7 @@ pub struct BenchSmnnArgs {
 
 /// Runs `banded bench smnn`.
 pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
-    let threads = match args.threads {
-        Some(p) => p.get(),
-        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-    };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
-        arg: "--threads",
-        reason: format!("cannot start {threads} threads: {e}"),
-    })?;
-    let params = Params { par: Par::rayon(threads), check_finite: false };
+    let (pool, params, threads) = thread_pool(args.threads)?;
     let (b, t, d, o) = (args.batch.get(), args.steps, args.dims.get(), args.orders.get());
     let e = args.equations.unwrap_or(d);
     let options = Options { central: args.central, ..Options::default() };

@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+pub mod cli;
+
 /// Path of a file in `tests/data/`.
 pub fn data_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("data").join(name)
