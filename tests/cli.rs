@@ -97,6 +97,21 @@ fn solve_f64_every_rhs_shape() {
     assert_eq!(shape, [B]);
     assert!(rel_err(&ld, &r.logdet) < 1e-10);
 
+    // --cholesky: SciPy's cholesky_banded on the band (its ignored corner holds whatever ab
+    // held there; ours holds 0).
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--cholesky", "l.npy"]));
+    let (shape, l, _) = read(&d.file("l.npy"));
+    assert_eq!(shape, [B, W, N]);
+    let (_, mut l_ref) = npz_array("band_kd4.npz", "cholesky");
+    for (k, v) in l_ref.iter_mut().enumerate() {
+        let (dd, j) = ((k / N) % W, k % N);
+        if j + dd >= N {
+            assert_eq!(l[k], 0.0);
+            *v = 0.0;
+        }
+    }
+    assert!(rel_err(&l, &l_ref) < 1e-10, "{}", rel_err(&l, &l_ref));
+
     // (batch, n): one right-hand side per system.
     write(&d.file("rhs2.npy"), &[B, N], &column(&r.rhs, 1));
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs2.npy", "--out", "x2.npy"]));

@@ -21,7 +21,8 @@ j >= n-d are ignored). Shapes:
 
 The rank of AB decides how RHS is read: with a 3-D AB a 2-D RHS is always (batch, n), even \
 when batch == n; to give every system the same n x nrhs right-hand side, repeat it to \
-(batch, n, nrhs). X is written with RHS's shape, LD (log det A_s) with shape (batch,).
+(batch, n, nrhs). X is written with RHS's shape, LD (log det A_s) with shape (batch,), L (the Cholesky \
+factor, lower band) with AB's shape.
 
 Arrays are float64 or float32 (either byte order; C or Fortran order). Both float32: the \
 work and the outputs are float32. Otherwise float64 (NumPy's promotion; a float32 input is \
@@ -41,6 +42,10 @@ pub struct SolveArgs {
     /// Also write log det A_s for every system, shape (batch,), .npy
     #[arg(long, value_name = "LD.npy")]
     pub logdet: Option<PathBuf>,
+    /// Also write the Cholesky factor L (A_s = L_s L_sᵀ) in AB's shape and band layout, as
+    /// SciPy's cholesky_banded(ab, lower=True) (the ignored entries are written as 0), .npy
+    #[arg(long, value_name = "L.npy")]
+    pub cholesky: Option<PathBuf>,
 }
 
 /// How the files' shapes map onto the batch.
@@ -104,7 +109,7 @@ fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Te
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
     let a = BandBatch::from_lower_band(&ab.data, batch, kd, n)?;
-    drop(ab);
+    let ab_shape = ab.shape;
     // Finiteness was checked above, with indices in the files' own shapes.
     let params = Params { check_finite: false, ..Params::default() };
     let chol = Cholesky::factor_in_place(a, &params)?;
@@ -114,6 +119,9 @@ fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Te
     io::write_npy(&args.out, &shape, x.as_slice())?;
     if let Some(path) = &args.logdet {
         io::write_npy(path, &[batch], &chol.logdet())?;
+    }
+    if let Some(path) = &args.cholesky {
+        io::write_npy(path, &ab_shape, &chol.l().to_lower_band())?;
     }
     Ok(())
 }
