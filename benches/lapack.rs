@@ -1,0 +1,150 @@
+//! Batched factor + solve (one right-hand side) against OpenBLAS's LAPACK `?pbtrf` + `?pbtrs`.
+//!
+//! Needs the cargo feature `lapack` and the system OpenBLAS (see README, "Benchmarks"):
+//! `cargo bench --features lapack --bench lapack`. Groups `lapack_n1000_kd{K}_{dtype}`: the
+//! banded solver and LAPACK on the same batch of 256 systems of order 1000. LAPACK runs one
+//! system per call (OpenBLAS told to use one thread), the systems spread over the rayon pool
+//! (all cores) exactly as the banded solver spreads its work; the ratio of the two times is the
+//! speed-up. LAPACK's lower band storage `AB(1 + i − j, j)` with `LDAB = kd + 1` is exactly one
+//! system of a [`banded::BandBatch`], so no conversion is timed on either side.
+
+use std::hint::black_box;
+use std::os::raw::{c_char, c_int};
+use std::time::Duration;
+
+use banded::band::random_spd_problem;
+use banded::{BandBatch, BatchMatrix, Cholesky, Params, Real};
+use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
+use rayon::prelude::*;
+
+const N: usize = 1000;
+const BATCH: usize = 256;
+
+// The Fortran symbols of the reference LAPACK interface as OpenBLAS exports them. Declared here
+// (rather than through `lapack-sys` + `openblas-src`) so that the only requirement is the system
+// library itself: no build script, no extra crates in the default build. The trailing `usize`
+// is gfortran's hidden length of the `uplo` string argument.
+#[link(name = "openblas")]
+unsafe extern "C" {
+    fn dpbtrf_(uplo: *const c_char, n: *const c_int, kd: *const c_int, ab: *mut f64, ldab: *const c_int, info: *mut c_int, uplo_len: usize);
+    fn dpbtrs_(
+        uplo: *const c_char,
+        n: *const c_int,
+        kd: *const c_int,
+        nrhs: *const c_int,
+        ab: *const f64,
+        ldab: *const c_int,
+        b: *mut f64,
+        ldb: *const c_int,
+        info: *mut c_int,
+        uplo_len: usize,
+    );
+    fn spbtrf_(uplo: *const c_char, n: *const c_int, kd: *const c_int, ab: *mut f32, ldab: *const c_int, info: *mut c_int, uplo_len: usize);
+    fn spbtrs_(
+        uplo: *const c_char,
+        n: *const c_int,
+        kd: *const c_int,
+        nrhs: *const c_int,
+        ab: *const f32,
+        ldab: *const c_int,
+        b: *mut f32,
+        ldb: *const c_int,
+        info: *mut c_int,
+        uplo_len: usize,
+    );
+    fn openblas_set_num_threads(num_threads: c_int);
+}
+
+/// `?pbtrf` + `?pbtrs` (lower, one right-hand side) on one system; returns LAPACK's `INFO`s.
+trait Lapack: Real {
+    fn pbtrf_pbtrs(ab: &mut [Self], n: usize, kd: usize, b: &mut [Self]) -> (c_int, c_int);
+}
+
+macro_rules! impl_lapack {
+    ($t:ty, $trf:ident, $trs:ident) => {
+        impl Lapack for $t {
+            fn pbtrf_pbtrs(ab: &mut [$t], n: usize, kd: usize, b: &mut [$t]) -> (c_int, c_int) {
+                assert!(ab.len() == n * (kd + 1) && b.len() == n);
+                let (n, kd, ldab, one) = (n as c_int, kd as c_int, (kd + 1) as c_int, 1 as c_int);
+                let uplo = b'L' as c_char;
+                let (mut info_f, mut info_s) = (0, 0);
+                // SAFETY: `ab` holds `ldab·n` elements and `b` holds `n` (asserted above); every
+                // scalar argument points at a live local; LAPACK keeps no pointer after returning.
+                unsafe {
+                    $trf(&uplo, &n, &kd, ab.as_mut_ptr(), &ldab, &mut info_f, 1);
+                    if info_f == 0 {
+                        $trs(&uplo, &n, &kd, &one, ab.as_ptr(), &ldab, b.as_mut_ptr(), &n, &mut info_s, 1);
+                    }
+                }
+                (info_f, info_s)
+            }
+        }
+    };
+}
+impl_lapack!(f64, dpbtrf_, dpbtrs_);
+impl_lapack!(f32, spbtrf_, spbtrs_);
+
+/// `ab`: the batch's band storage ([`BandBatch::as_slice`], copied), `n`, `kd`.
+fn lapack_batch<T: Lapack>(ab: &mut [T], n: usize, kd: usize, b: &mut BatchMatrix<T>) {
+    let len = n * (kd + 1);
+    ab.par_chunks_mut(len).zip(b.as_mut_slice().par_chunks_mut(n)).for_each(|(ab, x)| {
+        let info = T::pbtrf_pbtrs(ab, n, kd, x);
+        assert_eq!(info, (0, 0));
+    });
+}
+
+fn banded_batch<T: Real>(a: BandBatch<T>, b: &mut BatchMatrix<T>, p: &Params) {
+    let chol = Cholesky::factor_in_place(a, p).unwrap();
+    chol.solve_in_place(b, p).unwrap();
+}
+
+fn group<T: Lapack>(c: &mut Criterion, kd: usize) {
+    let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
+    let p = Params { check_finite: false, ..Params::default() };
+    // Sanity: both sides solve the same systems to rounding.
+    let (mut al, mut xl, mut xb) = (a.as_slice().to_vec(), b.clone(), b.clone());
+    lapack_batch(&mut al, N, kd, &mut xl);
+    banded_batch(a.clone(), &mut xb, &p);
+    let tol = T::from_f64(1e3) * T::epsilon();
+    for (u, v) in xl.as_slice().iter().zip(xb.as_slice()) {
+        assert!((*u - *v).abs() <= tol * (T::one() + u.abs()), "LAPACK and banded disagree: {u} vs {v}");
+    }
+
+    let mut g = c.benchmark_group(format!("lapack_n{N}_kd{kd}_{}", T::NAME));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function(BenchmarkId::new("banded", BATCH), |bench| {
+        bench.iter_batched(
+            || (a.clone(), b.clone()),
+            |(a, mut x)| {
+                banded_batch(a, &mut x, &p);
+                black_box(x)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.bench_function(BenchmarkId::new("lapack_pbtrf_pbtrs", BATCH), |bench| {
+        bench.iter_batched(
+            || (a.as_slice().to_vec(), b.clone()),
+            |(mut ab, mut x)| {
+                lapack_batch(&mut ab, N, kd, &mut x);
+                black_box(x)
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    g.finish();
+}
+
+fn lapack(c: &mut Criterion) {
+    // One thread per LAPACK call: the parallelism is over systems, on both sides.
+    // SAFETY: a plain setter of OpenBLAS's global thread count, called before any LAPACK call.
+    unsafe { openblas_set_num_threads(1) };
+    for kd in [1, 4, 17, 64] {
+        group::<f64>(c, kd);
+        group::<f32>(c, kd);
+    }
+}
+
+criterion_group!(benches, lapack);
+criterion_main!(benches);
