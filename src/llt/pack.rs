@@ -1,0 +1,583 @@
+//! Lane-interleaved packs: `L` systems of a batch factored and solved together, one SIMD lane
+//! per system.
+//!
+//! # Layout (an internal storage detail, never exposed)
+//!
+//! A pack holds systems `s0 .. s0 + L` of a [`BandBatch`](crate::BandBatch) element-interleaved:
+//!
+//! ```text
+//! pack[j·(kd+1) + d][lane] = A_{s0+lane}[j + d, j]          (band, n·(kd+1) rows of L)
+//! rhs [i·nrhs + r][lane]   = B_{s0+lane}[i, r]               (right-hand sides, n·nrhs rows)
+//! ```
+//!
+//! so every arithmetic operation of the per-system kernels (`factor.rs`, `solve.rs`) becomes one
+//! operation on `L` systems (`[T; L]`, which the compiler turns into `L·size_of::<T>()/32`
+//! AVX2 instructions inside the `#[target_feature]` entry points below). The kernels here do
+//! **exactly the operations of the scalar kernels in the same order** (no FMA contraction, `1/x`
+//! as a division), so every lane is bitwise equal to the scalar result; the tests check that.
+//!
+//! A batch that is not a multiple of `L` pads its last pack with identity systems (diagonal 1,
+//! off-diagonal 0), which cannot fail and are never written back; the full packs pay nothing
+//! for it. Packs are gathered from and scattered back to the column-major [`BandBatch`] storage
+//! per call (O(n·kd) per system, one pass each way), so [`Cholesky`](crate::Cholesky) keeps its
+//! documented layout and `Cholesky::l()` costs nothing.
+//!
+//! Cost per pack: the scalar flop counts, on `L` systems at once; scratch `n·(kd+1)·L` (+
+//! `n·nrhs·L` for a solve) elements, allocated once per rayon task, never per column.
+
+// The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
+#![allow(clippy::needless_range_loop)]
+
+use rayon::prelude::*;
+
+use crate::par::{min_len, Par};
+use crate::scalar::Real;
+
+use super::{factor_system, solve_system};
+
+/// Which implementation runs the batched factor and solve.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// One system at a time (`factor_system`, `solve_system`): the reference, and the portable
+    /// fallback.
+    Scalar,
+    /// Lane-interleaved packs compiled for the baseline target (no runtime features).
+    Portable,
+    /// Lane-interleaved packs compiled with AVX2 (+FMA available, not used for contraction).
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs.
+    pub fn best() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            return Kernel::Avx2;
+        }
+        Kernel::Scalar
+    }
+
+    /// Every kernel this CPU can run (for tests).
+    pub fn available() -> Vec<Self> {
+        let mut v = vec![Kernel::Scalar, Kernel::Portable];
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            v.push(Kernel::Avx2);
+        }
+        v
+    }
+}
+
+/// Lanes per pack: two AVX2 registers (8 f64 / 16 f32), so that two independent dependency
+/// chains (sqrt → div → update → next pivot) overlap.
+const BYTES_PER_PACK: usize = 64;
+
+fn lanes<T>() -> usize {
+    BYTES_PER_PACK / std::mem::size_of::<T>()
+}
+
+/// Factors every system of `data` (`batch` systems of `n·(kd+1)` elements, the
+/// [`BandBatch`](crate::BandBatch) layout) in place with `kernel`; per system `Err(column)` of
+/// the first pivot that is not positive and finite (then that system's storage holds garbage,
+/// which the caller drops). Other systems of the same pack are not affected.
+pub(crate) fn factor_batch<T: Real>(kernel: Kernel, data: &mut [T], batch: usize, n: usize, kd: usize, par: Par) -> Vec<Result<(), usize>> {
+    let len = n * (kd + 1);
+    if kernel == Kernel::Scalar {
+        return data
+            .par_chunks_mut(len)
+            .with_min_len(min_len(par, batch))
+            .map(|sys| factor_system(sys, n, kd))
+            .collect();
+    }
+    match lanes::<T>() {
+        8 => factor_packs::<T, 8>(kernel, data, batch, n, kd, par),
+        _ => factor_packs::<T, 16>(kernel, data, batch, n, kd, par),
+    }
+}
+
+fn factor_packs<T: Real, const L: usize>(
+    kernel: Kernel,
+    data: &mut [T],
+    batch: usize,
+    n: usize,
+    kd: usize,
+    par: Par,
+) -> Vec<Result<(), usize>> {
+    let len = n * (kd + 1);
+    let packs = batch.div_ceil(L);
+    let cols = block_cols::<T, L>(n, kd) + kd.min(n);
+    let fails: Vec<[usize; L]> = data
+        .par_chunks_mut(len * L)
+        .with_min_len(min_len(par, packs))
+        .map_init(|| vec![[T::zero(); L]; cols * (kd + 1)], |buf, chunk| factor_one_pack(kernel, chunk, buf, n, kd))
+        .collect();
+    fails.iter().flatten().take(batch).map(|&f| if f == usize::MAX { Ok(()) } else { Err(f) }).collect()
+}
+
+/// Columns per block of the streamed factor/solve: the window of `block + kd` columns of a pack
+/// (`(block + kd)·(kd+1)·L` elements) stays within about 256 KiB (the L2 cache).
+fn block_cols<T, const L: usize>(n: usize, kd: usize) -> usize {
+    let col_bytes = (kd + 1) * L * std::mem::size_of::<T>();
+    (256 * 1024 / col_bytes).saturating_sub(kd).max(16).min(n.max(1))
+}
+
+/// Factors the systems of `chunk` (`chunk.len() / len ≤ L` consecutive band systems) as one
+/// pack, streaming: the columns are gathered into `buf` (a window of `block + kd` columns) just
+/// before they are needed and scattered back as soon as they are final, so each element moves
+/// through the cache once.
+fn factor_one_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], buf: &mut [[T; L]], n: usize, kd: usize) -> [usize; L] {
+    let w = kd + 1;
+    let block = buf.len() / w - kd.min(n);
+    let mut fail = [usize::MAX; L];
+    let mut j0 = 0;
+    // Columns [j0, loaded) are in buf[..(loaded − j0)·w].
+    let mut loaded = (block + kd).min(n);
+    gather_band(kernel, chunk, buf, n, kd, 0, loaded);
+    loop {
+        let nb = block.min(n - j0);
+        let in_buf = loaded - j0;
+        run_factor(kernel, &mut buf[..in_buf * w], n - j0, nb, kd, j0, &mut fail);
+        scatter_band(kernel, &buf[..nb * w], chunk, n, kd, j0);
+        j0 += nb;
+        if j0 == n {
+            return fail;
+        }
+        buf.copy_within(nb * w..in_buf * w, 0);
+        let next = (j0 + block + kd).min(n);
+        gather_band(kernel, chunk, &mut buf[(loaded - j0) * w..], n, kd, loaded, next);
+        loaded = next;
+    }
+}
+
+/// Solves every system of `b` (`batch` row-major `n × nrhs` matrices) in place with the factors
+/// in `l` (the [`BandBatch`](crate::BandBatch) layout).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn solve_batch<T: Real>(kernel: Kernel, l: &[T], b: &mut [T], batch: usize, n: usize, kd: usize, nrhs: usize, par: Par) {
+    let len = n * (kd + 1);
+    if kernel == Kernel::Scalar {
+        b.par_chunks_mut(n * nrhs)
+            .zip(l.par_chunks(len))
+            .with_min_len(min_len(par, batch))
+            .for_each(|(x, l)| solve_system(l, n, kd, x, nrhs));
+        return;
+    }
+    match lanes::<T>() {
+        8 => solve_packs::<T, 8>(kernel, l, b, batch, n, kd, nrhs, par),
+        _ => solve_packs::<T, 16>(kernel, l, b, batch, n, kd, nrhs, par),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn solve_packs<T: Real, const L: usize>(
+    kernel: Kernel,
+    l: &[T],
+    b: &mut [T],
+    batch: usize,
+    n: usize,
+    kd: usize,
+    nrhs: usize,
+    par: Par,
+) {
+    let len = n * (kd + 1);
+    let packs = batch.div_ceil(L);
+    let block = block_cols::<T, L>(n, kd);
+    b.par_chunks_mut(n * nrhs * L)
+        .zip(l.par_chunks(len * L))
+        .with_min_len(min_len(par, packs))
+        .for_each_init(
+            || (vec![[T::zero(); L]; block * (kd + 1)], vec![[T::zero(); L]; n * nrhs]),
+            |(lbuf, bbuf), (x, lc)| {
+                let w = kd + 1;
+                gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
+                let mut j0 = 0;
+                while j0 < n {
+                    let nb = block.min(n - j0);
+                    gather_band(kernel, lc, lbuf, n, kd, j0, j0 + nb);
+                    run_solve(kernel, &lbuf[..nb * w], bbuf, n, kd, nrhs, j0, true);
+                    j0 += nb;
+                }
+                while j0 > 0 {
+                    let nb = if j0 % block == 0 { block } else { j0 % block };
+                    j0 -= nb;
+                    gather_band(kernel, lc, lbuf, n, kd, j0, j0 + nb);
+                    run_solve(kernel, &lbuf[..nb * w], bbuf, n, kd, nrhs, j0, false);
+                }
+                scatter(kernel, bbuf, x, n * nrhs, 0);
+            },
+        );
+}
+
+/// `buf[k − k0][lane] = chunk[lane·len + k]` for `k0 ≤ k < k1` and the systems present
+/// (`chunk.len() / len` of them); missing lanes get `pad(k)`.
+#[inline]
+fn gather<T: Real, const L: usize>(
+    kernel: Kernel,
+    chunk: &[T],
+    buf: &mut [[T; L]],
+    len: usize,
+    k0: usize,
+    k1: usize,
+    pad: impl Fn(usize) -> T,
+) {
+    let present = chunk.len() / len;
+    let buf = &mut buf[..k1 - k0];
+    #[cfg(target_arch = "x86_64")]
+    if present == L && kernel == Kernel::Avx2 {
+        let sys: [*mut T; L] = std::array::from_fn(|lane| chunk[lane * len + k0..lane * len + k1].as_ptr() as *mut T);
+        // SAFETY: AVX2 was detected (`Kernel::Avx2`); each `sys[lane]` is the start of a slice of
+        // `k1 − k0` elements of `chunk` (only read: `to_rows`), `buf` has `k1 − k0` rows and is a
+        // different allocation.
+        if unsafe { x86::transpose(sys, buf.as_mut_ptr(), k1 - k0, true) } {
+            return;
+        }
+    }
+    let _ = kernel;
+    if present == L {
+        let sys: [&[T]; L] = std::array::from_fn(|lane| &chunk[lane * len + k0..lane * len + k1]);
+        for (i, row) in buf.iter_mut().enumerate() {
+            *row = std::array::from_fn(|lane| sys[lane][i]);
+        }
+        return;
+    }
+    for (i, row) in buf.iter_mut().enumerate() {
+        for (lane, v) in row.iter_mut().enumerate() {
+            *v = if lane < present { chunk[lane * len + k0 + i] } else { pad(k0 + i) };
+        }
+    }
+}
+
+/// [`gather`] of the band columns `c0 ≤ j < c1`; padding lanes are the identity (diagonal 1,
+/// band 0).
+fn gather_band<T: Real, const L: usize>(kernel: Kernel, chunk: &[T], buf: &mut [[T; L]], n: usize, kd: usize, c0: usize, c1: usize) {
+    let w = kd + 1;
+    gather(kernel, chunk, buf, n * w, c0 * w, c1 * w, |k| if k % w == 0 { T::one() } else { T::zero() });
+}
+
+/// `chunk[lane·len + k0 + i] = buf[i][lane]` for every row `i` of `buf` and the systems present.
+#[inline]
+fn scatter<T: Real, const L: usize>(kernel: Kernel, buf: &[[T; L]], chunk: &mut [T], len: usize, k0: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if chunk.len() == len * L && kernel == Kernel::Avx2 {
+        let rows = buf.len();
+        let sys: [*mut T; L] = std::array::from_fn(|lane| chunk[lane * len + k0..lane * len + k0 + rows].as_mut_ptr());
+        // SAFETY: AVX2 was detected; the `L` pointers start disjoint `rows`-element ranges of
+        // `chunk` (exclusively borrowed), `buf` has `rows` rows and is only read (`!to_rows`).
+        if unsafe { x86::transpose(sys, buf.as_ptr() as *mut [T; L], rows, false) } {
+            return;
+        }
+    }
+    let _ = kernel;
+    for (lane, sys) in chunk.chunks_exact_mut(len).enumerate() {
+        for (v, row) in sys[k0..k0 + buf.len()].iter_mut().zip(buf) {
+            *v = row[lane];
+        }
+    }
+}
+
+/// [`scatter`] of the band columns starting at `c0` (as many as `buf` holds).
+fn scatter_band<T: Real, const L: usize>(kernel: Kernel, buf: &[[T; L]], chunk: &mut [T], n: usize, kd: usize, c0: usize) {
+    scatter(kernel, buf, chunk, n * (kd + 1), c0 * (kd + 1));
+}
+
+fn run_factor<T: Real, const L: usize>(
+    kernel: Kernel,
+    a: &mut [[T; L]],
+    n: usize,
+    nb: usize,
+    kd: usize,
+    j0: usize,
+    fail: &mut [usize; L],
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Avx2` is only produced after `is_x86_feature_detected!` found AVX2 and
+        // FMA (`Kernel::best`, `Kernel::available`).
+        Kernel::Avx2 => unsafe { factor_pack_avx2(a, n, nb, kd, j0, fail) },
+        _ => factor_pack(a, n, nb, kd, j0, fail),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_solve<T: Real, const L: usize>(
+    kernel: Kernel,
+    l: &[[T; L]],
+    b: &mut [[T; L]],
+    n: usize,
+    kd: usize,
+    nrhs: usize,
+    j0: usize,
+    forward: bool,
+) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as in `run_factor`: AVX2 and FMA were detected at run time.
+        Kernel::Avx2 => unsafe { solve_pack_avx2(l, b, n, kd, nrhs, j0, forward) },
+        _ => solve_pack(l, b, n, kd, nrhs, j0, forward),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn factor_pack_avx2<T: Real, const L: usize>(a: &mut [[T; L]], n: usize, nb: usize, kd: usize, j0: usize, fail: &mut [usize; L]) {
+    factor_pack(a, n, nb, kd, j0, fail)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn solve_pack_avx2<T: Real, const L: usize>(l: &[[T; L]], b: &mut [[T; L]], n: usize, kd: usize, nrhs: usize, j0: usize, forward: bool) {
+    solve_pack(l, b, n, kd, nrhs, j0, forward)
+}
+
+/// `factor_system` on `L` interleaved systems, columns `0 ≤ j < nb` of the window `a` (which
+/// starts at global column `j0`, holds the columns up to `min(nb + kd, n)` and where `n` counts
+/// the columns from the window start to the end of the matrix): the same operations in the
+/// same order per lane. Records in `fail`, per lane, the first failing (global) column
+/// (`usize::MAX` if none). A failed lane keeps computing (its values are garbage, possibly
+/// NaN) without touching the other lanes.
+#[inline(always)]
+fn factor_pack<T: Real, const L: usize>(a: &mut [[T; L]], n: usize, nb: usize, kd: usize, j0: usize, fail: &mut [usize; L]) {
+    let w = kd + 1;
+    let (zero, inf) = (T::zero(), T::infinity());
+    for j in 0..nb {
+        let (col, rest) = a[j * w..].split_at_mut(w);
+        let ajj = col[0];
+        // `ajj > 0 && ajj < ∞` is false for NaN: the scalar kernel's test, lane by lane.
+        let mut bad = false;
+        for l in 0..L {
+            bad |= !(ajj[l] > zero && ajj[l] < inf);
+        }
+        if bad {
+            for l in 0..L {
+                if !(ajj[l] > zero && ajj[l] < inf) && fail[l] == usize::MAX {
+                    fail[l] = j0 + j;
+                }
+            }
+        }
+        let mut ljj = ajj;
+        let mut inv = ajj;
+        for l in 0..L {
+            ljj[l] = ajj[l].sqrt();
+            inv[l] = ljj[l].recip();
+        }
+        col[0] = ljj;
+        let kn = kd.min(n - 1 - j);
+        for v in &mut col[1..=kn] {
+            for l in 0..L {
+                v[l] = v[l] * inv[l];
+            }
+        }
+        for c in 1..=kn {
+            let lc = col[c];
+            let dst = &mut rest[(c - 1) * w..(c - 1) * w + (kn - c + 1)];
+            for (v, lr) in dst.iter_mut().zip(&col[c..=kn]) {
+                for l in 0..L {
+                    v[l] = v[l] - lr[l] * lc[l];
+                }
+            }
+        }
+    }
+}
+
+/// `solve_system` on `L` interleaved systems, one block of columns `j0 ≤ j < j0 + l.len()/(kd+1)`
+/// of `L` (`l` holds just those columns): the forward substitution (`forward`, blocks in
+/// increasing order) or the backward one (blocks in decreasing order). `b` is the whole
+/// interleaved right-hand side. The same operations in the same order per lane.
+#[inline(always)]
+fn solve_pack<T: Real, const L: usize>(l: &[[T; L]], b: &mut [[T; L]], n: usize, kd: usize, nrhs: usize, j0: usize, forward: bool) {
+    let w = kd + 1;
+    let nb = l.len() / w;
+    if forward {
+        for jl in 0..nb {
+            let j = j0 + jl;
+            let col = &l[jl * w..jl * w + w];
+            let kn = kd.min(n - 1 - j);
+            let (head, tail) = b.split_at_mut((j + 1) * nrhs);
+            let yj = &mut head[j * nrhs..];
+            let d = col[0];
+            for v in yj.iter_mut() {
+                for l in 0..L {
+                    v[l] = v[l] / d[l];
+                }
+            }
+            for (r, lr) in col[1..=kn].iter().enumerate() {
+                for (t, y) in tail[r * nrhs..(r + 1) * nrhs].iter_mut().zip(yj.iter()) {
+                    for l in 0..L {
+                        t[l] = t[l] - lr[l] * y[l];
+                    }
+                }
+            }
+        }
+        return;
+    }
+    for jl in (0..nb).rev() {
+        let j = j0 + jl;
+        let col = &l[jl * w..jl * w + w];
+        let kn = kd.min(n - 1 - j);
+        let (head, tail) = b.split_at_mut((j + 1) * nrhs);
+        let xj = &mut head[j * nrhs..];
+        for (r, lr) in col[1..=kn].iter().enumerate() {
+            for (v, x) in xj.iter_mut().zip(&tail[r * nrhs..(r + 1) * nrhs]) {
+                for l in 0..L {
+                    v[l] = v[l] - lr[l] * x[l];
+                }
+            }
+        }
+        let d = col[0];
+        for v in xj.iter_mut() {
+            for l in 0..L {
+                v[l] = v[l] / d[l];
+            }
+        }
+    }
+}
+
+/// AVX2 transposes between `L` system slices and interleaved rows (the gather and scatter of
+/// full packs): 4×4 (f64) and 8×8 (f32) register transposes instead of one element at a time.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use crate::scalar::Real;
+
+    /// Rows `0 ≤ i < rows` of `dst` become `[sys[0][i], …, sys[L−1][i]]` (`to_rows`), or the
+    /// other way round. `false` (nothing done) unless `(T, L)` is `(f64, 8)` or `(f32, 16)`.
+    ///
+    /// # Safety
+    /// AVX2 must be available, every `sys[lane]` must be valid for `rows` reads (and writes
+    /// when `!to_rows`) and `dst` for `rows` rows; the `L` slices must not overlap `dst`.
+    #[inline]
+    pub(super) unsafe fn transpose<T: Real, const L: usize>(sys: [*mut T; L], dst: *mut [T; L], rows: usize, to_rows: bool) -> bool {
+        let size = std::mem::size_of::<T>();
+        if size == 8 && L == 8 {
+            // SAFETY: `Real` is sealed to f32 and f64, so an 8-byte `T` is f64 and `[T; 8]` is
+            // `[f64; 8]`; the caller's guarantees carry over.
+            unsafe { transpose_f64x8(sys.as_ptr() as *const *mut f64, dst as *mut f64, rows, to_rows) };
+            true
+        } else if size == 4 && L == 16 {
+            // SAFETY: as above, a 4-byte `T` is f32.
+            unsafe { transpose_f32x16(sys.as_ptr() as *const *mut f32, dst as *mut f32, rows, to_rows) };
+            true
+        } else {
+            false
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transpose_f64x8(sys: *const *mut f64, dst: *mut f64, rows: usize, to_rows: bool) {
+        // SAFETY: (whole body) the caller guarantees `sys[0..8]` valid for `rows` elements and
+        // `dst` for `8·rows`; every access below is at index `< rows` (resp. `< 8·rows`).
+        unsafe {
+            let full = rows / 4 * 4;
+            for g in 0..2 {
+                let s: [*mut f64; 4] = std::array::from_fn(|l| *sys.add(4 * g + l));
+                let mut i = 0;
+                while i < full {
+                    let d = dst.add(i * 8 + 4 * g);
+                    if to_rows {
+                        let r = [_mm256_loadu_pd(s[0].add(i)), _mm256_loadu_pd(s[1].add(i)), _mm256_loadu_pd(s[2].add(i)), _mm256_loadu_pd(s[3].add(i))];
+                        let o = t4x4(r);
+                        for k in 0..4 {
+                            _mm256_storeu_pd(d.add(8 * k), o[k]);
+                        }
+                    } else {
+                        let r = [_mm256_loadu_pd(d), _mm256_loadu_pd(d.add(8)), _mm256_loadu_pd(d.add(16)), _mm256_loadu_pd(d.add(24))];
+                        let o = t4x4(r);
+                        for (l, p) in s.iter().enumerate() {
+                            _mm256_storeu_pd(p.add(i), o[l]);
+                        }
+                    }
+                    i += 4;
+                }
+                for i in full..rows {
+                    for (l, p) in s.iter().enumerate() {
+                        let d = dst.add(i * 8 + 4 * g + l);
+                        if to_rows { *d = *p.add(i) } else { *p.add(i) = *d }
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn t4x4(r: [__m256d; 4]) -> [__m256d; 4] {
+        let t0 = _mm256_unpacklo_pd(r[0], r[1]);
+        let t1 = _mm256_unpackhi_pd(r[0], r[1]);
+        let t2 = _mm256_unpacklo_pd(r[2], r[3]);
+        let t3 = _mm256_unpackhi_pd(r[2], r[3]);
+        [
+            _mm256_permute2f128_pd::<0x20>(t0, t2),
+            _mm256_permute2f128_pd::<0x20>(t1, t3),
+            _mm256_permute2f128_pd::<0x31>(t0, t2),
+            _mm256_permute2f128_pd::<0x31>(t1, t3),
+        ]
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn transpose_f32x16(sys: *const *mut f32, dst: *mut f32, rows: usize, to_rows: bool) {
+        // SAFETY: (whole body) as in `transpose_f64x8`, with 16 slices and `16·rows` elements.
+        unsafe {
+            let full = rows / 8 * 8;
+            for g in 0..2 {
+                let s: [*mut f32; 8] = std::array::from_fn(|l| *sys.add(8 * g + l));
+                let mut i = 0;
+                while i < full {
+                    let d = dst.add(i * 16 + 8 * g);
+                    if to_rows {
+                        let r: [__m256; 8] = std::array::from_fn(|l| _mm256_loadu_ps(s[l].add(i)));
+                        let o = t8x8(r);
+                        for k in 0..8 {
+                            _mm256_storeu_ps(d.add(16 * k), o[k]);
+                        }
+                    } else {
+                        let r: [__m256; 8] = std::array::from_fn(|k| _mm256_loadu_ps(d.add(16 * k)));
+                        let o = t8x8(r);
+                        for (l, p) in s.iter().enumerate() {
+                            _mm256_storeu_ps(p.add(i), o[l]);
+                        }
+                    }
+                    i += 8;
+                }
+                for i in full..rows {
+                    for (l, p) in s.iter().enumerate() {
+                        let d = dst.add(i * 16 + 8 * g + l);
+                        if to_rows { *d = *p.add(i) } else { *p.add(i) = *d }
+                    }
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn t8x8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let s0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let s1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let s2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let s3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let s4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let s5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let s6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let s7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(s0, s4),
+            _mm256_permute2f128_ps::<0x20>(s1, s5),
+            _mm256_permute2f128_ps::<0x20>(s2, s6),
+            _mm256_permute2f128_ps::<0x20>(s3, s7),
+            _mm256_permute2f128_ps::<0x31>(s0, s4),
+            _mm256_permute2f128_ps::<0x31>(s1, s5),
+            _mm256_permute2f128_ps::<0x31>(s2, s6),
+            _mm256_permute2f128_ps::<0x31>(s3, s7),
+        ]
+    }
+}
