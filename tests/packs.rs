@@ -6,8 +6,8 @@ use banded::band::random_spd_problem;
 use banded::internal::{factor_with, solve_with, Kernel};
 use banded::{BandBatch, BatchMatrix, Par, Real};
 
-/// Batch sizes around the pack widths (8 f64 / 16 f32 lanes, and 4/8 for one AVX2 register).
-const BATCHES: [usize; 12] = [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 19, 35];
+/// Batch sizes around the pack widths (8/16 f64 lanes, 16/32 f32 lanes, 4/8 per AVX2 register).
+const BATCHES: [usize; 15] = [1, 3, 4, 5, 7, 8, 9, 15, 16, 17, 19, 31, 32, 33, 35];
 
 fn bits<T: Real>(x: &[T]) -> Vec<u64> {
     x.iter().map(|v| v.as_f64().to_bits()).collect()

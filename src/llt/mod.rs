@@ -2,7 +2,8 @@
 //!
 //! The per-system kernels (`factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`) work on one
 //! system's column-major band (see [`BandBatch`]); [`Cholesky`] runs them over a batch.
-//! `factor` and `solve` run on lane-interleaved packs of 8 (f64) / 16 (f32) systems with
+//! `factor` and `solve` run on lane-interleaved packs of 8 (f64) / 16 (f32) systems (twice
+//! that for kd ≤ 2) with
 //! AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise equal to the per-system
 //! kernels, which stay the reference and the portable fallback). The factor stays stored in
 //! the documented [`BandBatch`] layout: packs are gathered and scattered per call, streamed
