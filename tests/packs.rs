@@ -3,7 +3,7 @@
 //! without FMA contraction, so results must be **bitwise** equal, failures included.
 
 use banded::band::random_spd_problem;
-use banded::internal::{factor_with, solve_with, Kernel};
+use banded::internal::{factor_with, solve_band_with, solve_with, Kernel};
 use banded::{BandBatch, BatchMatrix, Par, Real};
 
 /// Batch sizes around the pack widths (8/16 f64 lanes, 16/32 f32 lanes, 4/8 per AVX2 register).
@@ -34,6 +34,9 @@ fn check<T: Real>(batch: usize, n: usize, kd: usize, nrhs: usize, seed: u64) {
                 "{kernel:?} {} batch={batch} n={n} kd={kd} nrhs={nrhs}",
                 T::NAME
             );
+            let mut x = b.clone();
+            solve_band_with(kernel, &l, &mut x, par).unwrap();
+            assert_eq!(bits(x.as_slice()), bits(x_ref.as_slice()), "band {kernel:?} {} batch={batch} n={n} kd={kd}", T::NAME);
         }
     }
 }

@@ -164,6 +164,23 @@ impl<T: Real> BandBatch<T> {
         &mut self.data
     }
 
+    /// The storage itself (to move it out and back, e.g. while it holds packs).
+    pub(crate) fn data_vec_mut(&mut self) -> &mut Vec<T> {
+        &mut self.data
+    }
+
+    /// Consumes `self`, returning `(batch, n, kd, storage)`.
+    pub(crate) fn into_parts(self) -> (usize, usize, usize, Vec<T>) {
+        (self.batch, self.n, self.kd, self.data)
+    }
+
+    /// Wraps storage in the internal layout; the caller guarantees
+    /// `data.len() == batch·n·(kd+1)` with `batch, n ≥ 1`.
+    pub(crate) fn from_parts(batch: usize, n: usize, kd: usize, data: Vec<T>) -> Self {
+        debug_assert_eq!(data.len(), batch * n * (kd + 1));
+        Self { batch, n, kd, data }
+    }
+
     /// Keeps only the listed systems (in the given order).
     pub(crate) fn select(&self, systems: &[usize]) -> Option<Self> {
         if systems.is_empty() {

@@ -3,17 +3,18 @@
 //! The per-system kernels (`factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`) work on one
 //! system's column-major band (see [`BandBatch`]); [`Cholesky`] runs them over a batch.
 //! `factor` and `solve` run on lane-interleaved packs of 8 (f64) / 16 (f32) systems (twice
-//! that for kd ≤ 2) with
-//! AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise equal to the per-system
-//! kernels, which stay the reference and the portable fallback). The factor stays stored in
-//! the documented [`BandBatch`] layout: packs are gathered and scattered per call, streamed
-//! through a cache-sized window, so [`Cholesky::l`] costs nothing.
+//! that for kd ≤ 2) with AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise
+//! equal to the per-system kernels, which stay the reference and the portable fallback). A
+//! factor computed on packs stays in pack layout, in the input's storage; [`Cholesky::l`]
+//! converts to the documented [`BandBatch`] layout on demand (see [`Cholesky`]).
 
 mod backward;
 mod factor;
 mod logdet;
 pub(crate) mod pack;
 mod solve;
+
+use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
@@ -62,9 +63,31 @@ impl Params {
 /// Costs, per system (`n` order, `kd` bandwidth, `r` right-hand sides): factor
 /// O(n·kd²) flops (`n·kd·(kd+3)` for `kd ≪ n`), solve and backward O(n·kd·r), memory
 /// O(n·kd); nothing allocates inside a per-column loop.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Storage: on a CPU with AVX2 the factor is kept, in the input's own storage, as
+/// lane-interleaved packs of 8 (f64) / 16 (f32) systems (see `llt/pack.rs`), which the solves
+/// read directly. [`l`](Self::l) then builds the documented [`BandBatch`] layout once, on the
+/// first call (one copy and one transpose of the factor, O(batch·n·kd), kept for later
+/// calls), and [`into_l`](Self::into_l) converts in place. Without AVX2 the factor is
+/// stored in the [`BandBatch`] layout directly.
+#[derive(Clone, Debug)]
 pub struct Cholesky<T> {
-    l: BandBatch<T>,
+    store: Store<T>,
+    /// `L` in the [`BandBatch`] layout, built by the first [`l`](Self::l) if `store` is packed.
+    band: OnceLock<BandBatch<T>>,
+}
+
+#[derive(Clone, Debug)]
+enum Store<T> {
+    Band(BandBatch<T>),
+    Packed(pack::Packed<T>),
+}
+
+impl<T: Real> PartialEq for Cholesky<T> {
+    /// Equal factors (whatever the internal storage).
+    fn eq(&self, other: &Self) -> bool {
+        self.l() == other.l()
+    }
 }
 
 /// The outcome of [`Cholesky::factor_partial`]: the systems that factored, and those that did not.
@@ -122,39 +145,75 @@ impl<T: Real> Cholesky<T> {
             a.check_finite("ab")?;
         }
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
-        let status = pack::factor_batch(pack::Kernel::best(), a.as_mut_slice(), batch, n, kd, params.par);
+        let kernel = pack::Kernel::best();
+        let (store, status) = if kernel == pack::Kernel::Scalar {
+            let status = pack::factor_batch(kernel, a.as_mut_slice(), batch, n, kd, params.par);
+            (Store::Band(a), status)
+        } else {
+            let (_, _, _, data) = a.into_parts();
+            let (packed, status) = pack::Packed::factor(kernel, data, batch, n, kd, params.par);
+            (Store::Packed(packed), status)
+        };
         let failures: Vec<PivotFailure> = status
             .iter()
             .enumerate()
             .filter_map(|(system, st)| st.err().map(|column| PivotFailure { system, column }))
             .collect();
         if failures.is_empty() {
-            return Ok(PartialCholesky { factor: Some(Self { l: a }), systems: (0..batch).collect(), failures });
+            let factor = Some(Self { store, band: OnceLock::new() });
+            return Ok(PartialCholesky { factor, systems: (0..batch).collect(), failures });
         }
         let systems: Vec<usize> = (0..batch).filter(|&s| status[s].is_ok()).collect();
-        let factor = a.select(&systems).map(|l| Self { l });
+        let all = Self { store, band: OnceLock::new() }.into_l();
+        let factor = all.select(&systems).map(|l| Self { store: Store::Band(l), band: OnceLock::new() });
         Ok(PartialCholesky { factor, systems, failures })
     }
 
-    /// The factor `L` (lower band, same layout as the input).
+    /// The factor `L` (lower band, same layout as the input). When the factor is stored as
+    /// packs, the first call builds this layout (O(batch·n·kd), once; see the type's docs).
     pub fn l(&self) -> &BandBatch<T> {
-        &self.l
+        match &self.store {
+            Store::Band(l) => l,
+            Store::Packed(p) => self.band.get_or_init(|| {
+                let (batch, n, kd) = p.shape();
+                BandBatch::from_parts(batch, n, kd, p.clone().into_band())
+            }),
+        }
     }
-    /// Consumes `self`, returning `L`.
+    /// Consumes `self`, returning `L` (converted in place when stored as packs).
     pub fn into_l(self) -> BandBatch<T> {
-        self.l
+        match self.store {
+            Store::Band(l) => l,
+            Store::Packed(p) => self.band.into_inner().unwrap_or_else(|| {
+                let (batch, n, kd) = p.shape();
+                BandBatch::from_parts(batch, n, kd, p.into_band())
+            }),
+        }
+    }
+    /// `L_s[j, j]` (`s < batch`, `j < n`).
+    pub(crate) fn diag(&self, s: usize, j: usize) -> T {
+        match &self.store {
+            Store::Band(l) => l.as_slice()[(s * self.n() + j) * (self.kd() + 1)],
+            Store::Packed(p) => p.entry(s, j, 0),
+        }
+    }
+    fn shape(&self) -> (usize, usize, usize) {
+        match &self.store {
+            Store::Band(l) => (l.batch(), l.n(), l.kd()),
+            Store::Packed(p) => p.shape(),
+        }
     }
     /// Number of systems.
     pub fn batch(&self) -> usize {
-        self.l.batch()
+        self.shape().0
     }
     /// Order of each system.
     pub fn n(&self) -> usize {
-        self.l.n()
+        self.shape().1
     }
     /// Lower bandwidth.
     pub fn kd(&self) -> usize {
-        self.l.kd()
+        self.shape().2
     }
 
     /// Solves `A_s X_s = B_s` for every system: `b` is `(batch, n, nrhs)`, the result too.
@@ -173,14 +232,25 @@ impl<T: Real> Cholesky<T> {
             b.check_finite("rhs")?;
         }
         let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
-        pack::solve_batch(pack::Kernel::best(), self.l.as_slice(), b.as_mut_slice(), self.batch(), n, kd, nrhs, params.par);
+        match &self.store {
+            Store::Band(l) => {
+                pack::solve_batch(pack::Kernel::best(), l.as_slice(), b.as_mut_slice(), self.batch(), n, kd, nrhs, params.par)
+            }
+            Store::Packed(p) => p.solve(b.as_mut_slice(), nrhs, params.par),
+        }
         Ok(())
     }
 
     /// `log det A_s = 2 Σ_j log L_s[j, j]` for every system (`batch` values). Cost O(n).
     pub fn logdet(&self) -> Vec<T> {
-        let len = self.l.system_len();
-        self.l.as_slice().chunks_exact(len).map(|l| logdet_system(l, self.n(), self.kd())).collect()
+        match &self.store {
+            Store::Band(l) => l.as_slice().chunks_exact(l.system_len()).map(|l| logdet_system(l, self.n(), self.kd())).collect(),
+            Store::Packed(p) => {
+                // `logdet_system`'s sum, in the same order.
+                let two = T::one() + T::one();
+                (0..self.batch()).map(|s| two * (0..self.n()).map(|j| p.entry(s, j, 0).ln()).sum::<T>()).collect()
+            }
+        }
     }
 
     /// The backward (vector–Jacobian product) of `X = A⁻¹ B`.

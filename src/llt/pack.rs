@@ -18,9 +18,10 @@
 //!
 //! A batch that is not a multiple of `L` pads its last pack with identity systems (diagonal 1,
 //! off-diagonal 0), which cannot fail and are never written back; the full packs pay nothing
-//! for it. Packs are gathered from and scattered back to the column-major [`BandBatch`] storage
-//! per call (O(n·kd) per system, one pass each way), so [`Cholesky`](crate::Cholesky) keeps its
-//! documented layout and `Cholesky::l()` costs nothing.
+//! for it. [`Packed`] keeps a factor's full packs in pack layout in place of the input's storage
+//! (the last partial pack stays in band layout: no padded copy is stored), so solves read them
+//! directly; band-layout factors are streamed through packs by [`solve_batch`] (gathered per
+//! call through a cache-sized window of columns).
 //!
 //! Cost per pack: the scalar flop counts, on `L` systems at once; scratch `n·(kd+1)·L` (+
 //! `n·nrhs·L` for a solve) elements, allocated once per rayon task, never per column.
@@ -211,6 +212,175 @@ fn solve_packs<T: Real, const L: usize>(
                 scatter(kernel, bbuf, x, n * nrhs, 0);
             },
         );
+}
+
+/// A factored batch stored as packs **in place of the input's storage**: the first
+/// `full = batch / L` packs of `L` systems are rewritten, each in its own `len·L` slice, into the
+/// pack layout (`data[(p·len + k)·L + lane]`, `k = j·(kd+1) + d`); the remaining `batch % L`
+/// systems stay in the [`BandBatch`](crate::BandBatch) layout at their usual offsets (no
+/// padding is stored: a single huge system costs no more memory than its band). A solve then
+/// reads the packs directly (no transposes); converting back to the band layout is one
+/// transpose per element ([`Packed::into_band`], in place).
+#[derive(Clone, Debug)]
+pub(crate) struct Packed<T> {
+    data: Vec<T>,
+    kernel: Kernel,
+    lanes: usize,
+    batch: usize,
+    n: usize,
+    kd: usize,
+}
+
+impl<T: Real> Packed<T> {
+    /// Factors `data` (`batch` systems in the band layout) with a pack kernel (not
+    /// [`Kernel::Scalar`]); per system `Err(column)` of the first failing pivot.
+    pub(crate) fn factor(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
+        let lanes = lanes::<T>(kd);
+        let status = match lanes {
+            8 => factor_in_packs::<T, 8>(kernel, &mut data, batch, n, kd, par),
+            16 => factor_in_packs::<T, 16>(kernel, &mut data, batch, n, kd, par),
+            _ => factor_in_packs::<T, 32>(kernel, &mut data, batch, n, kd, par),
+        };
+        (Self { data, kernel, lanes, batch, n, kd }, status)
+    }
+
+    /// Rewrites band-layout storage (already factored) into packs, in place.
+    pub(crate) fn from_band(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize) -> Self {
+        let lanes = lanes::<T>(kd);
+        let len = n * (kd + 1);
+        match lanes {
+            8 => repack::<T, 8>(kernel, &mut data, batch, len, true),
+            16 => repack::<T, 16>(kernel, &mut data, batch, len, true),
+            _ => repack::<T, 32>(kernel, &mut data, batch, len, true),
+        }
+        Self { data, kernel, lanes, batch, n, kd }
+    }
+
+    /// The storage in the band layout (in place; one transpose per element of the packs).
+    pub(crate) fn into_band(mut self) -> Vec<T> {
+        let len = self.n * (self.kd + 1);
+        match self.lanes {
+            8 => repack::<T, 8>(self.kernel, &mut self.data, self.batch, len, false),
+            16 => repack::<T, 16>(self.kernel, &mut self.data, self.batch, len, false),
+            _ => repack::<T, 32>(self.kernel, &mut self.data, self.batch, len, false),
+        }
+        self.data
+    }
+
+    /// `(batch, n, kd)`.
+    pub(crate) fn shape(&self) -> (usize, usize, usize) {
+        (self.batch, self.n, self.kd)
+    }
+
+    /// `L_s[j + d, j]` (`d ≤ kd`).
+    pub(crate) fn entry(&self, s: usize, j: usize, d: usize) -> T {
+        let (len, lanes) = (self.n * (self.kd + 1), self.lanes);
+        let k = j * (self.kd + 1) + d;
+        if s < self.batch / lanes * lanes {
+            self.data[(s / lanes * len + k) * lanes + s % lanes]
+        } else {
+            self.data[s * len + k]
+        }
+    }
+
+    /// Solves every system of `b` (`batch` row-major `n × nrhs` matrices) in place.
+    pub(crate) fn solve(&self, b: &mut [T], nrhs: usize, par: Par) {
+        match self.lanes {
+            8 => self.solve_l::<8>(b, nrhs, par),
+            16 => self.solve_l::<16>(b, nrhs, par),
+            _ => self.solve_l::<32>(b, nrhs, par),
+        }
+    }
+
+    fn solve_l<const L: usize>(&self, b: &mut [T], nrhs: usize, par: Par) {
+        let (kernel, batch, n, kd) = (self.kernel, self.batch, self.n, self.kd);
+        let len = n * (kd + 1);
+        let full = batch / L;
+        let (bf, bt) = b.split_at_mut(full * L * n * nrhs);
+        let (lf, lt) = self.data.split_at(full * L * len);
+        rayon::join(
+            || {
+                bf.par_chunks_mut(n * nrhs * L)
+                    .zip(lf.par_chunks(len * L))
+                    .with_min_len(min_len(par, full.max(1)))
+                    .for_each_init(
+                        || vec![[T::zero(); L]; n * nrhs],
+                        |bbuf, (x, lc)| {
+                            let (lp, _) = lc.as_chunks::<L>();
+                            gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
+                            run_solve(kernel, lp, bbuf, n, kd, nrhs, 0, true);
+                            run_solve(kernel, lp, bbuf, n, kd, nrhs, 0, false);
+                            scatter(kernel, bbuf, x, n * nrhs, 0);
+                        },
+                    )
+            },
+            || {
+                if batch > full * L {
+                    solve_packs::<T, L>(kernel, lt, bt, batch - full * L, n, kd, nrhs, par);
+                }
+            },
+        );
+    }
+}
+
+/// The factor of [`Packed::factor`] for `L` lanes.
+fn factor_in_packs<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize, n: usize, kd: usize, par: Par) -> Vec<Result<(), usize>> {
+    let len = n * (kd + 1);
+    let full = batch / L;
+    let (df, dt) = data.split_at_mut(full * L * len);
+    let (fails, tail) = rayon::join(
+        || {
+            df.par_chunks_mut(len * L)
+                .with_min_len(min_len(par, full.max(1)))
+                .map_init(|| vec![[T::zero(); L]; len], |buf, chunk| factor_full_pack(kernel, chunk, buf, n, kd))
+                .collect::<Vec<[usize; L]>>()
+        },
+        || if batch > full * L { factor_packs::<T, L>(kernel, dt, batch - full * L, n, kd, par) } else { Vec::new() },
+    );
+    fails.iter().flatten().map(|&f| if f == usize::MAX { Ok(()) } else { Err(f) }).chain(tail).collect()
+}
+
+/// Factors one full pack (`chunk`: `L` band systems) and leaves it in `chunk` in the pack
+/// layout. The columns are gathered into `buf` (the whole pack, `len` rows) a window ahead of
+/// the factorization, then `buf` is copied back over `chunk`.
+fn factor_full_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], buf: &mut [[T; L]], n: usize, kd: usize) -> [usize; L] {
+    let w = kd + 1;
+    let block = block_cols::<T, L>(n, kd);
+    let mut fail = [usize::MAX; L];
+    let mut loaded = (block + kd).min(n);
+    gather_band(kernel, chunk, buf, n, kd, 0, loaded);
+    let mut j0 = 0;
+    loop {
+        let nb = block.min(n - j0);
+        run_factor(kernel, &mut buf[j0 * w..loaded * w], n - j0, nb, kd, j0, &mut fail);
+        j0 += nb;
+        if j0 == n {
+            break;
+        }
+        let next = (j0 + block + kd).min(n);
+        gather_band(kernel, chunk, &mut buf[loaded * w..], n, kd, loaded, next);
+        loaded = next;
+    }
+    chunk.copy_from_slice(buf.as_flattened());
+    fail
+}
+
+/// Rewrites the full packs of `data` between the band layout and the pack layout, in place
+/// (`to_packs`: band → packs).
+fn repack<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize, len: usize, to_packs: bool) {
+    let full = batch / L;
+    data[..full * L * len].par_chunks_mut(len * L).for_each_init(
+        || vec![[T::zero(); L]; len],
+        |buf, chunk| {
+            if to_packs {
+                gather(kernel, chunk, buf, len, 0, len, |_| T::zero());
+                chunk.copy_from_slice(buf.as_flattened());
+            } else {
+                buf.as_flattened_mut().copy_from_slice(chunk);
+                scatter(kernel, buf, chunk, len, 0);
+            }
+        },
+    );
 }
 
 /// `buf[k − k0][lane] = chunk[lane·len + k]` for `k0 ≤ k < k1` and the systems present

@@ -251,11 +251,10 @@ impl Smnn {
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
         let mut failures = out.failures;
         if let Some(f) = &out.factor {
-            let l = f.l().as_slice();
             for (k, &s) in out.systems.iter().enumerate() {
-                let (lk, dk) = (&l[k * len..(k + 1) * len], &diag[s * n..(s + 1) * n]);
+                let dk = &diag[s * n..(s + 1) * n];
                 let bad = (0..n).find(|&j| {
-                    let p = lk[j * (kd + 1)];
+                    let p = f.diag(k, j);
                     // Not `<=`: a NaN pivot fails too.
                     (p * p).partial_cmp(&(tol * dk[j])) != Some(std::cmp::Ordering::Greater)
                 });
