@@ -3,7 +3,7 @@
 //! The per-system kernels (`factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`) work on one
 //! system's column-major band (see [`BandBatch`]); [`Cholesky`] runs them over a batch.
 //! `factor` and `solve` run on lane-interleaved packs of 8 (f64) / 16 (f32) systems (twice
-//! that for kd ≤ 2) with AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise
+//! that for kd ≤ 8) with AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise
 //! equal to the per-system kernels, which stay the reference and the portable fallback). A
 //! factor computed on packs stays in pack layout, in the input's storage; [`Cholesky::l`]
 //! converts to the documented [`BandBatch`] layout on demand (see [`Cholesky`]).
@@ -145,7 +145,7 @@ impl<T: Real> Cholesky<T> {
             a.check_finite("ab")?;
         }
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
-        let kernel = pack::Kernel::best();
+        let kernel = pack::kernel_for::<T>(pack::Kernel::best(), batch, kd);
         let (store, status) = if kernel == pack::Kernel::Scalar {
             let status = pack::factor_batch(kernel, a.as_mut_slice(), batch, n, kd, params.par);
             (Store::Band(a), status)
@@ -234,7 +234,7 @@ impl<T: Real> Cholesky<T> {
         let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
         match &self.store {
             Store::Band(l) => {
-                pack::solve_batch(pack::Kernel::best(), l.as_slice(), b.as_mut_slice(), self.batch(), n, kd, nrhs, params.par)
+                pack::solve_batch(pack::kernel_for::<T>(pack::Kernel::best(), self.batch(), kd), l.as_slice(), b.as_mut_slice(), self.batch(), n, kd, nrhs, params.par)
             }
             Store::Packed(p) => p.solve(b.as_mut_slice(), nrhs, params.par),
         }

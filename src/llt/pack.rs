@@ -72,12 +72,26 @@ impl Kernel {
 }
 
 /// Lanes per pack: two AVX2 registers (8 f64 / 16 f32), so that two independent dependency
-/// chains (sqrt → div → update → next pivot) overlap; four (16 / 32) for `kd ≤ 2`, where that
-/// latency chain is nearly all the work (measured: ~15% faster at kd = 1, slower from kd = 4).
+/// chains (sqrt → div → update → next pivot) overlap; four (16 / 32) for `kd ≤ 8`, where that
+/// latency chain (and the divisions of the solve) is most of the work (measured: ~15% faster
+/// at kd = 1, ~5–10% at kd = 4 and 8, slower at kd = 17).
 const BYTES_PER_PACK: usize = 64;
 
+/// The kernel for a batch of `batch` systems: the per-system kernel when there is not even one
+/// full pack (a padded pack costs ~5× one system there, and one pack would leave the other
+/// threads idle), otherwise `best`.
+pub(crate) fn kernel_for<T>(best: Kernel, batch: usize, kd: usize) -> Kernel {
+    if batch < lanes::<T>(kd) { Kernel::Scalar } else { best }
+}
+
+/// Whether the last `rem < L` systems (after the full packs) run as a padded pack (`rem ≥ L/2`)
+/// or one system at a time with the per-system kernels (fewer: cheaper than a padded pack).
+fn tail_as_pack(rem: usize, lanes: usize) -> bool {
+    2 * rem >= lanes
+}
+
 fn lanes<T>(kd: usize) -> usize {
-    let bytes = if kd <= 2 { 2 * BYTES_PER_PACK } else { BYTES_PER_PACK };
+    let bytes = if kd <= 8 { 2 * BYTES_PER_PACK } else { BYTES_PER_PACK };
     bytes / std::mem::size_of::<T>()
 }
 
@@ -218,7 +232,8 @@ fn solve_packs<T: Real, const L: usize>(
 /// `full = batch / L` packs of `L` systems are rewritten, each in its own `len·L` slice, into the
 /// pack layout (`data[(p·len + k)·L + lane]`, `k = j·(kd+1) + d`); the remaining `batch % L`
 /// systems stay in the [`BandBatch`](crate::BandBatch) layout at their usual offsets (no
-/// padding is stored: a single huge system costs no more memory than its band). A solve then
+/// padding is stored: a single huge system costs no more memory than its band) and run as one
+/// padded pack streamed from that layout, or (fewer than `L/2` of them) one by one. A solve then
 /// reads the packs directly (no transposes); converting back to the band layout is one
 /// transpose per element ([`Packed::into_band`], in place).
 #[derive(Clone, Debug)]
@@ -314,10 +329,10 @@ impl<T: Real> Packed<T> {
                         },
                     )
             },
-            || {
-                if batch > full * L {
-                    solve_packs::<T, L>(kernel, lt, bt, batch - full * L, n, kd, nrhs, par);
-                }
+            || match batch - full * L {
+                0 => {}
+                rem if tail_as_pack(rem, L) => solve_packs::<T, L>(kernel, lt, bt, rem, n, kd, nrhs, par),
+                rem => solve_batch(Kernel::Scalar, lt, bt, rem, n, kd, nrhs, par),
             },
         );
     }
@@ -335,7 +350,11 @@ fn factor_in_packs<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batc
                 .map_init(|| vec![[T::zero(); L]; len], |buf, chunk| factor_full_pack(kernel, chunk, buf, n, kd))
                 .collect::<Vec<[usize; L]>>()
         },
-        || if batch > full * L { factor_packs::<T, L>(kernel, dt, batch - full * L, n, kd, par) } else { Vec::new() },
+        || match batch - full * L {
+            0 => Vec::new(),
+            rem if tail_as_pack(rem, L) => factor_packs::<T, L>(kernel, dt, rem, n, kd, par),
+            rem => factor_batch(Kernel::Scalar, dt, rem, n, kd, par),
+        },
     );
     fails.iter().flatten().map(|&f| if f == usize::MAX { Ok(()) } else { Err(f) }).chain(tail).collect()
 }
@@ -684,12 +703,12 @@ mod x86 {
     #[inline]
     pub(super) unsafe fn transpose<T: Real, const L: usize>(sys: [*mut T; L], dst: *mut [T; L], rows: usize, to_rows: bool) -> bool {
         let size = std::mem::size_of::<T>();
-        if size == 8 && L % 4 == 0 {
+        if size == 8 && L.is_multiple_of(4) {
             // SAFETY: `Real` is sealed to f32 and f64, so an 8-byte `T` is f64 and `[T; 8]` is
             // `[f64; 8]`; the caller's guarantees carry over.
             unsafe { transpose_f64(sys.as_ptr() as *const *mut f64, L, dst as *mut f64, rows, to_rows) };
             true
-        } else if size == 4 && L % 8 == 0 {
+        } else if size == 4 && L.is_multiple_of(8) {
             // SAFETY: as above, a 4-byte `T` is f32.
             unsafe { transpose_f32(sys.as_ptr() as *const *mut f32, L, dst as *mut f32, rows, to_rows) };
             true
