@@ -23,8 +23,10 @@
 //! directly; band-layout factors are streamed through packs by [`solve_batch`] (gathered per
 //! call through a cache-sized window of columns).
 //!
-//! Cost per pack: the scalar flop counts, on `L` systems at once; scratch `n·(kd+1)·L` (+
-//! `n·nrhs·L` for a solve) elements, allocated once per rayon task, never per column.
+//! Cost per pack: the scalar flop counts, on `L` systems at once. Scratch, allocated once per
+//! rayon task (never per column): a factor of full packs `n·(kd+1)·L` elements (one pack, the
+//! same size as the `L` systems it holds), the streamed band-layout paths a window of about
+//! 256 KiB, a solve `n·nrhs·L`.
 
 // The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
 #![allow(clippy::needless_range_loop)]
