@@ -24,6 +24,7 @@ pub mod internal {
     /// Factors `a` in place with `kernel` (a pack kernel factors into packs, then converts
     /// back); per system `Err(column)` of the first failing pivot.
     pub fn factor_with<T: Real>(kernel: Kernel, a: &mut BandBatch<T>, par: Par) -> Vec<Result<(), usize>> {
+        let kernel = kernel.checked();
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
         if kernel == Kernel::Scalar {
             return crate::llt::pack::factor_batch(kernel, a.as_mut_slice(), batch, n, kd, par);
@@ -37,6 +38,7 @@ pub mod internal {
     /// Solves with the factors `l` (band layout) in place with `kernel`, streaming packs from
     /// the band layout (the path of a factor stored as a band). Errors: [`crate::Error::Shape`].
     pub fn solve_band_with<T: Real>(kernel: Kernel, l: &BandBatch<T>, b: &mut BatchMatrix<T>, par: Par) -> crate::Result<()> {
+        let kernel = kernel.checked();
         b.expect_systems("rhs", l.batch(), l.n())?;
         let nrhs = b.cols();
         crate::llt::pack::solve_batch(kernel, l.as_slice(), b.as_mut_slice(), l.batch(), l.n(), l.kd(), nrhs, par);
@@ -46,6 +48,7 @@ pub mod internal {
     /// Solves with the factors `l` in place with `kernel` (a pack kernel converts `l` to packs
     /// first, as a factor stores them). Errors: [`crate::Error::Shape`].
     pub fn solve_with<T: Real>(kernel: Kernel, l: &BandBatch<T>, b: &mut BatchMatrix<T>, par: Par) -> crate::Result<()> {
+        let kernel = kernel.checked();
         if kernel == Kernel::Scalar {
             return solve_band_with(kernel, l, b, par);
         }

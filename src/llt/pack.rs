@@ -62,6 +62,13 @@ impl Kernel {
         Kernel::Scalar
     }
 
+    /// `self` if this CPU runs it, otherwise [`Kernel::Scalar`]: the entry points that take a
+    /// kernel from outside the crate (`banded::internal`) pass it through here, so that
+    /// `Kernel::Avx2` reaches the `#[target_feature]` code only where AVX2 was detected.
+    pub fn checked(self) -> Self {
+        if Self::available().contains(&self) { self } else { Kernel::Scalar }
+    }
+
     /// Every kernel this CPU can run (for tests).
     pub fn available() -> Vec<Self> {
         let mut v = vec![Kernel::Scalar, Kernel::Portable];
@@ -487,8 +494,8 @@ fn run_factor<T: Real, const L: usize>(
 ) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Kernel::Avx2` is only produced after `is_x86_feature_detected!` found AVX2 and
-        // FMA (`Kernel::best`, `Kernel::available`).
+        // SAFETY: `Kernel::Avx2` reaches here only from `Kernel::best` or through
+        // `Kernel::checked`, both after `is_x86_feature_detected!` found AVX2 and FMA.
         Kernel::Avx2 => unsafe { factor_pack_avx2(a, n, nb, kd, j0, fail) },
         _ => factor_pack(a, n, nb, kd, j0, fail),
     }
