@@ -190,11 +190,15 @@ impl<T: Real> Cholesky<T> {
             }),
         }
     }
-    /// `L_s[j, j]` (`s < batch`, `j < n`).
-    pub(crate) fn diag(&self, s: usize, j: usize) -> T {
+    /// The diagonal of `L_s` (`s < batch`) as `(slice, stride)`: `L_s[j, j] = slice[j·stride]`
+    /// for `j < n` (iterate `slice.iter().step_by(stride)`: exactly `n` items).
+    pub(crate) fn diag_strided(&self, s: usize) -> (&[T], usize) {
         match &self.store {
-            Store::Band(l) => l.as_slice()[(s * self.n() + j) * (self.kd() + 1)],
-            Store::Packed(p) => p.entry(s, j, 0),
+            Store::Band(l) => {
+                let len = l.system_len();
+                (&l.as_slice()[s * len..(s + 1) * len], self.kd() + 1)
+            }
+            Store::Packed(p) => p.diag_strided(s),
         }
     }
     fn shape(&self) -> (usize, usize, usize) {
@@ -248,7 +252,12 @@ impl<T: Real> Cholesky<T> {
             Store::Packed(p) => {
                 // `logdet_system`'s sum, in the same order.
                 let two = T::one() + T::one();
-                (0..self.batch()).map(|s| two * (0..self.n()).map(|j| p.entry(s, j, 0).ln()).sum::<T>()).collect()
+                (0..self.batch())
+                    .map(|s| {
+                        let (l0, stride) = p.diag_strided(s);
+                        two * l0.iter().step_by(stride).map(|x| x.ln()).sum::<T>()
+                    })
+                    .collect()
             }
         }
     }

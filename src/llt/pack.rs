@@ -296,14 +296,15 @@ impl<T: Real> Packed<T> {
         (self.batch, self.n, self.kd)
     }
 
-    /// `L_s[j + d, j]` (`d ≤ kd`).
-    pub(crate) fn entry(&self, s: usize, j: usize, d: usize) -> T {
-        let (len, lanes) = (self.n * (self.kd + 1), self.lanes);
-        let k = j * (self.kd + 1) + d;
+    /// The diagonal of `L_s` as `(slice, stride)`: `L_s[j, j] = slice[j·stride]`, and
+    /// `slice.iter().step_by(stride)` yields exactly the `n` diagonal entries.
+    pub(crate) fn diag_strided(&self, s: usize) -> (&[T], usize) {
+        let (len, lanes, w) = (self.n * (self.kd + 1), self.lanes, self.kd + 1);
         if s < self.batch / lanes * lanes {
-            self.data[(s / lanes * len + k) * lanes + s % lanes]
+            let start = s / lanes * len * lanes + s % lanes;
+            (&self.data[start..start + (len - w) * lanes + 1], w * lanes)
         } else {
-            self.data[s * len + k]
+            (&self.data[s * len..s * len + len - w + 1], w)
         }
     }
 

@@ -253,10 +253,10 @@ impl Smnn {
         if let Some(f) = &out.factor {
             for (k, &s) in out.systems.iter().enumerate() {
                 let dk = &diag[s * n..(s + 1) * n];
-                let bad = (0..n).find(|&j| {
-                    let p = f.diag(k, j);
+                let (l0, stride) = f.diag_strided(k);
+                let bad = l0.iter().step_by(stride).zip(dk).position(|(&p, &d)| {
                     // Not `<=`: a NaN pivot fails too.
-                    (p * p).partial_cmp(&(tol * dk[j])) != Some(std::cmp::Ordering::Greater)
+                    (p * p).partial_cmp(&(tol * d)) != Some(std::cmp::Ordering::Greater)
                 });
                 if let Some(column) = bad {
                     failures.push(PivotFailure { system: s, column });
