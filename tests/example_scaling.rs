@@ -4,7 +4,6 @@
 //! counters are global. Times are not asserted (shared CI machines), only that they are
 //! measured.
 
-#[allow(dead_code)]
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[path = "../examples/scaling/alloc.rs"]

@@ -2,7 +2,6 @@
 //! has its own test binary, `tests/example_scaling.rs`, because it counts allocations), with
 //! asserted error bounds. They call the examples' own code, so the examples cannot rot.
 
-#[allow(dead_code)]
 #[path = "../examples/common/mod.rs"]
 mod common;
 #[path = "../examples/odebench/cases.rs"]

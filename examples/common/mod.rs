@@ -91,7 +91,7 @@ pub fn thin(n: usize, max_points: usize) -> impl Iterator<Item = usize> {
     let k = n.div_ceil(max_points.max(1)).max(1);
     (0..n)
         .step_by(k)
-        .chain((n > 0 && (n - 1) % k != 0).then(|| n - 1))
+        .chain((n > 0 && !(n - 1).is_multiple_of(k)).then(|| n - 1))
 }
 
 /// A tick label for axes with ranges between about 1e-3 and 1e4: up to 4 decimals, trailing

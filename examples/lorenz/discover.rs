@@ -1,6 +1,6 @@
 //! Lorenz equation discovery through the S-MNN layer: data from RK4, a quadratic polynomial
 //! library, the layer's frozen left-hand side, Adam, and sequential thresholding.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use std::time::Instant;
 

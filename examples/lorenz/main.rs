@@ -17,6 +17,8 @@
 //!
 //! Ends with `summary: max_rel_err=… spurious=… ms_per_step=…`.
 
+#![allow(clippy::needless_range_loop)]
+
 #[path = "../common/mod.rs"]
 mod common;
 mod discover;

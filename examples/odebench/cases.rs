@@ -1,5 +1,5 @@
 //! The six closed-form linear ODEs of the odebench example, their S-MNN solves and errors.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::needless_range_loop)]
 
 use banded::Params;
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
