@@ -28,7 +28,8 @@ fn odebench_errors_and_order() {
         }
     }
     let m = odebench::max_errors(run.iter().flat_map(|(_, e)| e));
-    assert!(m[0] > 1e-5, "suspiciously exact: {m:?}");
+    assert!(m.orders[0] > 1e-5, "suspiciously exact: {m:?}");
+    assert!(m.d2_interior < 1e-3, "u'' away from the ends: {m:?}");
     // Halving h divides the value error by about 4 (second order).
     let coarse = odebench::max_errors(
         odebench::run_all(&eqs, 0.02, &params)
@@ -36,7 +37,7 @@ fn odebench_errors_and_order() {
             .iter()
             .flat_map(|(_, e)| e),
     );
-    let order = common::loglog_slope(&[0.02, 0.01], &[coarse[0], m[0]]);
+    let order = common::loglog_slope(&[0.02, 0.01], &[coarse.orders[0], m.orders[0]]);
     assert!((1.8..2.2).contains(&order), "observed order {order}");
 }
 
@@ -78,7 +79,10 @@ mod lorenz;
 /// the loss (exact up to rounding: the loss is quadratic in ξ).
 #[test]
 fn lorenz_gradient_matches_finite_differences() {
-    let cfg = lorenz::Config { n_samples: 300, ..lorenz::Config::quick() };
+    let cfg = lorenz::Config {
+        n_samples: 300,
+        ..lorenz::Config::quick()
+    };
     let data = lorenz::rk4(&lorenz::true_xi(), [1.0, 1.0, 1.0], cfg.h, cfg.n_samples);
     let mut p = lorenz::Problem::new(&data, &cfg).expect("problem");
     let mut xi = lorenz::true_xi();
@@ -86,12 +90,22 @@ fn lorenz_gradient_matches_finite_differences() {
     xi[2][9] = -0.01;
     let mut g = [[0.0; lorenz::K]; 3];
     p.loss(&xi, Some(&mut g)).expect("loss");
-    for (d, k, eps) in [(0, 0, 1e-3), (0, 2, 1e-4), (1, 6, 1e-5), (2, 9, 1e-6), (2, 5, 1e-5)] {
+    for (d, k, eps) in [
+        (0, 0, 1e-3),
+        (0, 2, 1e-4),
+        (1, 6, 1e-5),
+        (2, 9, 1e-6),
+        (2, 5, 1e-5),
+    ] {
         let (mut a, mut b) = (xi, xi);
         a[d][k] += eps;
         b[d][k] -= eps;
         let fd = (p.loss(&a, None).expect("loss") - p.loss(&b, None).expect("loss")) / (2.0 * eps);
-        assert!((fd - g[d][k]).abs() <= 1e-6 * g[d][k].abs().max(1.0), "ξ[{d}][{k}]: backward {} vs FD {fd}", g[d][k]);
+        assert!(
+            (fd - g[d][k]).abs() <= 1e-6 * g[d][k].abs().max(1.0),
+            "ξ[{d}][{k}]: backward {} vs FD {fd}",
+            g[d][k]
+        );
     }
 }
 
@@ -105,6 +119,15 @@ fn lorenz_quick_discovery() {
     let out = lorenz::discover(&data, &cfg, |s, _| steps = s).expect("discover");
     assert_eq!(steps, cfg.total_steps());
     let (max_rel, spurious) = lorenz::score(&out.xi);
-    assert!(max_rel < 0.03 && spurious == 0, "max rel err {max_rel}, spurious {spurious}, ξ = {:?}", out.xi);
-    assert!(out.loss < out.loss_true, "loss {} vs true {}", out.loss, out.loss_true);
+    assert!(
+        max_rel < 0.03 && spurious == 0,
+        "max rel err {max_rel}, spurious {spurious}, ξ = {:?}",
+        out.xi
+    );
+    assert!(
+        out.loss < out.loss_true,
+        "loss {} vs true {}",
+        out.loss,
+        out.loss_true
+    );
 }

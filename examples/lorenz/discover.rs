@@ -105,7 +105,12 @@ impl Config {
     }
     /// A reduced set-up for the tests: 2 000 samples (40 windows), 2 rounds of 150 steps.
     pub fn quick() -> Self {
-        Self { n_samples: 2_000, steps_per_round: 150, rounds: 2, ..Self::full() }
+        Self {
+            n_samples: 2_000,
+            steps_per_round: 150,
+            rounds: 2,
+            ..Self::full()
+        }
     }
     pub fn total_steps(&self) -> usize {
         self.steps_per_round * self.rounds
