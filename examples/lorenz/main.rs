@@ -24,7 +24,7 @@ mod common;
 mod discover;
 
 use common::{Res, args, padded_range, tick, write_svg};
-use discover::{Config, K, TERMS, VARS, Xi, discover, equation, rk4, score, true_xi};
+use discover::{Config, K, TERMS, VARS, discover, equation, rk4, score, true_xi};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::prelude::*;
 
@@ -104,7 +104,7 @@ fn main() -> Res {
 
     let path = args.out_dir.join("lorenz.svg");
     let found = rk4(&out.xi, [1.0, 1.0, 1.0], cfg.h, cfg.n_samples);
-    figure(&path, &data, &found, &out.xi)?;
+    figure(&path, &data, &found)?;
     println!("figure: {}", path.display());
     println!(
         "summary: max_rel_err={max_rel:.3e} spurious={spurious} ms_per_step={:.3}",
@@ -114,7 +114,7 @@ fn main() -> Res {
 }
 
 /// x–z plane: the training trajectory and the discovered system re-simulated from (1, 1, 1).
-fn figure(path: &std::path::Path, data: &[[f64; 3]], found: &[[f64; 3]], _xi: &Xi) -> Res {
+fn figure(path: &std::path::Path, data: &[[f64; 3]], found: &[[f64; 3]]) -> Res {
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (1000, 480)).into_drawing_area();
