@@ -464,10 +464,13 @@ fn scatter<T: Real, const L: usize>(kernel: Kernel, buf: &[[T; L]], chunk: &mut 
     #[cfg(target_arch = "x86_64")]
     if chunk.len() == len * L && kernel == Kernel::Avx2 {
         let rows = buf.len();
-        let sys: [*mut T; L] = std::array::from_fn(|lane| chunk[lane * len + k0..lane * len + k0 + rows].as_mut_ptr());
-        // SAFETY: AVX2 was detected; the `L` pointers start disjoint `rows`-element ranges of
-        // `chunk` (exclusively borrowed), `buf` has `rows` rows and is only read (`!to_rows`).
-        if unsafe { x86::transpose(sys, buf.as_ptr() as *mut [T; L], rows, false) } {
+        // Disjoint `&mut` sub-slices (one per system), so the `L` write pointers never alias.
+        let mut lanes = chunk.chunks_exact_mut(len).map(|sys| sys[k0..k0 + rows].as_mut_ptr());
+        let sys: [*mut T; L] = std::array::from_fn(|_| lanes.next().unwrap_or(std::ptr::null_mut()));
+        // SAFETY: AVX2 was detected; `chunk` holds exactly `L` systems, so every pointer is
+        // non-null (checked) and starts a disjoint `rows`-element range of `chunk` (exclusively
+        // borrowed); `buf` has `rows` rows and is only read (`!to_rows`).
+        if sys.iter().all(|p| !p.is_null()) && unsafe { x86::transpose(sys, buf.as_ptr() as *mut [T; L], rows, false) } {
             return;
         }
     }
