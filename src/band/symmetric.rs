@@ -45,6 +45,21 @@ impl<T: Real> BandBatch<T> {
         Ok(Self { batch, n, kd, data: zeroed_vec("ab", len)? })
     }
 
+    /// [`zeros`](Self::zeros), with the zeros written (and the fresh pages faulted in) in
+    /// parallel under `par`, in pieces of whole systems.
+    pub(crate) fn zeros_par(batch: usize, n: usize, kd: usize, par: crate::par::Par) -> Result<Self> {
+        use rayon::prelude::*;
+        let len = Self::checked_len(batch, n, kd)?;
+        let mut data = Vec::new();
+        data.try_reserve_exact(len).map_err(|_| Error::InvalidArgument {
+            arg: "ab",
+            reason: format!("cannot allocate {len} elements of {}", T::NAME),
+        })?;
+        let piece = (len / batch) * crate::par::min_len(par, batch);
+        data.par_extend(rayon::iter::repeat_n(T::zero(), len).with_min_len(piece));
+        Ok(Self { batch, n, kd, data })
+    }
+
     fn checked_len(batch: usize, n: usize, kd: usize) -> Result<usize> {
         if batch == 0 || n == 0 {
             return Err(Error::shape(

@@ -34,25 +34,40 @@ fn add<T: Real>(band: &mut [T], w: usize, i: usize, j: usize, v: T) {
 /// derivatives with respect to `h`, and the weighted Gram matrix `w_s² Σ a aᵀ` of the rows.
 ///
 /// They do not depend on `d`: computed once per step (once per system when `steps` is broadcast).
+///
+/// Every entry of column `i` (local order `o_i = i mod O`) is `a_i(h) = a_i(1)·h^{o_i}`, so the
+/// rows, their derivatives `o_i·a_i(1)·h^{o_i−1}` and the Gram entries
+/// `G_ij(h) = G_ij(1)·h^{o_i+o_j}` are the `h = 1` tables (built once) scaled by powers of `h`.
 pub(crate) struct Taylor<T> {
     o: usize,
     k: usize,
-    inv_fact: Vec<T>,
+    /// `rows` at `h = 1`.
+    rows1: Vec<T>,
+    /// `o_i · rows1` (the derivative at `h = 1` without the power).
+    drows1: Vec<T>,
+    /// The unweighted Gram matrix at `h = 1`, lower triangle packed row by row.
+    gram1: Vec<T>,
+    /// `o_i + o_j` for each packed Gram entry.
+    gram_pow: Vec<usize>,
+    /// For each packed Gram entry, its position in the band relative to `(t·b + d·O)·(kd + 1)`.
+    pub(crate) gram_off: Vec<usize>,
     /// `2K` rows of `2O`: forward rows `0..K`, backward rows `K..2K`.
     pub(crate) rows: Vec<T>,
     /// d(rows)/dh.
     pub(crate) drows: Vec<T>,
-    /// `2O × 2O` row-major, lower triangle filled.
+    /// `w_s² Σ a aᵀ`, lower triangle packed row by row (`(i, j)`, `j ≤ i`, at `i(i+1)/2 + j`).
     pub(crate) gram: Vec<T>,
+    /// `h^0 .. h^{2O−2}`.
     hp: Vec<T>,
-    mp: Vec<T>,
-    /// The last step size seen, and whether the Gram matrix was computed for it.
-    last: Option<(T, bool)>,
+    /// The step size of `rows`, and the step size and weight of `gram`.
+    last_rows: Option<T>,
+    last_gram: Option<(T, T)>,
 }
 
 impl<T: Real> Taylor<T> {
     pub(crate) fn new(layer: &Smnn) -> Self {
         let (o, k) = (layer.o, layer.k_taylor());
+        let k2 = 2 * o;
         let mut inv_fact = Vec::with_capacity(o);
         let mut f = T::one();
         for j in 0..o {
@@ -61,16 +76,52 @@ impl<T: Real> Taylor<T> {
             }
             inv_fact.push(f);
         }
+        // The rows at h = 1: forward Σ_{o≥k} x_o/(o−k)! − y_k, backward Σ_{o≥k} (−1)^o y_o/(o−k)! − (−1)^k x_k.
+        let sign = |j: usize| if j.is_multiple_of(2) { T::one() } else { -T::one() };
+        let mut rows1 = vec![T::zero(); 2 * k * k2];
+        for kk in 0..k {
+            let f = kk * k2;
+            rows1[f + kk..f + o].copy_from_slice(&inv_fact[..o - kk]);
+            rows1[f + o + kk] = -T::one();
+            let bk = (k + kk) * k2;
+            for j in kk..o {
+                rows1[bk + o + j] = sign(j) * inv_fact[j - kk];
+            }
+            rows1[bk + kk] = -sign(kk);
+        }
+        let drows1: Vec<T> =
+            rows1.iter().enumerate().map(|(idx, &a)| T::from_f64((idx % k2 % o) as f64) * a).collect();
+        let mut gram1 = Vec::with_capacity(k2 * (k2 + 1) / 2);
+        let mut gram_pow = Vec::with_capacity(k2 * (k2 + 1) / 2);
+        let mut gram_off = Vec::with_capacity(k2 * (k2 + 1) / 2);
+        let (b, w) = (layer.block(), layer.kd + 1);
+        let local = |i: usize| if i < o { i } else { b + i - o };
+        for i in 0..k2 {
+            for j in 0..=i {
+                gram_off.push(local(j) * w + (local(i) - local(j)));
+                let mut g = T::zero();
+                for r in rows1.chunks_exact(k2) {
+                    g = g + r[i] * r[j];
+                }
+                gram1.push(g);
+                gram_pow.push(i % o + j % o);
+            }
+        }
+        let n_gram = gram1.len();
         Self {
             o,
             k,
-            inv_fact,
-            rows: vec![T::zero(); 2 * k * 2 * o],
-            drows: vec![T::zero(); 2 * k * 2 * o],
-            gram: vec![T::zero(); 4 * o * o],
-            hp: vec![T::zero(); o],
-            mp: vec![T::zero(); o],
-            last: None,
+            rows1,
+            drows1,
+            gram1,
+            gram_pow,
+            gram_off,
+            rows: vec![T::zero(); 2 * k * k2],
+            drows: vec![T::zero(); 2 * k * k2],
+            gram: vec![T::zero(); n_gram],
+            hp: vec![T::zero(); 2 * o - 1],
+            last_rows: None,
+            last_gram: None,
         }
     }
 
@@ -79,68 +130,50 @@ impl<T: Real> Taylor<T> {
         (2 * self.k, 2 * self.o)
     }
 
-    /// Fills `rows` and `drows` for step size `h` (no-op if `h` is the last one seen);
-    /// with `w2 = Some(w_s²)` also the Gram matrix.
-    pub(crate) fn set(&mut self, h: T, w2: Option<T>) {
-        if let Some((lh, has_gram)) = self.last
-            && lh == h
-            && (has_gram || w2.is_none())
-        {
+    /// Fills `hp` with `h^0 .. h^{2O−2}`.
+    #[inline]
+    fn powers(&mut self, h: T) {
+        let mut p = T::one();
+        for x in self.hp.iter_mut() {
+            *x = p;
+            p = p * h;
+        }
+    }
+
+    /// Fills `rows` and `drows` for step size `h` (no-op if `h` is the last one seen).
+    pub(crate) fn set_rows(&mut self, h: T) {
+        if self.last_rows == Some(h) {
             return;
         }
-        self.last = Some((h, w2.is_some()));
-        let (o, k2) = (self.o, 2 * self.o);
-        let mut p = T::one();
-        let mut m = T::one();
-        for j in 0..o {
-            self.hp[j] = p;
-            self.mp[j] = m;
-            p = p * h;
-            m = -(m * h);
-        }
-        self.rows.fill(T::zero());
-        self.drows.fill(T::zero());
-        for k in 0..self.k {
-            let kt = T::from_f64(k as f64);
-            // Forward: Σ_{o≥k} h^o/(o−k)! x_o − h^k y_k.
-            let (f, df) = (k * k2, k * k2);
-            for j in k..o {
-                self.rows[f + j] = self.hp[j] * self.inv_fact[j - k];
-                if j > 0 {
-                    self.drows[df + j] = T::from_f64(j as f64) * self.hp[j - 1] * self.inv_fact[j - k];
-                }
-            }
-            self.rows[f + o + k] = -self.hp[k];
-            if k > 0 {
-                self.drows[df + o + k] = -(kt * self.hp[k - 1]);
-            }
-            // Backward: Σ_{o≥k} (−h)^o/(o−k)! y_o − (−h)^k x_k.
-            let bk = (self.k + k) * k2;
-            for j in k..o {
-                self.rows[bk + o + j] = self.mp[j] * self.inv_fact[j - k];
-                if j > 0 {
-                    self.drows[bk + o + j] = -(T::from_f64(j as f64) * self.mp[j - 1] * self.inv_fact[j - k]);
-                }
-            }
-            self.rows[bk + k] = -self.mp[k];
-            if k > 0 {
-                self.drows[bk + k] = kt * self.mp[k - 1];
+        self.last_rows = Some(h);
+        self.powers(h);
+        let o = self.o;
+        let hp = &self.hp[..o];
+        for (rr, (dr, (r1, d1))) in self
+            .rows
+            .chunks_exact_mut(o)
+            .zip(self.drows.chunks_exact_mut(o).zip(self.rows1.chunks_exact(o).zip(self.drows1.chunks_exact(o))))
+        {
+            rr[0] = r1[0];
+            dr[0] = T::zero();
+            for j in 1..o {
+                rr[j] = r1[j] * hp[j];
+                dr[j] = d1[j] * hp[j - 1];
             }
         }
-        if let Some(w2) = w2 {
-            self.gram.fill(T::zero());
-            for r in self.rows.chunks_exact(k2) {
-                for i in 0..k2 {
-                    let ai = w2 * r[i];
-                    if ai == T::zero() {
-                        continue;
-                    }
-                    let g = &mut self.gram[i * k2..i * k2 + i + 1];
-                    for (gv, &aj) in g.iter_mut().zip(&r[..=i]) {
-                        *gv = *gv + ai * aj;
-                    }
-                }
-            }
+    }
+
+    /// Fills `gram` (`w2 = w_s²` times the Gram matrix of the rows) for step size `h` (no-op if
+    /// `h` and `w2` are the last ones seen).
+    pub(crate) fn set_gram(&mut self, h: T, w2: T) {
+        if self.last_gram == Some((h, w2)) {
+            return;
+        }
+        self.last_gram = Some((h, w2));
+        self.powers(h);
+        let hp = &self.hp;
+        for (g, (&g1, &pw)) in self.gram.iter_mut().zip(self.gram1.iter().zip(&self.gram_pow)) {
+            *g = w2 * g1 * hp[pw];
         }
     }
 }
@@ -228,17 +261,12 @@ impl Smnn {
             }
             // 3. Taylor rows between t and t + 1.
             if t + 1 < t_n {
-                taylor.set(self.h_at(h, t), Some(ws2));
-                let k2 = 2 * o_n;
+                taylor.set_gram(self.h_at(h, t), ws2);
                 for d in 0..d_n {
-                    let gx = base + d * o_n;
-                    let gy = base + b + d * o_n;
-                    for i in 0..k2 {
-                        let gi = if i < o_n { gx + i } else { gy + i - o_n };
-                        for j in 0..=i {
-                            let gj = if j < o_n { gx + j } else { gy + j - o_n };
-                            add(band, w, gi, gj, taylor.gram[i * k2 + j]);
-                        }
+                    let p0 = (base + d * o_n) * w;
+                    let blk = &mut band[p0..];
+                    for (&off, &g) in taylor.gram_off.iter().zip(&taylor.gram) {
+                        blk[off] = blk[off] + g;
                     }
                 }
             }
@@ -246,11 +274,21 @@ impl Smnn {
             if self.opts.central && t + 2 < t_n {
                 let hh = self.h_at(h, t) + self.h_at(h, t + 1);
                 let (a, _) = central_row(hh, o_n);
+                let mut g = [T::zero(); 6];
+                let mut k = 0;
+                for i in 0..3 {
+                    for j in 0..=i {
+                        g[k] = ws2 * a[i] * a[j];
+                        k += 1;
+                    }
+                }
                 for d in 0..d_n {
                     let idx = [base + d * o_n + o_n - 2, base + b + d * o_n + o_n - 1, base + 2 * b + d * o_n + o_n - 2];
+                    let mut k = 0;
                     for i in 0..3 {
                         for j in 0..=i {
-                            add(band, w, idx[i], idx[j], ws2 * a[i] * a[j]);
+                            add(band, w, idx[i], idx[j], g[k]);
+                            k += 1;
                         }
                     }
                 }
@@ -338,7 +376,7 @@ impl Smnn {
             }
             // Taylor rows: ∂ℓ/∂h_t = −w_s² Σ_rows Σ_j (p λ_j + q u_j) ∂a_j/∂h.
             if t + 1 < t_n {
-                taylor.set(self.h_at(x.h, t), None);
+                taylor.set_rows(self.h_at(x.h, t));
                 let (nr, k2) = taylor.dims();
                 let mut acc = T::zero();
                 for d in 0..self.d {

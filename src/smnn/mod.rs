@@ -229,24 +229,25 @@ impl Smnn {
     /// singular normal matrices otherwise often factor "successfully" with pivots of order ε.)
     fn factor_unchecked<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Cholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
-        let mut band = BandBatch::<T>::zeros(batch, n, kd)?;
+        let mut band = BandBatch::<T>::zeros_par(batch, n, kd, params.par)?;
         let len = band.system_len();
         let [cl, _, _, hl, _] = self.system_lens();
+        // The diagonal of M, for the relative pivot test, taken while the system is in cache.
+        let mut diag = zeroed_vec::<T>("u", batch * n)?;
         band.as_mut_slice()
             .par_chunks_mut(len)
+            .zip(diag.par_chunks_mut(n))
             .enumerate()
             .with_min_len(min_len(params.par, batch))
             .for_each_init(
                 || Taylor::new(self),
-                |taylor, (s, m)| {
-                    self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor)
+                |taylor, (s, (m, dg))| {
+                    self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
+                    for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
+                        *d = x;
+                    }
                 },
             );
-        // The diagonal of M, for the relative pivot test.
-        let mut diag = zeroed_vec::<T>("u", batch * n)?;
-        for (dg, m) in diag.iter_mut().zip(band.as_slice().iter().step_by(kd + 1)) {
-            *dg = *m;
-        }
         let out = Cholesky::factor_partial(band, &Params { check_finite: false, ..*params })?;
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
         let mut failures = out.failures;
