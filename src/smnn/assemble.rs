@@ -39,28 +39,19 @@ fn add<T: Real>(band: &mut [T], w: usize, i: usize, j: usize, v: T) {
 /// rows, their derivatives `o_i·a_i(1)·h^{o_i−1}` and the Gram entries
 /// `G_ij(h) = G_ij(1)·h^{o_i+o_j}` are the `h = 1` tables (built once) scaled by powers of `h`.
 pub(crate) struct Taylor<T> {
-    o: usize,
-    k: usize,
-    /// `rows` at `h = 1`.
-    rows1: Vec<T>,
-    /// `o_i · rows1` (the derivative at `h = 1` without the power).
-    drows1: Vec<T>,
+    /// The unweighted Gram matrix `G(1) = Σ a(1) a(1)ᵀ`, `2O × 2O` row-major, full.
+    gram1_full: Vec<T>,
     /// The unweighted Gram matrix at `h = 1`, lower triangle packed row by row.
     gram1: Vec<T>,
     /// `o_i + o_j` for each packed Gram entry.
     gram_pow: Vec<usize>,
     /// For each packed Gram entry, its position in the band relative to `(t·b + d·O)·(kd + 1)`.
     pub(crate) gram_off: Vec<usize>,
-    /// `2K` rows of `2O`: forward rows `0..K`, backward rows `K..2K`.
-    pub(crate) rows: Vec<T>,
-    /// d(rows)/dh.
-    pub(crate) drows: Vec<T>,
     /// `w_s² Σ a aᵀ`, lower triangle packed row by row (`(i, j)`, `j ≤ i`, at `i(i+1)/2 + j`).
     pub(crate) gram: Vec<T>,
     /// `h^0 .. h^{2O−2}`.
     hp: Vec<T>,
-    /// The step size of `rows`, and the step size and weight of `gram`.
-    last_rows: Option<T>,
+    /// The step size and weight of `gram`.
     last_gram: Option<(T, T)>,
 }
 
@@ -89,8 +80,16 @@ impl<T: Real> Taylor<T> {
             }
             rows1[bk + kk] = -sign(kk);
         }
-        let drows1: Vec<T> =
-            rows1.iter().enumerate().map(|(idx, &a)| T::from_f64((idx % k2 % o) as f64) * a).collect();
+        let mut gram1_full = vec![T::zero(); k2 * k2];
+        for i in 0..k2 {
+            for j in 0..k2 {
+                let mut g = T::zero();
+                for r in rows1.chunks_exact(k2) {
+                    g = g + r[i] * r[j];
+                }
+                gram1_full[i * k2 + j] = g;
+            }
+        }
         let mut gram1 = Vec::with_capacity(k2 * (k2 + 1) / 2);
         let mut gram_pow = Vec::with_capacity(k2 * (k2 + 1) / 2);
         let mut gram_off = Vec::with_capacity(k2 * (k2 + 1) / 2);
@@ -109,57 +108,23 @@ impl<T: Real> Taylor<T> {
         }
         let n_gram = gram1.len();
         Self {
-            o,
-            k,
-            rows1,
-            drows1,
+            gram1_full,
             gram1,
             gram_pow,
             gram_off,
-            rows: vec![T::zero(); 2 * k * k2],
-            drows: vec![T::zero(); 2 * k * k2],
             gram: vec![T::zero(); n_gram],
             hp: vec![T::zero(); 2 * o - 1],
-            last_rows: None,
             last_gram: None,
         }
     }
 
-    /// Number of rows (`2K`) and their length (`2O`).
-    pub(crate) fn dims(&self) -> (usize, usize) {
-        (2 * self.k, 2 * self.o)
-    }
-
     /// Fills `hp` with `h^0 .. h^{2O−2}`.
     #[inline]
-    fn powers(&mut self, h: T) {
+    pub(crate) fn powers(&mut self, h: T) {
         let mut p = T::one();
         for x in self.hp.iter_mut() {
             *x = p;
             p = p * h;
-        }
-    }
-
-    /// Fills `rows` and `drows` for step size `h` (no-op if `h` is the last one seen).
-    pub(crate) fn set_rows(&mut self, h: T) {
-        if self.last_rows == Some(h) {
-            return;
-        }
-        self.last_rows = Some(h);
-        self.powers(h);
-        let o = self.o;
-        let hp = &self.hp[..o];
-        for (rr, (dr, (r1, d1))) in self
-            .rows
-            .chunks_exact_mut(o)
-            .zip(self.drows.chunks_exact_mut(o).zip(self.rows1.chunks_exact(o).zip(self.drows1.chunks_exact(o))))
-        {
-            rr[0] = r1[0];
-            dr[0] = T::zero();
-            for j in 1..o {
-                rr[j] = r1[j] * hp[j];
-                dr[j] = d1[j] * hp[j - 1];
-            }
         }
     }
 
@@ -361,6 +326,9 @@ impl Smnn {
         let (t_n, b, o_n) = (self.t, self.block(), self.o);
         let weq2 = T::from_f64(self.opts.weight_equation * self.opts.weight_equation);
         let ws2 = T::from_f64(self.opts.weight_smooth * self.opts.weight_smooth);
+        let k2 = 2 * o_n;
+        let mut sc = vec![T::zero(); 2 * k2];
+        let dcoef: Vec<T> = (0..o_n).map(|j| T::from_f64(j as f64)).collect();
         for t in 0..t_n {
             let (ut, lt) = (&u[t * b..(t + 1) * b], &lam[t * b..(t + 1) * b]);
             // Equations.
@@ -376,23 +344,31 @@ impl Smnn {
             }
             // Taylor rows: ∂ℓ/∂h_t = −w_s² Σ_rows Σ_j (p λ_j + q u_j) ∂a_j/∂h.
             if t + 1 < t_n {
-                taylor.set_rows(self.h_at(x.h, t));
-                let (nr, k2) = taylor.dims();
+                // With a_i = a_i(1)·h^{o_i}, ∂a_i/∂h = o_i h^{o_i−1} a_i(1) and G(1) = Σ a(1) a(1)ᵀ:
+                // Σ_rows Σ_i ∂a_i/∂h (p λ_i + q u_i) = Σ_i o_i h^{o_i−1} (λ_i (G(1) ũ)_i + u_i (G(1) λ̃)_i),
+                // ũ_i = h^{o_i} u_i, λ̃_i = h^{o_i} λ_i.
+                taylor.powers(self.h_at(x.h, t));
+                let hp = &taylor.hp;
+                let g1 = &taylor.gram1_full;
                 let mut acc = T::zero();
                 for d in 0..self.d {
                     let (gx, gy) = (t * b + d * o_n, (t + 1) * b + d * o_n);
                     let (ux, uy) = (&u[gx..gx + o_n], &u[gy..gy + o_n]);
                     let (lx, ly) = (&lam[gx..gx + o_n], &lam[gy..gy + o_n]);
-                    for rr in 0..nr {
-                        let a = &taylor.rows[rr * k2..(rr + 1) * k2];
-                        let da = &taylor.drows[rr * k2..(rr + 1) * k2];
-                        let p = dot(&a[..o_n], ux) + dot(&a[o_n..], uy);
-                        let q = dot(&a[..o_n], lx) + dot(&a[o_n..], ly);
-                        let mut s = T::zero();
-                        for j in 0..o_n {
-                            s = s + da[j] * (p * lx[j] + q * ux[j]) + da[o_n + j] * (p * ly[j] + q * uy[j]);
+                    let (su, sl) = sc.split_at_mut(k2);
+                    for j in 0..o_n {
+                        su[j] = hp[j] * ux[j];
+                        su[o_n + j] = hp[j] * uy[j];
+                        sl[j] = hp[j] * lx[j];
+                        sl[o_n + j] = hp[j] * ly[j];
+                    }
+                    for half in 0..2 {
+                        let (uh, lh) = if half == 0 { (ux, lx) } else { (uy, ly) };
+                        for j in 1..o_n {
+                            let row = &g1[(half * o_n + j) * k2..(half * o_n + j + 1) * k2];
+                            let (gu, gl) = (dot(row, su), dot(row, sl));
+                            acc = acc + dcoef[j] * hp[j - 1] * (lh[j] * gu + uh[j] * gl);
                         }
-                        acc = acc + s;
                     }
                 }
                 let k = self.h_index(t);
