@@ -153,8 +153,12 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
 
 /// A copy of `x`, or [`Error::InvalidArgument`] if the allocation fails.
 fn copy_vec<T: Real>(arg: &'static str, x: &[T]) -> Result<Vec<T>> {
-    let mut v = zeroed_vec(arg, x.len())?;
-    v.copy_from_slice(x);
+    let mut v = Vec::new();
+    v.try_reserve_exact(x.len()).map_err(|_| Error::InvalidArgument {
+        arg,
+        reason: format!("cannot allocate {} elements of {}", x.len(), T::NAME),
+    })?;
+    v.extend_from_slice(x);
     Ok(v)
 }
 
