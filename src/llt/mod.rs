@@ -277,8 +277,9 @@ impl<T: Real> Cholesky<T> {
         grad_x.expect_shape("grad_x", x.shape())?;
         if params.check_finite {
             x.check_finite("x")?;
+            grad_x.check_finite("grad_x")?;
         }
-        let lambda = self.solve(grad_x, params)?;
+        let lambda = self.solve(grad_x, &Params { check_finite: false, ..*params })?;
         let (n, kd, nrhs) = (self.n(), self.kd(), x.cols());
         let mut ab = BandBatch::zeros(self.batch(), n, kd)?;
         let len = ab.system_len();
