@@ -96,10 +96,9 @@ fn lapack_batch<T: Lapack>(ab: &mut [T], n: usize, kd: usize, b: &mut BatchMatri
 
 /// Returns the factor so that the caller decides when its storage is freed (criterion drops
 /// a routine's output outside the timed region; freeing 10–130 MB is not part of a solve).
+/// `Cholesky::factor_solve`: factor and solve in one pass (LAPACK's `pbsv` is `pbtrf` + `pbtrs`).
 fn banded_batch<T: Real>(a: BandBatch<T>, b: &mut BatchMatrix<T>, p: &Params) -> Cholesky<T> {
-    let chol = Cholesky::factor_in_place(a, p).unwrap();
-    chol.solve_in_place(b, p).unwrap();
-    chol
+    Cholesky::factor_solve(a, b, p).unwrap()
 }
 
 fn group<T: Lapack>(c: &mut Criterion, kd: usize) {

@@ -1,7 +1,8 @@
 //! Batched factor + solve (one right-hand side) against dense faer on the same systems.
 //!
 //! `cargo bench --bench solve`. Groups `solve_n1000_kd{K}`: the banded solver on a batch of 256
-//! systems of order 1000 (f64 and f32), and dense faer (Cholesky + solve of the same matrices
+//! systems of order 1000 (f64 and f32; fused `factor_solve`, and `factor_in_place` +
+//! `solve_in_place` as `banded_separate`), and dense faer (Cholesky + solve of the same matrices
 //! expanded to dense, one system per rayon task) on the first 8 systems; compare per-system
 //! times (criterion's throughput line, in systems per second): dense costs n³/3 flops per
 //! system, the band n·kd·(kd+3).
@@ -31,13 +32,25 @@ fn banded<T: Real>(c: &mut Criterion, kd: usize) {
     let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
     let p = Params { check_finite: false, ..Params::default() };
     let mut g = configure(c, kd, BATCH);
+    // `Cholesky::factor_solve`: the solve fused into the factorization's pass.
     g.bench_function(BenchmarkId::new(format!("banded_{}", T::NAME), BATCH), |bench| {
+        bench.iter_batched(
+            || (a.clone(), b.clone()),
+            |(a, mut x)| {
+                let chol = Cholesky::factor_solve(a, &mut x, &p).unwrap();
+                // Returned, so criterion frees both outside the timed region.
+                black_box((chol, x))
+            },
+            BatchSize::LargeInput,
+        )
+    });
+    // `factor_in_place`, then `solve_in_place`: the factor read again by both substitutions.
+    g.bench_function(BenchmarkId::new(format!("banded_separate_{}", T::NAME), BATCH), |bench| {
         bench.iter_batched(
             || (a.clone(), b.clone()),
             |(a, mut x)| {
                 let chol = Cholesky::factor_in_place(a, &p).unwrap();
                 chol.solve_in_place(&mut x, &p).unwrap();
-                // Returned, so criterion frees both outside the timed region.
                 black_box((chol, x))
             },
             BatchSize::LargeInput,

@@ -2,8 +2,6 @@
 
 use std::fmt::{Debug, Display};
 
-use crate::error::{Error, Result};
-
 mod sealed {
     pub trait Sealed {}
     impl Sealed for f32 {}
@@ -62,17 +60,6 @@ impl Real for f64 {
 /// Returns the index of the first non-finite entry of `data`, if any.
 pub(crate) fn first_non_finite<T: Real>(data: &[T]) -> Option<usize> {
     data.iter().position(|x| !x.is_finite())
-}
-
-/// `len` zeros, or [`Error::InvalidArgument`] (naming `arg`) if the allocation fails.
-pub(crate) fn zeroed_vec<T: Real>(arg: &'static str, len: usize) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len).map_err(|_| Error::InvalidArgument {
-        arg,
-        reason: format!("cannot allocate {len} elements of {}", T::NAME),
-    })?;
-    v.resize(len, T::zero());
-    Ok(v)
 }
 
 pub(crate) fn fmt_value<T: Real>(x: T) -> String {

@@ -363,6 +363,7 @@ fn bench_solve_prints_one_line() {
             "2",
         ],
         &["bench", "solve", "--n", "1", "--kd", "0", "--batch", "1", "--reps", "1", "--threads", "1"],
+        &["bench", "solve", "--n", "30", "--kd", "2", "--batch", "9", "--reps", "1", "--separate"],
     ] {
         let out = d.run(args);
         assert_ok(&out);
@@ -374,6 +375,8 @@ fn bench_solve_prints_one_line() {
             field(&text, key);
         }
         assert!(text.contains("dtype=f"), "{text}");
+        let mode = if args.contains(&"--separate") { "mode=separate" } else { "mode=fused" };
+        assert!(text.contains(mode), "{text}");
     }
     let out = d.run(&["bench", "solve", "--n", "20", "--kd", "100", "--batch", "3", "--threads", "2"]);
     let text = String::from_utf8(out.stdout).unwrap();

@@ -200,3 +200,33 @@ fn accessors_never_panic() {
     let b = BatchMatrix::new("rhs", vec![1.0; 3], 1, 3, 1).unwrap();
     assert!(b.matrix(1).is_none() && b.get(0, 3, 0).is_none());
 }
+
+#[test]
+fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
+    let n = 4;
+    let a = BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap();
+    let mut wrong_n = BatchMatrix::new("rhs", vec![1.0; 5], 1, 5, 1).unwrap();
+    assert!(matches!(Cholesky::factor_solve(a.clone(), &mut wrong_n, &p()), Err(Error::Shape { arg: "rhs", .. })));
+    let mut nan = BatchMatrix::new("rhs", vec![1.0, 2.0, f64::NAN, 4.0], 1, n, 1).unwrap();
+    match Cholesky::factor_solve(a.clone(), &mut nan, &p()).unwrap_err() {
+        Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("rhs", vec![0, 2, 0])),
+        e => panic!("wrong error {e:?}"),
+    }
+    let mut bad = tridiag(n);
+    bad.extend(tridiag(n));
+    bad[2 * n + 1] = -3.0; // system 1, A[1, 1]
+    let a2 = BandBatch::from_lower_band(&bad, 2, 1, n).unwrap();
+    let mut b2 = BatchMatrix::new("rhs", vec![1.0; 2 * n], 2, n, 1).unwrap();
+    match Cholesky::factor_solve(a2, &mut b2, &p()).unwrap_err() {
+        Error::NotPositiveDefinite { system, column, failures } => {
+            assert_eq!((system, column), (1, 1));
+            assert_eq!(failures, vec![PivotFailure { system: 1, column: 1 }]);
+        }
+        e => panic!("wrong error {e:?}"),
+    }
+    // And on success the same x as factor + solve.
+    let mut b = BatchMatrix::new("rhs", vec![1.0, -2.0, 0.5, 3.0], 1, n, 1).unwrap();
+    let want = Cholesky::factor(&a, &p()).unwrap().solve(&b, &p()).unwrap();
+    Cholesky::factor_solve(a, &mut b, &p()).unwrap();
+    assert_eq!(b, want);
+}

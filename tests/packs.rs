@@ -3,7 +3,7 @@
 //! without FMA contraction, so results must be **bitwise** equal, failures included.
 
 use banded::band::random_spd_problem;
-use banded::internal::{factor_with, solve_band_with, solve_with, Kernel};
+use banded::internal::{factor_solve_with, factor_with, solve_band_with, solve_with, Kernel};
 use banded::{BandBatch, BatchMatrix, Par, Real};
 
 /// Batch sizes around the pack widths (8/16 f64 lanes, 16/32 f32 lanes, 4/8 per AVX2 register).
@@ -37,6 +37,12 @@ fn check<T: Real>(batch: usize, n: usize, kd: usize, nrhs: usize, seed: u64) {
             let mut x = b.clone();
             solve_band_with(kernel, &l, &mut x, par).unwrap();
             assert_eq!(bits(x.as_slice()), bits(x_ref.as_slice()), "band {kernel:?} {} batch={batch} n={n} kd={kd}", T::NAME);
+            // Factor and solve fused into one pass: the same factor and the same `x`.
+            let (mut l, mut x) = (a.clone(), b.clone());
+            let st = factor_solve_with(kernel, &mut l, &mut x, par).unwrap();
+            assert_eq!(st, st_ref, "fused {kernel:?} batch={batch} n={n} kd={kd}");
+            assert_eq!(bits(l.as_slice()), bits(l_ref.as_slice()), "fused {kernel:?} {} batch={batch} n={n} kd={kd}", T::NAME);
+            assert_eq!(bits(x.as_slice()), bits(x_ref.as_slice()), "fused {kernel:?} {} batch={batch} n={n} kd={kd} nrhs={nrhs}", T::NAME);
         }
     }
 }
@@ -88,10 +94,16 @@ fn check_failures<T: Real>(batch: usize, n: usize, kd: usize, bad: &[(usize, usi
     let good: Vec<usize> = (0..batch).filter(|&s| st_ref[s].is_ok()).collect();
     assert_eq!(good.len(), batch - bad.len());
     let len = n * (kd + 1);
+    let mut x_ref = b.clone();
+    solve_with(Kernel::Scalar, &l_ref, &mut x_ref, Par::Seq).unwrap();
     for kernel in Kernel::available() {
         let mut l = a.clone();
         let st = factor_with(kernel, &mut l, Par::rayon(2));
         assert_eq!(st, st_ref, "{kernel:?} {} batch={batch} kd={kd}", T::NAME);
+        // The fused factor + solve: the same statuses, and the systems that factored solved.
+        let (mut lf, mut x) = (a.clone(), b.clone());
+        let stf = factor_solve_with(kernel, &mut lf, &mut x, Par::rayon(2)).unwrap();
+        assert_eq!(stf, st_ref, "fused {kernel:?} {} batch={batch} kd={kd}", T::NAME);
         // The systems that factored are untouched by their failing neighbours.
         for &s in &good {
             assert_eq!(
@@ -99,6 +111,8 @@ fn check_failures<T: Real>(batch: usize, n: usize, kd: usize, bad: &[(usize, usi
                 bits(&l_ref.as_slice()[s * len..(s + 1) * len]),
                 "{kernel:?} system {s}"
             );
+            assert_eq!(bits(&lf.as_slice()[s * len..(s + 1) * len]), bits(&l_ref.as_slice()[s * len..(s + 1) * len]), "fused {kernel:?} system {s}");
+            assert_eq!(bits(x.matrix(s).unwrap()), bits(x_ref.matrix(s).unwrap()), "fused {kernel:?} x of system {s}");
         }
     }
     // The public API reports the same systems and columns.

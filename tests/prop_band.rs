@@ -259,4 +259,25 @@ proptest! {
         prop_assert_eq!(x1.as_slice(), &col0[..]);
         prop_assert_eq!(x1.as_slice(), &col1[..]);
     }
+
+    /// `factor_solve` (factor and solve fused into one pass) gives bitwise the factor and the
+    /// solution of `factor` followed by `solve`, in f64 and f32.
+    #[test]
+    fn fused_factor_solve_matches_factor_then_solve(c in case_strategy()) {
+        fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
+            let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+            let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.kd, c.n).unwrap();
+            let b = BatchMatrix::new("rhs", to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
+            let p = Params::default();
+            let chol = Cholesky::factor(&a, &p).unwrap();
+            let x = chol.solve(&b, &p).unwrap();
+            let mut xf = b.clone();
+            let fused = Cholesky::factor_solve(a, &mut xf, &p).unwrap();
+            prop_assert_eq!(&xf, &x);
+            prop_assert_eq!(&fused, &chol);
+            Ok(())
+        }
+        run::<f64>(&c)?;
+        run::<f32>(&c)?;
+    }
 }

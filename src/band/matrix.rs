@@ -1,5 +1,6 @@
 use crate::error::{fmt_shape, Error, Result};
-use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
+use crate::alloc::zeroed_vec;
+use crate::scalar::{first_non_finite, fmt_value, Real};
 
 /// A batch of dense `rows × cols` matrices, row-major, systems consecutive: element `(s, i, r)`
 /// is at `data[(s·rows + i)·cols + r]`. This is the `(batch, n, nrhs)` layout of right-hand

@@ -5,7 +5,8 @@ use rand::{Rng, SeedableRng};
 
 use super::{BandBatch, BatchMatrix};
 use crate::error::Result;
-use crate::scalar::{zeroed_vec, Real};
+use crate::alloc::zeroed_vec;
+use crate::scalar::Real;
 
 /// A batch of random, strictly diagonally dominant (hence SPD) band systems and right-hand
 /// sides, reproducible from `seed` (rand's `StdRng`).

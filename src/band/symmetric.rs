@@ -1,5 +1,6 @@
 use crate::error::{fmt_shape, Error, Result};
-use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
+use crate::alloc::{zeroed_par_with, zeroed_vec};
+use crate::scalar::{first_non_finite, fmt_value, Real};
 
 /// A batch of `batch` symmetric `n × n` band matrices of lower bandwidth `kd`
 /// (`A[i, j] = 0` for `|i − j| > kd`), only the lower band stored.
@@ -45,19 +46,22 @@ impl<T: Real> BandBatch<T> {
         Ok(Self { batch, n, kd, data: zeroed_vec("ab", len)? })
     }
 
-    /// [`zeros`](Self::zeros), with the zeros written (and the fresh pages faulted in) in
-    /// parallel under `par`, in pieces of whole systems.
-    pub(crate) fn zeros_par(batch: usize, n: usize, kd: usize, par: crate::par::Par) -> Result<Self> {
-        use rayon::prelude::*;
+    /// A batch whose systems are built in parallel under `par`: each system's storage
+    /// (`n·(kd+1)` elements, the layout of this type) is zeroed, then passed to
+    /// `fill(state, s, system, side_s)` by the same task while it is in cache, with `side_s` the
+    /// `s`-th of `batch` equal pieces of `side` and `state` from `init` once per rayon task.
+    /// Errors as [`zeros`](Self::zeros), and if the allocation fails.
+    pub(crate) fn build_par<U: Send, S>(
+        batch: usize,
+        n: usize,
+        kd: usize,
+        par: crate::par::Par,
+        side: &mut [U],
+        init: impl Fn() -> S + Sync + Send,
+        fill: impl Fn(&mut S, usize, &mut [T], &mut [U]) + Sync + Send,
+    ) -> Result<Self> {
         let len = Self::checked_len(batch, n, kd)?;
-        let mut data = Vec::new();
-        data.try_reserve_exact(len).map_err(|_| Error::InvalidArgument {
-            arg: "ab",
-            reason: format!("cannot allocate {len} elements of {}", T::NAME),
-        })?;
-        let piece = (len / batch) * crate::par::min_len(par, batch);
-        data.par_extend(rayon::iter::repeat_n(T::zero(), len).with_min_len(piece));
-        Ok(Self { batch, n, kd, data })
+        Ok(Self { batch, n, kd, data: zeroed_par_with("ab", len, batch, par, side, init, fill)? })
     }
 
     fn checked_len(batch: usize, n: usize, kd: usize) -> Result<usize> {

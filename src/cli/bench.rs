@@ -19,10 +19,12 @@ The systems are generated from --seed: off-diagonal band entries uniform in [-1,
 diagonal entry 1 + the sum of the absolute off-diagonal entries of its row (strictly \
 diagonally dominant, hence SPD); right-hand sides uniform in [-1, 1]. After one untimed \
 warm-up, Cholesky factor + solve of the whole batch runs --reps times (inputs copied before \
-the clock starts, finiteness checks off) and one line is printed:
+the clock starts, finiteness checks off): fused into one pass over the factor \
+(Cholesky::factor_solve), or with --separate as factor_in_place then solve_in_place. One line \
+is printed:
 
-  bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. threads=.. reps=.. seed=.. \
-median_s=.. min_s=.. gflops=..
+  bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. mode=fused|separate threads=.. \
+reps=.. seed=.. median_s=.. min_s=.. gflops=..
 
 gflops = batch * (n*k*(k+3) + 4*n*k*nrhs) / median_s / 1e9 with k = kd_eff = min(kd, n-1), \
 the effective bandwidth (a band wider than the matrix is stored and counted as k = n-1). \
@@ -53,6 +55,9 @@ pub struct BenchSolveArgs {
     /// Seed of the generated systems
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Time factor_in_place then solve_in_place (two passes) instead of the fused factor_solve
+    #[arg(long)]
+    pub separate: bool,
 }
 
 /// Runs `banded bench solve`.
@@ -69,10 +74,11 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
     let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
     let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
     let line = format!(
-        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} threads={threads} reps={} \
+        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} threads={threads} reps={} \
          seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
         args.kd,
         args.dtype.short(),
+        if args.separate { "separate" } else { "fused" },
         args.reps,
         args.seed
     );
@@ -119,8 +125,13 @@ fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64
     for rep in 0..=args.reps.get() {
         let (a_run, mut x) = (a.clone(), b.clone());
         let start = Instant::now();
-        let chol = Cholesky::factor_in_place(a_run, params)?;
-        chol.solve_in_place(&mut x, params)?;
+        let chol = if args.separate {
+            let chol = Cholesky::factor_in_place(a_run, params)?;
+            chol.solve_in_place(&mut x, params)?;
+            chol
+        } else {
+            Cholesky::factor_solve(a_run, &mut x, params)?
+        };
         let elapsed = start.elapsed().as_secs_f64();
         if rep > 0 {
             times.push(elapsed);

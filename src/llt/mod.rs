@@ -101,6 +101,17 @@ pub struct PartialCholesky<T> {
     pub failures: Vec<PivotFailure>,
 }
 
+impl<T> PartialCholesky<T> {
+    /// The factor of every system, or [`Error::NotPositiveDefinite`] listing the failures.
+    fn complete(self) -> Result<Cholesky<T>> {
+        match self.factor {
+            // `factor` is `Some` when nothing failed: the batch is never empty.
+            Some(f) if self.failures.is_empty() => Ok(f),
+            _ => Err(Error::not_positive_definite(self.failures)),
+        }
+    }
+}
+
 /// Gradients of a loss ℓ through `X = A⁻¹ B` (see [`Cholesky::backward`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SolveGrad<T> {
@@ -127,31 +138,63 @@ impl<T: Real> Cholesky<T> {
 
     /// Like [`factor`](Self::factor), overwriting `a`'s storage with the factor (no copy).
     pub fn factor_in_place(a: BandBatch<T>, params: &Params) -> Result<Self> {
-        let out = Self::factor_partial(a, params)?;
-        if out.failures.is_empty() {
-            // `factor` is `Some` when nothing failed: the batch is never empty.
-            out.factor.ok_or_else(|| Error::not_positive_definite(out.failures))
-        } else {
-            Err(Error::not_positive_definite(out.failures))
-        }
+        Self::factor_partial(a, params)?.complete()
+    }
+
+    /// Factors every system of `a` (in its storage, as [`factor_in_place`](Self::factor_in_place))
+    /// and solves `A_s X_s = B_s` in place in `b` (`(batch, n, nrhs)`) in the same pass, like
+    /// LAPACK's `pbsv`: each window of columns is substituted into `b` while it is in cache, so
+    /// the factor is read from memory once instead of three times (factor, then the two
+    /// triangular solves of [`solve_in_place`](Self::solve_in_place)). `x` is bitwise the one
+    /// `factor_in_place` + `solve_in_place` give.
+    ///
+    /// Cost: that of `factor` + `solve`; scratch one pack of systems (as `factor`) plus
+    /// `n·nrhs` per pack.
+    ///
+    /// Errors: [`Error::Shape`] (`b` is not `(batch, n, ·)`); [`Error::NonFinite`] (`ab` or
+    /// `rhs`, if `params.check_finite`); [`Error::NotPositiveDefinite`] as
+    /// [`factor`](Self::factor), and then `b` holds unspecified values (the systems that factored
+    /// are solved, the others are not).
+    pub fn factor_solve(a: BandBatch<T>, b: &mut BatchMatrix<T>, params: &Params) -> Result<Self> {
+        Self::factor_partial_solve(a, Some(b), params)?.complete()
     }
 
     /// Factors every system it can: never fails for a non-positive-definite system, but
     /// reports it in [`PartialCholesky::failures`] and keeps the other systems' factors.
     ///
     /// Errors: [`Error::NonFinite`] only (if `params.check_finite`).
-    pub fn factor_partial(mut a: BandBatch<T>, params: &Params) -> Result<PartialCholesky<T>> {
+    pub fn factor_partial(a: BandBatch<T>, params: &Params) -> Result<PartialCholesky<T>> {
+        Self::factor_partial_solve(a, None, params)
+    }
+
+    /// [`factor_partial`](Self::factor_partial), with `b` also solved in the same pass (see
+    /// [`factor_solve`](Self::factor_solve); a failed system's `b` holds garbage).
+    pub(crate) fn factor_partial_solve(mut a: BandBatch<T>, b: Option<&mut BatchMatrix<T>>, params: &Params) -> Result<PartialCholesky<T>> {
         if params.check_finite {
             a.check_finite("ab")?;
         }
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
+        let (b, nrhs) = match b {
+            Some(b) => {
+                b.expect_systems("rhs", batch, n)?;
+                if params.check_finite {
+                    b.check_finite("rhs")?;
+                }
+                let nrhs = b.cols();
+                (b.as_mut_slice(), nrhs)
+            }
+            None => (&mut [][..], 0),
+        };
         let kernel = pack::kernel_for::<T>(pack::Kernel::best(), batch, kd);
         let (store, status) = if kernel == pack::Kernel::Scalar {
             let status = pack::factor_batch(kernel, a.as_mut_slice(), batch, n, kd, params.par);
+            if nrhs > 0 {
+                pack::solve_batch(kernel, a.as_slice(), b, batch, n, kd, nrhs, params.par);
+            }
             (Store::Band(a), status)
         } else {
             let (_, _, _, data) = a.into_parts();
-            let (packed, status) = pack::Packed::factor(kernel, data, batch, n, kd, params.par);
+            let (packed, status) = pack::Packed::factor(kernel, data, batch, n, kd, b, nrhs, params.par);
             (Store::Packed(packed), status)
         };
         let failures: Vec<PivotFailure> = status

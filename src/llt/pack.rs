@@ -33,6 +33,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::scratch;
 use crate::par::{min_len, Par};
 use crate::scalar::Real;
 
@@ -138,7 +139,7 @@ fn factor_packs<T: Real, const L: usize>(
     let fails: Vec<[usize; L]> = data
         .par_chunks_mut(len * L)
         .with_min_len(min_len(par, packs))
-        .map_init(|| vec![[T::zero(); L]; cols * (kd + 1)], |buf, chunk| factor_one_pack(kernel, chunk, buf, n, kd))
+        .map_init(|| scratch(cols * (kd + 1), [T::zero(); L]), |buf, chunk| factor_one_pack(kernel, chunk, buf, n, kd))
         .collect();
     fails.iter().flatten().take(batch).map(|&f| if f == usize::MAX { Ok(()) } else { Err(f) }).collect()
 }
@@ -215,7 +216,7 @@ fn solve_packs<T: Real, const L: usize>(
         .zip(l.par_chunks(len * L))
         .with_min_len(min_len(par, packs))
         .for_each_init(
-            || (vec![[T::zero(); L]; block * (kd + 1)], vec![[T::zero(); L]; n * nrhs]),
+            || (scratch(block * (kd + 1), [T::zero(); L]), scratch(n * nrhs, [T::zero(); L])),
             |(lbuf, bbuf), (x, lc)| {
                 let w = kd + 1;
                 gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
@@ -257,13 +258,19 @@ pub(crate) struct Packed<T> {
 
 impl<T: Real> Packed<T> {
     /// Factors `data` (`batch` systems in the band layout) with a pack kernel (not
-    /// [`Kernel::Scalar`]); per system `Err(column)` of the first failing pivot.
-    pub(crate) fn factor(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
+    /// [`Kernel::Scalar`]); per system `Err(column)` of the first failing pivot. With
+    /// `nrhs > 0` also solves `b` (`batch` row-major `n × nrhs` matrices) in place, fused: each
+    /// window of columns runs its forward substitution right after its factorization and its
+    /// backward substitution just before it is stored, while it is in cache (the same
+    /// operations in the same order as [`Packed::solve`] afterwards, so bitwise the same `x`).
+    /// A failed system's `b` is left holding garbage. `b` is empty when `nrhs == 0`.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn factor(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
         let lanes = lanes::<T>(kd);
         let status = match lanes {
-            8 => factor_in_packs::<T, 8>(kernel, &mut data, batch, n, kd, par),
-            16 => factor_in_packs::<T, 16>(kernel, &mut data, batch, n, kd, par),
-            _ => factor_in_packs::<T, 32>(kernel, &mut data, batch, n, kd, par),
+            8 => factor_in_packs::<T, 8>(kernel, &mut data, batch, n, kd, b, nrhs, par),
+            16 => factor_in_packs::<T, 16>(kernel, &mut data, batch, n, kd, b, nrhs, par),
+            _ => factor_in_packs::<T, 32>(kernel, &mut data, batch, n, kd, b, nrhs, par),
         };
         (Self { data, kernel, lanes, batch, n, kd }, status)
     }
@@ -329,7 +336,7 @@ impl<T: Real> Packed<T> {
                     .zip(lf.par_chunks(len * L))
                     .with_min_len(min_len(par, full.max(1)))
                     .for_each_init(
-                        || vec![[T::zero(); L]; n * nrhs],
+                        || scratch(n * nrhs, [T::zero(); L]),
                         |bbuf, (x, lc)| {
                             let (lp, _) = lc.as_chunks::<L>();
                             gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
@@ -348,22 +355,37 @@ impl<T: Real> Packed<T> {
     }
 }
 
-/// The factor of [`Packed::factor`] for `L` lanes.
-fn factor_in_packs<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize, n: usize, kd: usize, par: Par) -> Vec<Result<(), usize>> {
-    let len = n * (kd + 1);
+/// The factor (and fused solve) of [`Packed::factor`] for `L` lanes.
+#[allow(clippy::too_many_arguments)]
+fn factor_in_packs<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par) -> Vec<Result<(), usize>> {
+    let (len, blen) = (n * (kd + 1), n * nrhs);
     let full = batch / L;
     let (df, dt) = data.split_at_mut(full * L * len);
+    let (bf, bt) = b.split_at_mut(full * L * blen);
+    // One right-hand-side slice per full pack (empty ones when there is nothing to solve).
+    let rhs: Vec<&mut [T]> = if nrhs == 0 { (0..full).map(|_| &mut [][..]).collect() } else { bf.chunks_mut(blen * L).collect() };
     let (fails, tail) = rayon::join(
         || {
             df.par_chunks_mut(len * L)
+                .zip(rhs)
                 .with_min_len(min_len(par, full.max(1)))
-                .map_init(|| vec![[T::zero(); L]; len], |buf, chunk| factor_full_pack(kernel, chunk, buf, n, kd))
+                .map_init(
+                    || (scratch(len, [T::zero(); L]), scratch(blen, [T::zero(); L])),
+                    |(buf, bbuf), (chunk, x)| factor_full_pack(kernel, chunk, buf, x, bbuf, n, kd, nrhs),
+                )
                 .collect::<Vec<[usize; L]>>()
         },
-        || match batch - full * L {
-            0 => Vec::new(),
-            rem if tail_as_pack(rem, L) => factor_packs::<T, L>(kernel, dt, rem, n, kd, par),
-            rem => factor_batch(Kernel::Scalar, dt, rem, n, kd, par),
+        || {
+            let rem = batch - full * L;
+            if rem == 0 {
+                return Vec::new();
+            }
+            let kernel = if tail_as_pack(rem, L) { kernel } else { Kernel::Scalar };
+            let status = if kernel == Kernel::Scalar { factor_batch(kernel, dt, rem, n, kd, par) } else { factor_packs::<T, L>(kernel, dt, rem, n, kd, par) };
+            if nrhs > 0 {
+                solve_batch(kernel, dt, bt, rem, n, kd, nrhs, par);
+            }
+            status
         },
     );
     fails.iter().flatten().map(|&f| if f == usize::MAX { Ok(()) } else { Err(f) }).chain(tail).collect()
@@ -371,17 +393,27 @@ fn factor_in_packs<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batc
 
 /// Factors one full pack (`chunk`: `L` band systems) and leaves it in `chunk` in the pack
 /// layout. The columns are gathered into `buf` (the whole pack, `len` rows) a window ahead of
-/// the factorization, then `buf` is copied back over `chunk`.
-fn factor_full_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], buf: &mut [[T; L]], n: usize, kd: usize) -> [usize; L] {
+/// the factorization, then copied back over `chunk`. With `nrhs > 0`, `x` (the pack's `L`
+/// right-hand sides, gathered into `bbuf`) is solved in place, fused: each window's forward
+/// substitution follows its factorization, and its backward substitution precedes its copy
+/// back (window by window from the end).
+#[allow(clippy::too_many_arguments)]
+fn factor_full_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], buf: &mut [[T; L]], x: &mut [T], bbuf: &mut [[T; L]], n: usize, kd: usize, nrhs: usize) -> [usize; L] {
     let w = kd + 1;
     let block = block_cols::<T, L>(n, kd);
     let mut fail = [usize::MAX; L];
+    if nrhs > 0 {
+        gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
+    }
     let mut loaded = (block + kd).min(n);
     gather_band(kernel, chunk, buf, n, kd, 0, loaded);
     let mut j0 = 0;
     loop {
         let nb = block.min(n - j0);
         run_factor(kernel, &mut buf[j0 * w..loaded * w], n - j0, nb, kd, j0, &mut fail);
+        if nrhs > 0 {
+            run_solve(kernel, &buf[j0 * w..(j0 + nb) * w], bbuf, n, kd, nrhs, j0, true);
+        }
         j0 += nb;
         if j0 == n {
             break;
@@ -390,7 +422,20 @@ fn factor_full_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], bu
         gather_band(kernel, chunk, &mut buf[loaded * w..], n, kd, loaded, next);
         loaded = next;
     }
-    chunk.copy_from_slice(buf.as_flattened());
+    if nrhs == 0 {
+        chunk.copy_from_slice(buf.as_flattened());
+        return fail;
+    }
+    // Every column is gathered: `chunk` may now be overwritten in any order.
+    let mut j1 = n;
+    while j1 > 0 {
+        let j0 = j1 - if j1.is_multiple_of(block) { block } else { j1 % block };
+        let cols = &buf[j0 * w..j1 * w];
+        run_solve(kernel, cols, bbuf, n, kd, nrhs, j0, false);
+        chunk[j0 * w * L..j1 * w * L].copy_from_slice(cols.as_flattened());
+        j1 = j0;
+    }
+    scatter(kernel, bbuf, x, n * nrhs, 0);
     fail
 }
 
@@ -399,7 +444,7 @@ fn factor_full_pack<T: Real, const L: usize>(kernel: Kernel, chunk: &mut [T], bu
 fn repack<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize, len: usize, to_packs: bool) {
     let full = batch / L;
     data[..full * L * len].par_chunks_mut(len * L).for_each_init(
-        || vec![[T::zero(); L]; len],
+        || scratch(len, [T::zero(); L]),
         |buf, chunk| {
             if to_packs {
                 gather(kernel, chunk, buf, len, 0, len, |_| T::zero());

@@ -2,11 +2,12 @@
 
 use rayon::prelude::*;
 
-use super::{copy_vec, split_mut, Inputs, Smnn};
+use super::{split_mut, Inputs, Smnn};
 use crate::error::Result;
 use crate::llt::{Cholesky, Params};
 use crate::par::min_len;
-use crate::scalar::{zeroed_vec, Real};
+use crate::alloc::{copy_vec, zeroed_vec};
+use crate::scalar::Real;
 
 /// An S-MNN layer with its left-hand side (`coefficients`, `steps`) fixed and the normal
 /// matrices `M` factored, from [`Smnn::freeze`].

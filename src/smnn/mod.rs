@@ -57,7 +57,8 @@ use crate::band::{BandBatch, BatchMatrix};
 use crate::error::{fmt_shape, Error, PivotFailure, Result};
 use crate::llt::{Cholesky, Params};
 use crate::par::min_len;
-use crate::scalar::{first_non_finite, fmt_value, zeroed_vec, Real};
+use crate::alloc::{copy_vec, zeroed_vec, zeroed_vec_par};
+use crate::scalar::{first_non_finite, fmt_value, Real};
 
 use assemble::{Sys, Taylor};
 pub use frozen::{Frozen, FrozenGrads};
@@ -151,17 +152,6 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
-/// A copy of `x`, or [`Error::InvalidArgument`] if the allocation fails.
-fn copy_vec<T: Real>(arg: &'static str, x: &[T]) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(x.len()).map_err(|_| Error::InvalidArgument {
-        arg,
-        reason: format!("cannot allocate {} elements of {}", x.len(), T::NAME),
-    })?;
-    v.extend_from_slice(x);
-    Ok(v)
-}
-
 /// Splits `v` into `batch` consecutive parts of `len` (works for `len == 0`).
 fn split_mut<T>(v: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
     if len == 0 {
@@ -231,42 +221,39 @@ impl Smnn {
     /// `≈ (kd+1)·ε·M_jj`, so such a pivot is noise, and since `d_j/M_jj ≥ 1/κ₂(M)` it can only
     /// happen for `κ₂(M) ≳ 1/(2(kd+1)ε)`, where `u` would have no correct digit. (Exactly
     /// singular normal matrices otherwise often factor "successfully" with pivots of order ε.)
-    fn factor_unchecked<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Cholesky<T>> {
+    ///
+    /// With `rhs`, also solves it in place in the same pass ([`Cholesky::factor_solve`]).
+    fn factor_unchecked<T: Real>(&self, coefficients: &[T], steps: &[T], rhs: Option<&mut BatchMatrix<T>>, params: &Params) -> Result<Cholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
-        let mut band = BandBatch::<T>::zeros_par(batch, n, kd, params.par)?;
-        let len = band.system_len();
         let [cl, _, _, hl, _] = self.system_lens();
         // The diagonal of M, for the relative pivot test, taken while the system is in cache.
-        let mut diag = zeroed_vec::<T>("u", batch * n)?;
-        band.as_mut_slice()
-            .par_chunks_mut(len)
-            .zip(diag.par_chunks_mut(n))
-            .enumerate()
-            .with_min_len(min_len(params.par, batch))
-            .for_each_init(
-                || Taylor::new(self),
-                |taylor, (s, (m, dg))| {
-                    self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
-                    for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
-                        *d = x;
-                    }
-                },
-            );
-        let out = Cholesky::factor_partial(band, &Params { check_finite: false, ..*params })?;
+        let mut diag = zeroed_vec_par::<T>("u", batch * n, batch, params.par)?;
+        let band = BandBatch::<T>::build_par(batch, n, kd, params.par, &mut diag, || Taylor::new(self), |taylor, s, m, dg| {
+            self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
+            for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
+                *d = x;
+            }
+        })?;
+        let out = Cholesky::factor_partial_solve(band, rhs, &Params { check_finite: false, ..*params })?;
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
         let mut failures = out.failures;
         if let Some(f) = &out.factor {
-            for (k, &s) in out.systems.iter().enumerate() {
-                let dk = &diag[s * n..(s + 1) * n];
-                let (l0, stride) = f.diag_strided(k);
-                let bad = l0.iter().step_by(stride).zip(dk).position(|(&p, &d)| {
-                    // Not `<=`: a NaN pivot fails too.
-                    (p * p).partial_cmp(&(tol * d)) != Some(std::cmp::Ordering::Greater)
-                });
-                if let Some(column) = bad {
-                    failures.push(PivotFailure { system: s, column });
-                }
-            }
+            let relative: Vec<PivotFailure> = out
+                .systems
+                .par_iter()
+                .enumerate()
+                .with_min_len(min_len(params.par, out.systems.len()))
+                .filter_map(|(k, &s)| {
+                    let dk = &diag[s * n..(s + 1) * n];
+                    let (l0, stride) = f.diag_strided(k);
+                    let bad = l0.iter().step_by(stride).zip(dk).position(|(&p, &d)| {
+                        // Not `<=`: a NaN pivot fails too.
+                        (p * p).partial_cmp(&(tol * d)) != Some(std::cmp::Ordering::Greater)
+                    });
+                    bad.map(|column| PivotFailure { system: s, column })
+                })
+                .collect();
+            failures.extend(relative);
         }
         match out.factor {
             Some(f) if failures.is_empty() => Ok(f),
@@ -295,22 +282,31 @@ impl Smnn {
     fn solve_vec<T: Real>(&self, factor: &Cholesky<T>, b: Vec<T>, arg: &'static str, params: &Params) -> Result<Vec<T>> {
         let mut x = BatchMatrix::new(arg, b, self.batch, self.n(), 1)?;
         factor.solve_in_place(&mut x, &Params { check_finite: false, ..*params })?;
-        let x = x.into_vec();
+        self.finite(arg, x.into_vec())
+    }
+
+    /// `x` (shaped like `u`), or [`Error::NonFinite`] naming `arg` at its first NaN or ±∞.
+    fn finite<T: Real>(&self, arg: &'static str, x: Vec<T>) -> Result<Vec<T>> {
         if let Some(k) = first_non_finite(&x) {
             return Err(Error::NonFinite { arg, index: unravel(k, &self.u_shape()), value: fmt_value(x[k]) });
         }
         Ok(x)
     }
 
-    /// `u = M⁻¹ Aᵀβ` for checked inputs.
-    fn solve_u<T: Real>(&self, factor: &Cholesky<T>, x: &Inputs<'_, T>, params: &Params) -> Result<Vec<T>> {
+    /// `Aᵀβ` for checked inputs, `(batch, T, D, O)` as one right-hand side per system.
+    fn assemble_rhs_batch<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<BatchMatrix<T>> {
         let n = self.n();
-        let mut rhs = zeroed_vec::<T>("u", self.batch * n)?;
+        let mut rhs = zeroed_vec_par::<T>("u", self.batch * n, self.batch, params.par)?;
         rhs.par_chunks_mut(n).enumerate().with_min_len(min_len(params.par, self.batch)).for_each(|(s, b)| {
             let sys = self.sys(x, s);
             self.assemble_rhs(sys.c, sys.r, sys.v, b)
         });
-        self.solve_vec(factor, rhs, "u", params)
+        BatchMatrix::new("u", rhs, self.batch, n, 1)
+    }
+
+    /// `u = M⁻¹ Aᵀβ` for checked inputs, with `M` already factored.
+    fn solve_u<T: Real>(&self, factor: &Cholesky<T>, x: &Inputs<'_, T>, params: &Params) -> Result<Vec<T>> {
+        self.solve_vec(factor, self.assemble_rhs_batch(x, params)?.into_vec(), "u", params)
     }
 
     /// The forward: checks the inputs, assembles `M = AᵀA` and `Aᵀβ` per system, factors `M`
@@ -328,8 +324,10 @@ impl Smnn {
     /// `(t·D + d)·O + o`).
     pub fn forward<'a, T: Real>(&self, inputs: Inputs<'a, T>, params: &Params) -> Result<Forward<'a, T>> {
         self.check_inputs(&inputs, params)?;
-        let factor = self.factor_unchecked(inputs.coefficients, inputs.steps, params)?;
-        let u = self.solve_u(&factor, &inputs, params)?;
+        // `Aᵀβ` first, so that the factorization solves it in the same pass.
+        let mut rhs = self.assemble_rhs_batch(&inputs, params)?;
+        let factor = self.factor_unchecked(inputs.coefficients, inputs.steps, Some(&mut rhs), params)?;
+        let u = self.finite("u", rhs.into_vec())?;
         Ok(Forward { layer: *self, inputs, factor, u })
     }
 
@@ -409,7 +407,7 @@ impl Smnn {
     /// Errors: as [`forward`](Self::forward) for `coefficients` and `steps`.
     pub fn freeze<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Frozen<T>> {
         self.check_lhs(coefficients, steps, params)?;
-        let factor = self.factor_unchecked(coefficients, steps, params)?;
+        let factor = self.factor_unchecked(coefficients, steps, None, params)?;
         Ok(Frozen::new(*self, copy_vec("coefficients", coefficients)?, copy_vec("steps", steps)?, factor))
     }
 }
