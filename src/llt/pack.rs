@@ -13,8 +13,8 @@
 //! so every arithmetic operation of the per-system kernels (`factor.rs`, `solve.rs`) becomes one
 //! operation on `L` systems (`[T; L]`, which the compiler turns into `L·size_of::<T>()/32`
 //! AVX2 instructions inside the `#[target_feature]` entry points below). The kernels here do
-//! **exactly the operations of the scalar kernels in the same order** (no FMA contraction, `1/x`
-//! as a division), so every lane is bitwise equal to the scalar result; the tests check that.
+//! **exactly the operations of the scalar kernels in the same order** (no FMA contraction, the
+//! same reciprocals), so every lane is bitwise equal to the scalar result; the tests check that.
 //!
 //! A batch that is not a multiple of `L` pads its last pack with identity systems (diagonal 1,
 //! off-diagonal 0), which cannot fail and are never written back; the full packs pay nothing
@@ -709,7 +709,7 @@ fn solve_pack<T: Real, const L: usize>(l: &[[T; L]], b: &mut [[T; L]], n: usize,
             let d = col[0];
             for v in yj.iter_mut() {
                 for l in 0..L {
-                    v[l] = v[l] / d[l];
+                    v[l] = v[l] * d[l].recip();
                 }
             }
             for (r, lr) in col[1..=kn].iter().enumerate() {
@@ -728,7 +728,8 @@ fn solve_pack<T: Real, const L: usize>(l: &[[T; L]], b: &mut [[T; L]], n: usize,
         let kn = kd.min(n - 1 - j);
         let (head, tail) = b.split_at_mut((j + 1) * nrhs);
         let xj = &mut head[j * nrhs..];
-        for (r, lr) in col[1..=kn].iter().enumerate() {
+        // Farthest row first, as `solve_system` (the newest `x` last: a short latency chain).
+        for (r, lr) in col[1..=kn].iter().enumerate().rev() {
             for (v, x) in xj.iter_mut().zip(&tail[r * nrhs..(r + 1) * nrhs]) {
                 for l in 0..L {
                     v[l] = v[l] - lr[l] * x[l];
@@ -738,7 +739,7 @@ fn solve_pack<T: Real, const L: usize>(l: &[[T; L]], b: &mut [[T; L]], n: usize,
         let d = col[0];
         for v in xj.iter_mut() {
             for l in 0..L {
-                v[l] = v[l] / d[l];
+                v[l] = v[l] * d[l].recip();
             }
         }
     }

@@ -3,6 +3,11 @@ use crate::scalar::Real;
 /// Solves `L Lᵀ X = B` for one system in place: `l` is the factor's column-major band
 /// (`l[j·(kd+1) + d] = L[j+d, j]`), `b` the row-major `n × nrhs` right-hand side, overwritten
 /// by `X`. `2·n·(2kd+1)·nrhs` flops for `kd ≪ n`; no allocation.
+///
+/// Dividing by `L[j,j]` is a multiplication by its reciprocal: the reciprocal does not depend
+/// on the right-hand side, so it is computed off the loop-carried dependency chain, which then
+/// holds a 3–4-cycle multiplication instead of a 13–20-cycle division (measured: one S-MNN
+/// system, T = 10⁵, kd = 5, forward+backward 20.4 → 17.8 ms). One more rounding per entry.
 pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
     if nrhs == 1 {
         return solve_vector(l, n, kd, b);
@@ -16,7 +21,7 @@ pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], n
         let yj = &mut head[j * nrhs..];
         let d = col[0];
         for v in yj.iter_mut() {
-            *v = *v / d;
+            *v = *v * d.recip();
         }
         for (r, &lr) in col[1..=kn].iter().enumerate() {
             for (t, &y) in tail[r * nrhs..(r + 1) * nrhs].iter_mut().zip(yj.iter()) {
@@ -30,14 +35,15 @@ pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], n
         let kn = kd.min(n - 1 - j);
         let (head, tail) = b.split_at_mut((j + 1) * nrhs);
         let xj = &mut head[j * nrhs..];
-        for (r, &lr) in col[1..=kn].iter().enumerate() {
+        // Farthest row first: `x[j+1]`, computed last, enters last (see `solve_vector`).
+        for (r, &lr) in col[1..=kn].iter().enumerate().rev() {
             for (v, &x) in xj.iter_mut().zip(&tail[r * nrhs..(r + 1) * nrhs]) {
                 *v = *v - lr * x;
             }
         }
         let d = col[0];
         for v in xj.iter_mut() {
-            *v = *v / d;
+            *v = *v * d.recip();
         }
     }
 }
@@ -50,7 +56,7 @@ fn solve_vector<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T]) {
     for j in 0..n {
         let col = &l[j * w..j * w + w];
         let kn = kd.min(n - 1 - j);
-        let yj = b[j] / col[0];
+        let yj = b[j] * col[0].recip();
         b[j] = yj;
         for (t, &lr) in b[j + 1..=j + kn].iter_mut().zip(&col[1..=kn]) {
             *t = *t - lr * yj;
@@ -59,7 +65,9 @@ fn solve_vector<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T]) {
     for j in (0..n).rev() {
         let col = &l[j * w..j * w + w];
         let kn = kd.min(n - 1 - j);
-        let s = col[1..=kn].iter().zip(&b[j + 1..=j + kn]).fold(b[j], |acc, (&lr, &x)| acc - lr * x);
-        b[j] = s / col[0];
+        // Farthest row first, so that `x[j+1]` (the previous iteration's result) enters last:
+        // the loop-carried latency is one multiply-subtract and a multiply, not `kn` of them.
+        let s = col[1..=kn].iter().zip(&b[j + 1..=j + kn]).rev().fold(b[j], |acc, (&lr, &x)| acc - lr * x);
+        b[j] = s * col[0].recip();
     }
 }
