@@ -1,4 +1,5 @@
-//! Criterion benchmarks of the S-MNN layer: forward, and forward + backward, in f64.
+//! Criterion benchmarks of the S-MNN layer: forward, and forward + backward, in f64 (each run
+//! in the previous run's storage, `Smnn::forward_with`; `forward_backward_fresh` allocates anew).
 //!
 //! - `batch128_T1000_D3_O3_E3`: 128 systems, T = 1000, D = O = E = 3 (n = 9000, kd = 11);
 //! - `batch1_T100000_D1_O3_E1`: one long system, T = 100 000, D = 1, O = 3 (n = 300 000, kd = 5).
@@ -6,9 +7,10 @@
 //! Inputs: coefficients uniform in [−1, 1] plus 1.5 on `(e, d = e, o = 0)`, one step of initial
 //! values for every order, steps uniform in [0.05, 0.15] (as `banded bench smnn`).
 
+use std::cell::RefCell;
 use std::hint::black_box;
 
-use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::Params;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::StdRng;
@@ -57,10 +59,24 @@ fn bench(c: &mut Criterion) {
         [("batch128_T1000_D3_O3_E3", problem(128, 1000, 3, 3, 3)), ("batch1_T100000_D1_O3_E1", problem(1, 100_000, 1, 3, 1))]
     {
         let x = Inputs { coefficients: &p.c, rhs_equation: &p.r, init_vars: &p.v, steps: &p.h };
+        // The storage of each run is left for the next (`forward_with`), as in a training loop.
+        let ws = RefCell::new(Workspace::new());
         group.bench_function(format!("forward/{name}"), |bch| {
-            bch.iter(|| black_box(p.layer.forward(black_box(x), &params).expect("forward")))
+            bch.iter(|| {
+                let f = p.layer.forward_with(black_box(x), &params, ws.take()).expect("forward");
+                ws.replace(black_box(f).into_workspace());
+            })
         });
         group.bench_function(format!("forward_backward/{name}"), |bch| {
+            bch.iter(|| {
+                let f = p.layer.forward_with(black_box(x), &params, ws.take()).expect("forward");
+                let g = black_box(f.backward(&p.gu, &params).expect("backward"));
+                ws.replace(f.into_workspace());
+                g
+            })
+        });
+        // Fresh storage every run (`forward`): the OS maps and zeroes the factor's pages each time.
+        group.bench_function(format!("forward_backward_fresh/{name}"), |bch| {
             bch.iter(|| {
                 let f = p.layer.forward(black_box(x), &params).expect("forward");
                 black_box(f.backward(&p.gu, &params).expect("backward"))

@@ -78,6 +78,13 @@ fn run<T: Real>(p: &Problem, give_t: bool) -> Result<Got, banded::Error> {
     // And the custom-op shaped backward from (inputs, u, factor, grad_u).
     let g2 = layer.backward(frozen.inputs(&r, &v), fwd.u(), frozen.factor(), &gu, &params).unwrap();
     assert_eq!(g2, g, "backward from parts");
+    // A forward in the storage of an earlier one (holding its factor and `u`): the same bits.
+    let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
+    let fwd3 = layer.forward_with(inputs, &params, fwd.clone().into_workspace()).unwrap();
+    assert_eq!(fwd3.u(), fwd.u(), "forward in a reused workspace");
+    assert_eq!(fwd3.backward(&gu, &params).unwrap(), g, "backward after a reused workspace");
+    let ws = fwd3.into_workspace();
+    assert!(ws.capacity() >= layer.batch() * layer.n() * (layer.kd() + 3));
 
     Ok(Got {
         u: back(fwd.u()),

@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -142,10 +142,11 @@ Inputs generated from --seed: coefficients uniform in [-1, 1] plus 1.5 on (e, d=
 right-hand sides and initial values (S = 1, I = O) uniform in [-1, 1], steps uniform in \
 [0.05, 0.15]; no axis broadcast. After one untimed warm-up, forward (assemble, factor, solve; \
 with --backward also the backward: one more solve and the gradient sums) runs --reps times \
-with finiteness checks off, and one line is printed:
+with finiteness checks off, each run in the storage the previous one left (Smnn::forward_with, \
+as a training loop would; --fresh allocates it anew every run), and one line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
-threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
+storage=reused|fresh threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
 )]
 pub struct BenchSmnnArgs {
     /// Number of systems
@@ -169,6 +170,9 @@ pub struct BenchSmnnArgs {
     /// Time forward + backward
     #[arg(long)]
     pub backward: bool,
+    /// Allocate the layer's storage anew in every run instead of reusing the previous run's
+    #[arg(long)]
+    pub fresh: bool,
     /// Element type
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     pub dtype: Dtype,
@@ -206,10 +210,11 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
     let min = times.iter().copied().fold(f64::INFINITY, f64::min);
     let line = format!(
         "bench=smnn batch={b} steps={t} dims={d} orders={o} equations={e} central={} backward={} dtype={} \
-         threads={threads} reps={} seed={} n={} kd={} median_s={med:.9} min_s={min:.9}",
+         storage={} threads={threads} reps={} seed={} n={} kd={} median_s={med:.9} min_s={min:.9}",
         args.central,
         args.backward,
         args.dtype.short(),
+        if args.fresh { "fresh" } else { "reused" },
         args.reps,
         args.seed,
         layer.n(),
@@ -247,15 +252,16 @@ fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, params: &Params) -> Re
     let gu: Vec<T> = filled(len(&layer.u_shape()), || rng.random_range(-1.0..=1.0))?;
     let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
     let mut times = Vec::with_capacity(args.reps.get());
+    let mut workspace = Workspace::new();
     for rep in 0..=args.reps.get() {
         let start = Instant::now();
-        let fwd = layer.forward(inputs, params)?;
+        let fwd = layer.forward_with(inputs, params, workspace)?;
         if args.backward {
             let g = fwd.backward(&gu, params)?;
             drop(g);
         }
         let elapsed = start.elapsed().as_secs_f64();
-        drop(fwd);
+        workspace = if args.fresh { Workspace::new() } else { fwd.into_workspace() };
         if rep > 0 {
             times.push(elapsed);
         }

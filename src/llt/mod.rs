@@ -233,6 +233,13 @@ impl<T: Real> Cholesky<T> {
             }),
         }
     }
+    /// The storage, whatever its layout (for reuse by the next factorization).
+    pub(crate) fn into_storage(self) -> Vec<T> {
+        match self.store {
+            Store::Band(l) => l.into_parts().3,
+            Store::Packed(p) => p.into_storage(),
+        }
+    }
     /// The diagonal of `L_s` (`s < batch`) as `(slice, stride)`: `L_s[j, j] = slice[j·stride]`
     /// for `j < n` (iterate `slice.iter().step_by(stride)`: exactly `n` items).
     pub(crate) fn diag_strided(&self, s: usize) -> (&[T], usize) {

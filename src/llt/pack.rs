@@ -298,6 +298,11 @@ impl<T: Real> Packed<T> {
         self.data
     }
 
+    /// The storage, as it is (for reuse by the next factorization).
+    pub(crate) fn into_storage(self) -> Vec<T> {
+        self.data
+    }
+
     /// `(batch, n, kd)`.
     pub(crate) fn shape(&self) -> (usize, usize, usize) {
         (self.batch, self.n, self.kd)
