@@ -1,5 +1,5 @@
 use crate::error::{fmt_shape, Error, Result};
-use crate::alloc::{zeroed_par_with, zeroed_vec};
+use crate::alloc::zeroed_vec;
 use crate::scalar::{first_non_finite, fmt_value, Real};
 
 /// A batch of `batch` symmetric `n × n` band matrices of lower bandwidth `kd`
@@ -46,27 +46,8 @@ impl<T: Real> BandBatch<T> {
         Ok(Self { batch, n, kd, data: zeroed_vec("ab", len)? })
     }
 
-    /// A batch whose systems are built in parallel under `par`, in `storage` (reused when large
-    /// enough): each system's storage (`n·(kd+1)` elements, the layout of this type) is zeroed, then passed to
-    /// `fill(state, s, system, side_s)` by the same task while it is in cache, with `side_s` the
-    /// `s`-th of `batch` equal pieces of `side` and `state` from `init` once per rayon task.
-    /// Errors as [`zeros`](Self::zeros), and if the allocation fails.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn build_par<U: Send, S>(
-        batch: usize,
-        n: usize,
-        kd: usize,
-        storage: Vec<T>,
-        par: crate::par::Par,
-        side: &mut [U],
-        init: impl Fn() -> S + Sync + Send,
-        fill: impl Fn(&mut S, usize, &mut [T], &mut [U]) + Sync + Send,
-    ) -> Result<Self> {
-        let len = Self::checked_len(batch, n, kd)?;
-        Ok(Self { batch, n, kd, data: zeroed_par_with("ab", storage, len, batch, par, side, init, fill)? })
-    }
-
-    fn checked_len(batch: usize, n: usize, kd: usize) -> Result<usize> {
+    /// `batch·n·(kd+1)`, or [`Error::Shape`] (empty batch or matrices) / [`Error::InvalidArgument`] (overflow).
+    pub(crate) fn checked_len(batch: usize, n: usize, kd: usize) -> Result<usize> {
         if batch == 0 || n == 0 {
             return Err(Error::shape(
                 "ab",

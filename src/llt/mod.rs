@@ -197,6 +197,27 @@ impl<T: Real> Cholesky<T> {
             let (packed, status) = pack::Packed::factor(kernel, data, batch, n, kd, b, nrhs, params.par);
             (Store::Packed(packed), status)
         };
+        Ok(Self::partial(store, status, batch))
+    }
+
+    /// [`factor_partial_solve`](Self::factor_partial_solve) of `batch` systems of order `n` and
+    /// bandwidth `kd` whose full packs of `L = pack::pack_lanes(batch, kd)` systems (which must
+    /// be `Some(L)`) are produced window by window during the factorization (see
+    /// `pack::Packed::factor_filled`): `data` holds their storage (any contents), then the other
+    /// systems in the band layout, already filled. `b`: `batch·n·nrhs` elements (`nrhs = 0`:
+    /// none). Unchecked: the caller guarantees lengths and finiteness.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn factor_filled<const L: usize, G, F>(data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par, make_fill: &G) -> PartialCholesky<T>
+    where
+        G: Fn(usize) -> F + Sync,
+        F: FnMut(&mut [[T; L]], usize),
+    {
+        let (packed, status) = pack::Packed::factor_filled::<L, G, F>(pack::Kernel::best(), data, batch, n, kd, b, nrhs, par, make_fill);
+        Self::partial(Store::Packed(packed), status, batch)
+    }
+
+    /// The [`PartialCholesky`] of a factored `store` with per-system `status`.
+    fn partial(store: Store<T>, status: Vec<std::result::Result<(), usize>>, batch: usize) -> PartialCholesky<T> {
         let failures: Vec<PivotFailure> = status
             .iter()
             .enumerate()
@@ -204,12 +225,12 @@ impl<T: Real> Cholesky<T> {
             .collect();
         if failures.is_empty() {
             let factor = Some(Self { store, band: OnceLock::new() });
-            return Ok(PartialCholesky { factor, systems: (0..batch).collect(), failures });
+            return PartialCholesky { factor, systems: (0..batch).collect(), failures };
         }
         let systems: Vec<usize> = (0..batch).filter(|&s| status[s].is_ok()).collect();
         let all = Self { store, band: OnceLock::new() }.into_l();
         let factor = all.select(&systems).map(|l| Self { store: Store::Band(l), band: OnceLock::new() });
-        Ok(PartialCholesky { factor, systems, failures })
+        PartialCholesky { factor, systems, failures }
     }
 
     /// The factor `L` (lower band, same layout as the input). When the factor is stored as
@@ -316,8 +337,8 @@ impl<T: Real> Cholesky<T> {
     ///
     /// Given the forward solution `x` and `grad_x` = ∂ℓ/∂X (both `(batch, n, nrhs)`), returns
     /// ∂ℓ/∂B = Λ = A⁻¹ ∂ℓ/∂X (one more solve with this factor) and, for the stored lower band,
-    /// ∂ℓ/∂a_ij = −Σ_r (Λ[i,r] X[j,r] + Λ[j,r] X[i,r]) for i > j and
-    /// ∂ℓ/∂a_jj = −Σ_r Λ[j,r] X[j,r] (the symmetric convention: an off-diagonal stored entry
+    /// `∂ℓ/∂a_ij = −Σ_r (Λ[i,r] X[j,r] + Λ[j,r] X[i,r])` for `i > j` and
+    /// `∂ℓ/∂a_jj = −Σ_r Λ[j,r] X[j,r]` (the symmetric convention: an off-diagonal stored entry
     /// stands for both `A[i,j]` and `A[j,i]`). Nothing outside the band is formed.
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`x`, `grad_x`),

@@ -5,7 +5,11 @@
 //! one step block, the Taylor rows between the blocks `t` and `t + 1` of one variable, the central
 //! rows across three blocks of one variable).
 
+// The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
+#![allow(clippy::needless_range_loop)]
+
 use super::shapes::Smnn;
+use crate::llt::pack::Kernel;
 use crate::scalar::Real;
 
 /// `x^k` by repeated squaring (`k` may exceed `i32::MAX`, where `powi` would not do).
@@ -20,13 +24,6 @@ pub(crate) fn powu<T: Real>(mut x: T, mut k: usize) -> T {
         k >>= 1;
     }
     acc
-}
-
-/// Adds `v` to `M[i, j]` (`i ≥ j`, `i − j ≤ kd`) of one system's band (`w = kd + 1`).
-#[inline(always)]
-fn add<T: Real>(band: &mut [T], w: usize, i: usize, j: usize, v: T) {
-    let k = j * w + (i - j);
-    band[k] = band[k] + v;
 }
 
 /// The Taylor rows of one variable between the steps `t` and `t + 1` for one step size `h`, as
@@ -190,75 +187,14 @@ impl Smnn {
         (if self.rt == 1 { 0 } else { t }) * self.e + e
     }
 
-    /// Assembles one system's `M = AᵀA` into `band` (zeroed, `n·(kd+1)` elements).
+    /// Assembles one system's `M = AᵀA` into `band` (`n·(kd+1)` elements, any contents: each
+    /// column is zeroed just before the first step that reaches it, while it is in cache): a
+    /// [`PackAssembler`] with one lane.
     ///
     /// Cost per step: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct `h`)
     /// + `D·(2O)²/2` (scatter) + `6D` (central).
     pub(crate) fn assemble_lhs<T: Real>(&self, c: &[T], h: &[T], band: &mut [T], taylor: &mut Taylor<T>) {
-        let (t_n, e_n, d_n, o_n, b, w) = (self.t, self.e, self.d, self.o, self.block(), self.kd + 1);
-        let weq2 = T::from_f64(self.opts.weight_equation * self.opts.weight_equation);
-        let wi2 = T::from_f64(self.opts.weight_init_var * self.opts.weight_init_var);
-        let ws2 = T::from_f64(self.opts.weight_smooth * self.opts.weight_smooth);
-        for t in 0..t_n {
-            let base = t * b;
-            // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
-            for e in 0..e_n {
-                let row = self.c_row(c, t, e);
-                for q in 0..b {
-                    let cq = weq2 * row[q];
-                    if cq == T::zero() {
-                        continue;
-                    }
-                    let col = &mut band[(base + q) * w..(base + q) * w + (b - q)];
-                    for (m, &cp) in col.iter_mut().zip(&row[q..]) {
-                        *m = *m + cq * cp;
-                    }
-                }
-            }
-            // 2. Initial values: diagonal.
-            if t < self.s {
-                for d in 0..d_n {
-                    for o in 0..self.i {
-                        let j = base + d * o_n + o;
-                        band[j * w] = band[j * w] + wi2;
-                    }
-                }
-            }
-            // 3. Taylor rows between t and t + 1.
-            if t + 1 < t_n {
-                taylor.set_gram(self.h_at(h, t), ws2);
-                for d in 0..d_n {
-                    let p0 = (base + d * o_n) * w;
-                    let blk = &mut band[p0..];
-                    for (&off, &g) in taylor.gram_off.iter().zip(&taylor.gram) {
-                        blk[off] = blk[off] + g;
-                    }
-                }
-            }
-            // 4. Central rows over t, t + 1, t + 2.
-            if self.opts.central && t + 2 < t_n {
-                let hh = self.h_at(h, t) + self.h_at(h, t + 1);
-                let (a, _) = central_row(hh, o_n);
-                let mut g = [T::zero(); 6];
-                let mut k = 0;
-                for i in 0..3 {
-                    for j in 0..=i {
-                        g[k] = ws2 * a[i] * a[j];
-                        k += 1;
-                    }
-                }
-                for d in 0..d_n {
-                    let idx = [base + d * o_n + o_n - 2, base + b + d * o_n + o_n - 1, base + 2 * b + d * o_n + o_n - 2];
-                    let mut k = 0;
-                    for i in 0..3 {
-                        for j in 0..=i {
-                            add(band, w, idx[i], idx[j], g[k]);
-                            k += 1;
-                        }
-                    }
-                }
-            }
-        }
+        PackAssembler::<T, 1>::new(self, [c], [h]).fill(band.as_chunks_mut::<1>().0, self.n(), std::slice::from_mut(taylor));
     }
 
     /// Assembles one system's `Aᵀβ` into `rhs` (zeroed, `n` elements): only the equation and
@@ -393,6 +329,173 @@ impl Smnn {
                 gh[k1] = gh[k1] - g;
             }
         }
+    }
+}
+
+/// Assembles `M = AᵀA` of `L` systems (`c[lane]`, `h[lane]`) into one pack, step by step and on
+/// demand: `pack[k][lane]` is band element `k = j·(kd+1) + (i − j)` (`M[i, j]`) of system
+/// `lane`, the layout the packed Cholesky factors in place, so the factorization can take each
+/// window of columns as soon as it is assembled (in cache). Any contents on entry: each pack
+/// row is zeroed just before the first step that reaches it. The systems advance in lockstep,
+/// each operation on `[T; L]` (one SIMD operation over the systems) and the same operations per
+/// system as one at a time, so every lane gets the same bits.
+///
+/// After steps `0..=t`, the columns of the blocks `0..=t` are final: no later step reaches them
+/// (step `t` writes into the blocks `t`, `t + 1` (Taylor) and `t + 2` (central)).
+pub(crate) struct PackAssembler<'a, T, const L: usize> {
+    layer: &'a Smnn,
+    c: [&'a [T]; L],
+    h: [&'a [T]; L],
+    /// One equation row of every lane.
+    row: Vec<[T; L]>,
+    /// The Taylor Gram entries of every lane.
+    gram: Vec<[T; L]>,
+    /// Columns zeroed so far.
+    zeroed: usize,
+    /// The next step to assemble.
+    step: usize,
+}
+
+impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
+    pub(crate) fn new(layer: &'a Smnn, c: [&'a [T]; L], h: [&'a [T]; L]) -> Self {
+        let zero = [T::zero(); L];
+        let n_gram = 2 * layer.o * (2 * layer.o + 1) / 2;
+        Self { layer, c, h, row: vec![zero; layer.block()], gram: vec![zero; n_gram], zeroed: 0, step: 0 }
+    }
+
+    /// Columns final so far.
+    pub(crate) fn done(&self) -> usize {
+        let l = self.layer;
+        if self.step >= l.t { l.n() } else { self.step * l.block() }
+    }
+
+    /// Assembles steps until at least the first `upto` columns are final (see [`done`]).
+    /// `taylors`: one [`Taylor`] per lane (the per-lane step-size cache).
+    pub(crate) fn fill(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
+        #[cfg(target_arch = "x86_64")]
+        if L > 1 && Kernel::best() == Kernel::Avx2 {
+            // SAFETY: `Kernel::best` returns `Avx2` only where AVX2 and FMA were detected.
+            unsafe { self.fill_avx2(pack, upto, taylors) };
+            return;
+        }
+        self.fill_with(pack, upto, taylors);
+    }
+
+    /// [`fill`](Self::fill) compiled with AVX2, so that each `[T; L]` operation is full-width
+    /// (the same operations: no FMA contraction, so the same bits).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn fill_avx2(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
+        self.fill_with(pack, upto, taylors);
+    }
+
+    #[inline(always)]
+    fn fill_with(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
+        while self.done() < upto.min(self.layer.n()) {
+            self.assemble_step(pack, taylors);
+        }
+    }
+
+    /// Adds the rows of step `t = self.step` (equations and initial values at `t`, Taylor rows
+    /// between `t` and `t + 1`, central rows over `t .. t + 2`).
+    ///
+    /// Cost per system: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct
+    /// `h`) + `D·(2O)²/2` (scatter) + `6D` (central).
+    #[inline(always)]
+    fn assemble_step(&mut self, pack: &mut [[T; L]], taylors: &mut [Taylor<T>]) {
+        let ly = self.layer;
+        let t = self.step;
+        self.step += 1;
+        let (t_n, e_n, d_n, o_n, b, w) = (ly.t, ly.e, ly.d, ly.o, ly.block(), ly.kd + 1);
+        let weq2 = T::from_f64(ly.opts.weight_equation * ly.opts.weight_equation);
+        let wi2 = T::from_f64(ly.opts.weight_init_var * ly.opts.weight_init_var);
+        let ws2 = T::from_f64(ly.opts.weight_smooth * ly.opts.weight_smooth);
+        let zero = [T::zero(); L];
+        let (c, h, row, gram) = (self.c, self.h, &mut self.row, &mut self.gram);
+        let upto = ((t + 3) * b).min(ly.n());
+        if upto > self.zeroed {
+            pack[self.zeroed * w..upto * w].fill(zero);
+            self.zeroed = upto;
+        }
+        let base = t * b;
+        // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
+        for e in 0..e_n {
+            for (lane, &cl) in c.iter().enumerate() {
+                for (r, &x) in row.iter_mut().zip(ly.c_row(cl, t, e)) {
+                    r[lane] = x;
+                }
+            }
+            for q in 0..b {
+                let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);
+                if cq.iter().all(|&x| x == T::zero()) {
+                    continue;
+                }
+                let k0 = (base + q) * w;
+                for (m, x) in pack[k0..k0 + (b - q)].iter_mut().zip(&row[q..]) {
+                    for l in 0..L {
+                        m[l] = m[l] + cq[l] * x[l];
+                    }
+                }
+            }
+        }
+        // 2. Initial values: diagonal.
+        if t < ly.s {
+            for d in 0..d_n {
+                for o in 0..ly.i {
+                    let m = &mut pack[(base + d * o_n + o) * w];
+                    for l in 0..L {
+                        m[l] = m[l] + wi2;
+                    }
+                }
+            }
+        }
+        // 3. Taylor rows between t and t + 1.
+        if t + 1 < t_n {
+            for (lane, tl) in taylors.iter_mut().enumerate().take(L) {
+                tl.set_gram(ly.h_at(h[lane], t), ws2);
+                for (g, &v) in gram.iter_mut().zip(&tl.gram) {
+                    g[lane] = v;
+                }
+            }
+            let offsets = &taylors[0].gram_off;
+            for d in 0..d_n {
+                let blk = &mut pack[(base + d * o_n) * w..];
+                for (&off, g) in offsets.iter().zip(gram.iter()) {
+                    for l in 0..L {
+                        blk[off][l] = blk[off][l] + g[l];
+                    }
+                }
+            }
+        }
+        // 4. Central rows over t, t + 1, t + 2.
+        if ly.opts.central && t + 2 < t_n {
+            let mut g = [zero; 6];
+            for (lane, &hl) in h.iter().enumerate() {
+                let (a, _) = central_row(ly.h_at(hl, t) + ly.h_at(hl, t + 1), o_n);
+                let mut k = 0;
+                for i in 0..3 {
+                    for j in 0..=i {
+                        g[k][lane] = ws2 * a[i] * a[j];
+                        k += 1;
+                    }
+                }
+            }
+            for d in 0..d_n {
+                let idx = [base + d * o_n + o_n - 2, base + b + d * o_n + o_n - 1, base + 2 * b + d * o_n + o_n - 2];
+                let mut k = 0;
+                for i in 0..3 {
+                    for j in 0..=i {
+                        // M[idx_i, idx_j], idx_i ≥ idx_j.
+                        let m = &mut pack[idx[j] * w + (idx[i] - idx[j])];
+                        for l in 0..L {
+                            m[l] = m[l] + g[k][l];
+                        }
+                        k += 1;
+                    }
+                }
+            }
+        }
+
     }
 }
 

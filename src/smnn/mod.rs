@@ -14,9 +14,13 @@
 //! 4. central smoothness (`w_s`, only with `central`), for `t < T−2`, `H = h_t + h_{t+1}`:
 //!    `H^{O−3} u[t,d,O−2] + H^{O−2} u[t+1,d,O−1] − H^{O−3} u[t+2,d,O−2] = 0`.
 //!
-//! The output is `u = M⁻¹ Aᵀβ` with `M = AᵀA`, shape `(batch, T, D, O)`. `M` is assembled
-//! straight into the scalar band storage of [`BandBatch`] (lower bandwidth
-//! [`Smnn::kd`]) and factored by the batched Cholesky; `A` is never formed.
+//! The output is `u = M⁻¹ Aᵀβ` with `M = AᵀA`, shape `(batch, T, D, O)`. `M` (lower bandwidth
+//! [`Smnn::kd`]) is assembled straight into the storage the batched Cholesky factors it in:
+//! for batches of at least one pack, `L` systems at a time in the lane-interleaved layout, a
+//! window of columns just before the factorization takes it (so each window is assembled,
+//! factored and forward-substituted while in cache, and the storage written once); otherwise
+//! the band layout of [`BandBatch`]. `A` is never formed. Repeated calls can reuse the
+//! storage of the previous one ([`Smnn::forward_with`], [`Workspace`]).
 //!
 //! # Use
 //!
@@ -51,16 +55,19 @@ mod assemble;
 mod frozen;
 mod shapes;
 
+use std::sync::{Mutex, PoisonError};
+
 use rayon::prelude::*;
 
-use crate::alloc::{copy_vec, zeroed_vec, zeroed_vec_par};
+use crate::alloc::{copy_vec, resized_par, zeroed_vec, zeroed_vec_par};
 use crate::band::{BandBatch, BatchMatrix};
 use crate::error::{fmt_shape, Error, PivotFailure, Result};
-use crate::llt::{Cholesky, Params};
-use crate::par::min_len;
+use crate::llt::{Cholesky, Params, PartialCholesky};
+use crate::llt::pack::pack_lanes;
+use crate::par::{min_len, Par};
 use crate::scalar::{first_non_finite, fmt_value, Real};
 
-use assemble::{Sys, Taylor};
+use assemble::{PackAssembler, Sys, Taylor};
 pub use frozen::{Frozen, FrozenGrads};
 pub use shapes::{InputShapes, Options, Smnn};
 
@@ -271,17 +278,34 @@ impl Smnn {
         params: &Params,
     ) -> Result<Cholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
-        let [cl, _, _, hl, _] = self.system_lens();
+        let total = BandBatch::<T>::checked_len(batch, n, kd)?;
+        // Any contents: the assembly zeroes each column before it adds to it.
+        let mut data = resized_par("ab", std::mem::take(&mut ws.band), total, batch, params.par)?;
         // The diagonal of M, for the relative pivot test, taken while the system is in cache.
-        ws.diag = zeroed_vec_par::<T>("u", std::mem::take(&mut ws.diag), batch * n, batch, params.par)?;
-        let diag = &mut ws.diag;
-        let band = BandBatch::<T>::build_par(batch, n, kd, std::mem::take(&mut ws.band), params.par, diag, || Taylor::new(self), |taylor, s, m, dg| {
-            self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
-            for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
-                *d = x;
+        ws.diag = resized_par("u", std::mem::take(&mut ws.diag), batch * n, batch, params.par)?;
+        let par = params.par;
+        let out = match pack_lanes::<T>(batch, kd) {
+            // M assembled straight into the packed layout and factored there, in place.
+            Some(lanes) => {
+                let (b, nrhs) = match rhs {
+                    Some(r) => {
+                        let nrhs = r.cols();
+                        (r.as_mut_slice(), nrhs)
+                    }
+                    None => (&mut [][..], 0),
+                };
+                match lanes {
+                    8 => self.factor_packs::<T, 8>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
+                    16 => self.factor_packs::<T, 16>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
+                    _ => self.factor_packs::<T, 32>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
+                }
             }
-        })?;
-        let out = Cholesky::factor_partial_solve(band, rhs, &Params { check_finite: false, ..*params })?;
+            None => {
+                self.assemble_bands(coefficients, steps, 0, &mut data, &mut ws.diag, par);
+                Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs, &Params { check_finite: false, ..*params })?
+            }
+        };
+        let diag = &ws.diag;
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
         let mut failures = out.failures;
         if let Some(f) = &out.factor {
@@ -310,6 +334,68 @@ impl Smnn {
                 Err(Error::NotPositiveDefinite { system: first.system, column: first.column, failures })
             }
         }
+    }
+
+    /// Assembles `M` of systems `s0..` (as many as `data` holds, band layout) in parallel, with
+    /// their diagonals into `diag` (`n` per system).
+    #[allow(clippy::too_many_arguments)]
+    fn assemble_bands<T: Real>(&self, coefficients: &[T], steps: &[T], s0: usize, data: &mut [T], diag: &mut [T], par: Par) {
+        let (n, kd) = (self.n(), self.kd);
+        let [cl, _, _, hl, _] = self.system_lens();
+        let systems = diag.len() / n.max(1);
+        data.par_chunks_mut(n * (kd + 1)).zip(diag.par_chunks_mut(n)).enumerate().with_min_len(min_len(par, systems)).for_each_init(
+            || Taylor::new(self),
+            |taylor, (i, (m, dg))| {
+                let s = s0 + i;
+                self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
+                for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
+                    *d = x;
+                }
+            },
+        );
+    }
+
+    /// Assembles and factors `M` of every system in packs of `L` systems (the lanes of
+    /// [`pack_lanes`]): each pack's window of columns is assembled ([`PackAssembler`]) just
+    /// before the factorization takes it, in cache, so the storage `data` (any contents) is
+    /// written once; the other `batch % L` systems are assembled in the band layout first.
+    /// Their diagonals go to `diag` (`n` per system) for the pivot test; `b` (`nrhs` columns,
+    /// `nrhs = 0`: none) is solved in the same pass.
+    #[allow(clippy::too_many_arguments)]
+    fn factor_packs<T: Real, const L: usize>(
+        &self,
+        coefficients: &[T],
+        steps: &[T],
+        mut data: Vec<T>,
+        diag: &mut [T],
+        b: &mut [T],
+        nrhs: usize,
+        par: Par,
+    ) -> PartialCholesky<T> {
+        let (n, w) = (self.n(), self.kd + 1);
+        let [cl, _, _, hl, _] = self.system_lens();
+        let full = self.batch / L;
+        let (gf, gt) = diag.split_at_mut(full * L * n);
+        self.assemble_bands(coefficients, steps, full * L, &mut data[full * L * n * w..], gt, par);
+        // Each pack takes its own diagonals out (once, in its own task).
+        let diags: Vec<Mutex<&mut [T]>> = gf.chunks_mut(n * L).map(Mutex::new).collect();
+        let make_fill = |p: usize| {
+            let dg = std::mem::take(&mut *diags[p].lock().unwrap_or_else(PoisonError::into_inner));
+            let c: [&[T]; L] = std::array::from_fn(|l| &coefficients[(p * L + l) * cl..(p * L + l + 1) * cl]);
+            let h: [&[T]; L] = std::array::from_fn(|l| &steps[(p * L + l) * hl..(p * L + l + 1) * hl]);
+            let mut asm = PackAssembler::new(self, c, h);
+            let mut taylors: Vec<Taylor<T>> = (0..L).map(|_| Taylor::new(self)).collect();
+            move |pack: &mut [[T; L]], upto: usize| {
+                let from = asm.done();
+                asm.fill(pack, upto, &mut taylors);
+                for (lane, d) in dg.chunks_exact_mut(n).enumerate() {
+                    for (j, x) in d.iter_mut().enumerate().take(asm.done()).skip(from) {
+                        *x = pack[j * w][lane];
+                    }
+                }
+            }
+        };
+        Cholesky::factor_filled::<L, _, _>(data, self.batch, n, self.kd, b, nrhs, par, &make_fill)
     }
 
     /// Errors with [`Error::Shape`] unless `factor` fits this layer.
