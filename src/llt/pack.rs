@@ -599,7 +599,7 @@ fn repack<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize,
 /// `buf[k − k0][lane] = chunk[lane·len + k]` for `k0 ≤ k < k1` and the systems present
 /// (`chunk.len() / len` of them); missing lanes get `pad(k)`.
 #[inline]
-fn gather<T: Real, const L: usize>(
+pub(crate) fn gather<T: Real, const L: usize>(
     kernel: Kernel,
     chunk: &[T],
     buf: &mut [[T; L]],

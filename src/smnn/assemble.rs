@@ -9,7 +9,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::shapes::Smnn;
-use crate::llt::pack::Kernel;
+use crate::llt::pack::{gather, Kernel};
 use crate::scalar::Real;
 
 /// `x^k` by repeated squaring (`k` may exceed `i32::MAX`, where `powi` would not do).
@@ -43,13 +43,9 @@ pub(crate) struct Taylor<T> {
     /// `o_i + o_j` for each packed Gram entry.
     gram_pow: Vec<usize>,
     /// For each packed Gram entry, its position in the band relative to `(t·b + d·O)·(kd + 1)`.
-    pub(crate) gram_off: Vec<usize>,
-    /// `w_s² Σ a aᵀ`, lower triangle packed row by row (`(i, j)`, `j ≤ i`, at `i(i+1)/2 + j`).
-    pub(crate) gram: Vec<T>,
+    gram_off: Vec<usize>,
     /// `h^0 .. h^{2O−2}`.
     hp: Vec<T>,
-    /// The step size and weight of `gram`.
-    last_gram: Option<(T, T)>,
 }
 
 impl<T: Real> Taylor<T> {
@@ -103,16 +99,7 @@ impl<T: Real> Taylor<T> {
                 gram_pow.push(i % o + j % o);
             }
         }
-        let n_gram = gram1.len();
-        Self {
-            gram1_full,
-            gram1,
-            gram_pow,
-            gram_off,
-            gram: vec![T::zero(); n_gram],
-            hp: vec![T::zero(); 2 * o - 1],
-            last_gram: None,
-        }
+        Self { gram1_full, gram1, gram_pow, gram_off, hp: vec![T::zero(); 2 * o - 1] }
     }
 
     /// Fills `hp` with `h^0 .. h^{2O−2}`.
@@ -122,20 +109,6 @@ impl<T: Real> Taylor<T> {
         for x in self.hp.iter_mut() {
             *x = p;
             p = p * h;
-        }
-    }
-
-    /// Fills `gram` (`w2 = w_s²` times the Gram matrix of the rows) for step size `h` (no-op if
-    /// `h` and `w2` are the last ones seen).
-    pub(crate) fn set_gram(&mut self, h: T, w2: T) {
-        if self.last_gram == Some((h, w2)) {
-            return;
-        }
-        self.last_gram = Some((h, w2));
-        self.powers(h);
-        let hp = &self.hp;
-        for (g, (&g1, &pw)) in self.gram.iter_mut().zip(self.gram1.iter().zip(&self.gram_pow)) {
-            *g = w2 * g1 * hp[pw];
         }
     }
 }
@@ -193,8 +166,8 @@ impl Smnn {
     ///
     /// Cost per step: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct `h`)
     /// + `D·(2O)²/2` (scatter) + `6D` (central).
-    pub(crate) fn assemble_lhs<T: Real>(&self, c: &[T], h: &[T], band: &mut [T], taylor: &mut Taylor<T>) {
-        PackAssembler::<T, 1>::new(self, [c], [h]).fill(band.as_chunks_mut::<1>().0, self.n(), std::slice::from_mut(taylor));
+    pub(crate) fn assemble_lhs<T: Real>(&self, c: &[T], h: &[T], band: &mut [T]) {
+        PackAssembler::<T, 1>::new(self, c, [h]).fill(band.as_chunks_mut::<1>().0, self.n());
     }
 
     /// Assembles one system's `Aᵀβ` into `rhs` (zeroed, `n` elements): only the equation and
@@ -332,24 +305,32 @@ impl Smnn {
     }
 }
 
-/// Assembles `M = AᵀA` of `L` systems (`c[lane]`, `h[lane]`) into one pack, step by step and on
-/// demand: `pack[k][lane]` is band element `k = j·(kd+1) + (i − j)` (`M[i, j]`) of system
-/// `lane`, the layout the packed Cholesky factors in place, so the factorization can take each
-/// window of columns as soon as it is assembled (in cache). Any contents on entry: each pack
-/// row is zeroed just before the first step that reaches it. The systems advance in lockstep,
-/// each operation on `[T; L]` (one SIMD operation over the systems) and the same operations per
-/// system as one at a time, so every lane gets the same bits.
+/// Assembles `M = AᵀA` of `L` consecutive systems (coefficients `c`: their `L·len` elements,
+/// system after system; step sizes `h[lane]`) into one pack, step by step and on demand:
+/// `pack[k][lane]` is band element `k = j·(kd+1) + (i − j)` (`M[i, j]`) of system `lane`, the
+/// layout the packed Cholesky factors in place, so the factorization can take each window of
+/// columns as soon as it is assembled (in cache). Any contents on entry: each pack row is
+/// zeroed just before the first step that reaches it. The systems advance in lockstep, each
+/// operation on `[T; L]` (one SIMD operation over the systems; the coefficient rows of a step
+/// are transposed in with the packs' AVX2 transposes) and the same operations per system as
+/// one at a time, so every lane gets the same bits.
 ///
 /// After steps `0..=t`, the columns of the blocks `0..=t` are final: no later step reaches them
 /// (step `t` writes into the blocks `t`, `t + 1` (Taylor) and `t + 2` (central)).
 pub(crate) struct PackAssembler<'a, T, const L: usize> {
     layer: &'a Smnn,
-    c: [&'a [T]; L],
+    c: &'a [T],
     h: [&'a [T]; L],
-    /// One equation row of every lane.
-    row: Vec<[T; L]>,
-    /// The Taylor Gram entries of every lane.
+    kernel: Kernel,
+    /// The `h = 1` tables of the Taylor rows.
+    taylor: Taylor<T>,
+    /// The `E` equation rows of step `rows_of` of every lane (`E·b` rows).
+    rows: Vec<[T; L]>,
+    rows_of: Option<usize>,
+    /// `h^0 .. h^{2O−2}` and `w_s²·G(h)` (packed lower triangle) of every lane, for `gram_h`.
+    hp: Vec<[T; L]>,
     gram: Vec<[T; L]>,
+    gram_h: Option<[T; L]>,
     /// Columns zeroed so far.
     zeroed: usize,
     /// The next step to assemble.
@@ -357,10 +338,24 @@ pub(crate) struct PackAssembler<'a, T, const L: usize> {
 }
 
 impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
-    pub(crate) fn new(layer: &'a Smnn, c: [&'a [T]; L], h: [&'a [T]; L]) -> Self {
+    pub(crate) fn new(layer: &'a Smnn, c: &'a [T], h: [&'a [T]; L]) -> Self {
         let zero = [T::zero(); L];
-        let n_gram = 2 * layer.o * (2 * layer.o + 1) / 2;
-        Self { layer, c, h, row: vec![zero; layer.block()], gram: vec![zero; n_gram], zeroed: 0, step: 0 }
+        let taylor = Taylor::new(layer);
+        let (n_gram, n_hp) = (taylor.gram1.len(), taylor.hp.len());
+        Self {
+            layer,
+            c,
+            h,
+            kernel: Kernel::best(),
+            taylor,
+            rows: vec![zero; layer.e * layer.block()],
+            rows_of: None,
+            hp: vec![zero; n_hp],
+            gram: vec![zero; n_gram],
+            gram_h: None,
+            zeroed: 0,
+            step: 0,
+        }
     }
 
     /// Columns final so far.
@@ -370,39 +365,38 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     }
 
     /// Assembles steps until at least the first `upto` columns are final (see [`done`]).
-    /// `taylors`: one [`Taylor`] per lane (the per-lane step-size cache).
-    pub(crate) fn fill(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
+    pub(crate) fn fill(&mut self, pack: &mut [[T; L]], upto: usize) {
         #[cfg(target_arch = "x86_64")]
-        if L > 1 && Kernel::best() == Kernel::Avx2 {
+        if L > 1 && self.kernel == Kernel::Avx2 {
             // SAFETY: `Kernel::best` returns `Avx2` only where AVX2 and FMA were detected.
-            unsafe { self.fill_avx2(pack, upto, taylors) };
+            unsafe { self.fill_avx2(pack, upto) };
             return;
         }
-        self.fill_with(pack, upto, taylors);
+        self.fill_with(pack, upto);
     }
 
     /// [`fill`](Self::fill) compiled with AVX2, so that each `[T; L]` operation is full-width
     /// (the same operations: no FMA contraction, so the same bits).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn fill_avx2(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
-        self.fill_with(pack, upto, taylors);
+    fn fill_avx2(&mut self, pack: &mut [[T; L]], upto: usize) {
+        self.fill_with(pack, upto);
     }
 
     #[inline(always)]
-    fn fill_with(&mut self, pack: &mut [[T; L]], upto: usize, taylors: &mut [Taylor<T>]) {
+    fn fill_with(&mut self, pack: &mut [[T; L]], upto: usize) {
         while self.done() < upto.min(self.layer.n()) {
-            self.assemble_step(pack, taylors);
+            self.assemble_step(pack);
         }
     }
 
     /// Adds the rows of step `t = self.step` (equations and initial values at `t`, Taylor rows
     /// between `t` and `t + 1`, central rows over `t .. t + 2`).
     ///
-    /// Cost per system: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct
-    /// `h`) + `D·(2O)²/2` (scatter) + `6D` (central).
+    /// Cost per system: `E·b²/2` (equations) + `(2O)²/2` (Taylor Gram, once per distinct `h`)
+    /// + `D·(2O)²/2` (scatter) + `6D` (central).
     #[inline(always)]
-    fn assemble_step(&mut self, pack: &mut [[T; L]], taylors: &mut [Taylor<T>]) {
+    fn assemble_step(&mut self, pack: &mut [[T; L]]) {
         let ly = self.layer;
         let t = self.step;
         self.step += 1;
@@ -411,7 +405,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         let wi2 = T::from_f64(ly.opts.weight_init_var * ly.opts.weight_init_var);
         let ws2 = T::from_f64(ly.opts.weight_smooth * ly.opts.weight_smooth);
         let zero = [T::zero(); L];
-        let (c, h, row, gram) = (self.c, self.h, &mut self.row, &mut self.gram);
+        let h = self.h;
         let upto = ((t + 3) * b).min(ly.n());
         if upto > self.zeroed {
             pack[self.zeroed * w..upto * w].fill(zero);
@@ -419,12 +413,13 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         }
         let base = t * b;
         // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
-        for e in 0..e_n {
-            for (lane, &cl) in c.iter().enumerate() {
-                for (r, &x) in row.iter_mut().zip(ly.c_row(cl, t, e)) {
-                    r[lane] = x;
-                }
-            }
+        let tc = if ly.ct == 1 { 0 } else { t };
+        if self.rows_of != Some(tc) {
+            let (len, k0) = (self.c.len() / L, tc * e_n * b);
+            gather(self.kernel, self.c, &mut self.rows, len, k0, k0 + e_n * b, |_| T::zero());
+            self.rows_of = Some(tc);
+        }
+        for row in self.rows.chunks_exact(b) {
             for q in 0..b {
                 let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);
                 if cq.iter().all(|&x| x == T::zero()) {
@@ -449,18 +444,28 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
                 }
             }
         }
-        // 3. Taylor rows between t and t + 1.
+        // 3. Taylor rows between t and t + 1: w_s² G(h) with G_ij(h) = G_ij(1)·h^{o_i+o_j}.
         if t + 1 < t_n {
-            for (lane, tl) in taylors.iter_mut().enumerate().take(L) {
-                tl.set_gram(ly.h_at(h[lane], t), ws2);
-                for (g, &v) in gram.iter_mut().zip(&tl.gram) {
-                    g[lane] = v;
+            let hs: [T; L] = std::array::from_fn(|l| ly.h_at(h[l], t));
+            if self.gram_h != Some(hs) {
+                // The powers as `Taylor::powers` forms them (1, then repeated products).
+                let mut p = [T::one(); L];
+                for x in self.hp.iter_mut() {
+                    *x = p;
+                    for l in 0..L {
+                        p[l] = p[l] * hs[l];
+                    }
                 }
+                for (g, (&g1, &pw)) in self.gram.iter_mut().zip(self.taylor.gram1.iter().zip(&self.taylor.gram_pow)) {
+                    for l in 0..L {
+                        g[l] = ws2 * g1 * self.hp[pw][l];
+                    }
+                }
+                self.gram_h = Some(hs);
             }
-            let offsets = &taylors[0].gram_off;
             for d in 0..d_n {
                 let blk = &mut pack[(base + d * o_n) * w..];
-                for (&off, g) in offsets.iter().zip(gram.iter()) {
+                for (&off, g) in self.taylor.gram_off.iter().zip(&self.gram) {
                     for l in 0..L {
                         blk[off][l] = blk[off][l] + g[l];
                     }

@@ -343,16 +343,13 @@ impl Smnn {
         let (n, kd) = (self.n(), self.kd);
         let [cl, _, _, hl, _] = self.system_lens();
         let systems = diag.len() / n.max(1);
-        data.par_chunks_mut(n * (kd + 1)).zip(diag.par_chunks_mut(n)).enumerate().with_min_len(min_len(par, systems)).for_each_init(
-            || Taylor::new(self),
-            |taylor, (i, (m, dg))| {
-                let s = s0 + i;
-                self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m, taylor);
-                for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
-                    *d = x;
-                }
-            },
-        );
+        data.par_chunks_mut(n * (kd + 1)).zip(diag.par_chunks_mut(n)).enumerate().with_min_len(min_len(par, systems)).for_each(|(i, (m, dg))| {
+            let s = s0 + i;
+            self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m);
+            for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
+                *d = x;
+            }
+        });
     }
 
     /// Assembles and factors `M` of every system in packs of `L` systems (the lanes of
@@ -381,13 +378,11 @@ impl Smnn {
         let diags: Vec<Mutex<&mut [T]>> = gf.chunks_mut(n * L).map(Mutex::new).collect();
         let make_fill = |p: usize| {
             let dg = std::mem::take(&mut *diags[p].lock().unwrap_or_else(PoisonError::into_inner));
-            let c: [&[T]; L] = std::array::from_fn(|l| &coefficients[(p * L + l) * cl..(p * L + l + 1) * cl]);
             let h: [&[T]; L] = std::array::from_fn(|l| &steps[(p * L + l) * hl..(p * L + l + 1) * hl]);
-            let mut asm = PackAssembler::new(self, c, h);
-            let mut taylors: Vec<Taylor<T>> = (0..L).map(|_| Taylor::new(self)).collect();
+            let mut asm = PackAssembler::new(self, &coefficients[p * L * cl..(p + 1) * L * cl], h);
             move |pack: &mut [[T; L]], upto: usize| {
                 let from = asm.done();
-                asm.fill(pack, upto, &mut taylors);
+                asm.fill(pack, upto);
                 for (lane, d) in dg.chunks_exact_mut(n).enumerate() {
                     for (j, x) in d.iter_mut().enumerate().take(asm.done()).skip(from) {
                         *x = pack[j * w][lane];
