@@ -596,6 +596,37 @@ fn repack<T: Real, const L: usize>(kernel: Kernel, data: &mut [T], batch: usize,
     );
 }
 
+/// A window of rows of `L` systems' arrays in the interleaved layout (`rows[k − start][lane]`
+/// = element `k` of system `lane`), transposed in (by [`gather`]) `span` rows at a time: the
+/// per-step rows the S-MNN kernels walk through are short (a few to a few tens of elements),
+/// so gathering them one step at a time would spend more in the transposes' setup than in
+/// the moves.
+pub(crate) struct Window<T, const L: usize> {
+    rows: Vec<[T; L]>,
+    start: usize,
+    end: usize,
+}
+
+impl<T: Real, const L: usize> Window<T, L> {
+    pub(crate) fn new() -> Self {
+        Self { rows: Vec::new(), start: 0, end: 0 }
+    }
+
+    /// Rows `k0..k1` of the `L` systems of `src` (`len` elements each, system after system),
+    /// gathering rows `k0..min(k0 + span, len)` (at least `k1`) first unless they are in the
+    /// window already.
+    #[inline]
+    pub(crate) fn get(&mut self, kernel: Kernel, src: &[T], len: usize, k0: usize, k1: usize, span: usize) -> &[[T; L]] {
+        if k0 < self.start || k1 > self.end {
+            let end = (k0 + span).max(k1).min(len);
+            self.rows.resize(end - k0, [T::zero(); L]);
+            gather(kernel, src, &mut self.rows, len, k0, end, |_| T::zero());
+            (self.start, self.end) = (k0, end);
+        }
+        &self.rows[k0 - self.start..k1 - self.start]
+    }
+}
+
 /// `buf[k − k0][lane] = chunk[lane·len + k]` for `k0 ≤ k < k1` and the systems present
 /// (`chunk.len() / len` of them); missing lanes get `pad(k)`.
 #[inline]
@@ -644,7 +675,7 @@ fn gather_band<T: Real, const L: usize>(kernel: Kernel, chunk: &[T], buf: &mut [
 
 /// `chunk[lane·len + k0 + i] = buf[i][lane]` for every row `i` of `buf` and the systems present.
 #[inline]
-fn scatter<T: Real, const L: usize>(kernel: Kernel, buf: &[[T; L]], chunk: &mut [T], len: usize, k0: usize) {
+pub(crate) fn scatter<T: Real, const L: usize>(kernel: Kernel, buf: &[[T; L]], chunk: &mut [T], len: usize, k0: usize) {
     #[cfg(target_arch = "x86_64")]
     if chunk.len() == len * L && kernel == Kernel::Avx2 {
         let rows = buf.len();

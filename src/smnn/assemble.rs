@@ -9,7 +9,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::shapes::Smnn;
-use crate::llt::pack::{gather, Kernel};
+use crate::llt::pack::{Kernel, Window};
 use crate::scalar::Real;
 
 /// `x^k` by repeated squaring (`k` may exceed `i32::MAX`, where `powi` would not do).
@@ -37,15 +37,13 @@ pub(crate) fn powu<T: Real>(mut x: T, mut k: usize) -> T {
 /// `G_ij(h) = G_ij(1)·h^{o_i+o_j}` are the `h = 1` tables (built once) scaled by powers of `h`.
 pub(crate) struct Taylor<T> {
     /// The unweighted Gram matrix `G(1) = Σ a(1) a(1)ᵀ`, `2O × 2O` row-major, full.
-    gram1_full: Vec<T>,
+    pub(crate) gram1_full: Vec<T>,
     /// The unweighted Gram matrix at `h = 1`, lower triangle packed row by row.
     gram1: Vec<T>,
     /// `o_i + o_j` for each packed Gram entry.
     gram_pow: Vec<usize>,
     /// For each packed Gram entry, its position in the band relative to `(t·b + d·O)·(kd + 1)`.
     gram_off: Vec<usize>,
-    /// `h^0 .. h^{2O−2}`.
-    hp: Vec<T>,
 }
 
 impl<T: Real> Taylor<T> {
@@ -99,17 +97,7 @@ impl<T: Real> Taylor<T> {
                 gram_pow.push(i % o + j % o);
             }
         }
-        Self { gram1_full, gram1, gram_pow, gram_off, hp: vec![T::zero(); 2 * o - 1] }
-    }
-
-    /// Fills `hp` with `h^0 .. h^{2O−2}`.
-    #[inline]
-    pub(crate) fn powers(&mut self, h: T) {
-        let mut p = T::one();
-        for x in self.hp.iter_mut() {
-            *x = p;
-            p = p * h;
-        }
+        Self { gram1_full, gram1, gram_pow, gram_off }
     }
 }
 
@@ -131,13 +119,12 @@ pub(crate) fn central_row<T: Real>(hh: T, o: usize) -> ([T; 3], [T; 3]) {
     ([a, b, -a], [da, db, -da])
 }
 
-/// Per-system input slices.
+/// Per-system input slices of the right-hand side `Aᵀβ`.
 #[derive(Clone, Copy)]
 pub(crate) struct Sys<'a, T> {
     pub c: &'a [T],
     pub r: &'a [T],
     pub v: &'a [T],
-    pub h: &'a [T],
 }
 
 impl Smnn {
@@ -194,116 +181,10 @@ impl Smnn {
             }
         }
     }
-
-    /// The gradients of ℓ with respect to `rhs_equation` and `init_vars` of one system, given
-    /// `λ = M⁻¹ ∂ℓ/∂u`: `∂ℓ/∂r[t, e] = w_eq² c_{t,e}·λ_t` (summed over broadcast steps) and
-    /// `∂ℓ/∂v[t, d, o] = w_init² λ[t, d, o]`. Outputs zeroed on entry.
-    pub(crate) fn grad_rhs_init<T: Real>(&self, c: &[T], lam: &[T], gr: &mut [T], gv: &mut [T]) {
-        let (b, o_n) = (self.block(), self.o);
-        let weq2 = T::from_f64(self.opts.weight_equation * self.opts.weight_equation);
-        let wi2 = T::from_f64(self.opts.weight_init_var * self.opts.weight_init_var);
-        for t in 0..self.t {
-            let lt = &lam[t * b..(t + 1) * b];
-            for e in 0..self.e {
-                let q = dot(self.c_row(c, t, e), lt);
-                let k = self.r_index(t, e);
-                gr[k] = gr[k] + weq2 * q;
-            }
-        }
-        for t in 0..self.s {
-            for d in 0..self.d {
-                for o in 0..self.i {
-                    gv[(t * self.d + d) * self.i + o] = wi2 * lam[t * b + d * o_n + o];
-                }
-            }
-        }
-    }
-
-    /// The gradients with respect to `coefficients` and `steps` of one system (outputs zeroed on
-    /// entry), from `u`, `λ = M⁻¹ ∂ℓ/∂u` and the inputs. Each row `a` (weight `w`, right-hand
-    /// side `β`) gives `∂ℓ/∂a_j = −w² (ρ λ_j + q u_j)` with `ρ = a·u − β`, `q = a·λ`.
-    /// Cost per step `2E·b + 2K·D·(2O)·3 + 9D`.
-    pub(crate) fn grad_coef_steps<T: Real>(
-        &self,
-        x: Sys<'_, T>,
-        u: &[T],
-        lam: &[T],
-        gc: &mut [T],
-        gh: &mut [T],
-        taylor: &mut Taylor<T>,
-    ) {
-        let (t_n, b, o_n) = (self.t, self.block(), self.o);
-        let weq2 = T::from_f64(self.opts.weight_equation * self.opts.weight_equation);
-        let ws2 = T::from_f64(self.opts.weight_smooth * self.opts.weight_smooth);
-        let k2 = 2 * o_n;
-        let mut sc = vec![T::zero(); 2 * k2];
-        let dcoef: Vec<T> = (0..o_n).map(|j| T::from_f64(j as f64)).collect();
-        for t in 0..t_n {
-            let (ut, lt) = (&u[t * b..(t + 1) * b], &lam[t * b..(t + 1) * b]);
-            // Equations.
-            let tc = if self.ct == 1 { 0 } else { t };
-            for e in 0..self.e {
-                let row = self.c_row(x.c, t, e);
-                let rho = dot(row, ut) - x.r[self.r_index(t, e)];
-                let q = dot(row, lt);
-                let g = &mut gc[(tc * self.e + e) * b..(tc * self.e + e + 1) * b];
-                for ((gv, &l), &uu) in g.iter_mut().zip(lt).zip(ut) {
-                    *gv = *gv - weq2 * (rho * l + q * uu);
-                }
-            }
-            // Taylor rows: ∂ℓ/∂h_t = −w_s² Σ_rows Σ_j (p λ_j + q u_j) ∂a_j/∂h.
-            if t + 1 < t_n {
-                // With a_i = a_i(1)·h^{o_i}, ∂a_i/∂h = o_i h^{o_i−1} a_i(1) and G(1) = Σ a(1) a(1)ᵀ:
-                // Σ_rows Σ_i ∂a_i/∂h (p λ_i + q u_i) = Σ_i o_i h^{o_i−1} (λ_i (G(1) ũ)_i + u_i (G(1) λ̃)_i),
-                // ũ_i = h^{o_i} u_i, λ̃_i = h^{o_i} λ_i.
-                taylor.powers(self.h_at(x.h, t));
-                let hp = &taylor.hp;
-                let g1 = &taylor.gram1_full;
-                let mut acc = T::zero();
-                for d in 0..self.d {
-                    let (gx, gy) = (t * b + d * o_n, (t + 1) * b + d * o_n);
-                    let (ux, uy) = (&u[gx..gx + o_n], &u[gy..gy + o_n]);
-                    let (lx, ly) = (&lam[gx..gx + o_n], &lam[gy..gy + o_n]);
-                    let (su, sl) = sc.split_at_mut(k2);
-                    for j in 0..o_n {
-                        su[j] = hp[j] * ux[j];
-                        su[o_n + j] = hp[j] * uy[j];
-                        sl[j] = hp[j] * lx[j];
-                        sl[o_n + j] = hp[j] * ly[j];
-                    }
-                    for half in 0..2 {
-                        let (uh, lh) = if half == 0 { (ux, lx) } else { (uy, ly) };
-                        for j in 1..o_n {
-                            let row = &g1[(half * o_n + j) * k2..(half * o_n + j + 1) * k2];
-                            let (gu, gl) = (dot(row, su), dot(row, sl));
-                            acc = acc + dcoef[j] * hp[j - 1] * (lh[j] * gu + uh[j] * gl);
-                        }
-                    }
-                }
-                let k = self.h_index(t);
-                gh[k] = gh[k] - ws2 * acc;
-            }
-            // Central rows: H = h_t + h_{t+1}, ∂H/∂h_t = ∂H/∂h_{t+1} = 1.
-            if self.opts.central && t + 2 < t_n {
-                let hh = self.h_at(x.h, t) + self.h_at(x.h, t + 1);
-                let (a, da) = central_row(hh, o_n);
-                let mut acc = T::zero();
-                for d in 0..self.d {
-                    let idx = [t * b + d * o_n + o_n - 2, (t + 1) * b + d * o_n + o_n - 1, (t + 2) * b + d * o_n + o_n - 2];
-                    let p = a[0] * u[idx[0]] + a[1] * u[idx[1]] + a[2] * u[idx[2]];
-                    let q = a[0] * lam[idx[0]] + a[1] * lam[idx[1]] + a[2] * lam[idx[2]];
-                    for j in 0..3 {
-                        acc = acc + da[j] * (p * lam[idx[j]] + q * u[idx[j]]);
-                    }
-                }
-                let g = ws2 * acc;
-                let (k0, k1) = (self.h_index(t), self.h_index(t + 1));
-                gh[k0] = gh[k0] - g;
-                gh[k1] = gh[k1] - g;
-            }
-        }
-    }
 }
+
+/// Steps whose coefficient rows are transposed in at a time.
+const CHUNK: usize = 32;
 
 /// Assembles `M = AᵀA` of `L` consecutive systems (coefficients `c`: their `L·len` elements,
 /// system after system; step sizes `h[lane]`) into one pack, step by step and on demand:
@@ -324,9 +205,8 @@ pub(crate) struct PackAssembler<'a, T, const L: usize> {
     kernel: Kernel,
     /// The `h = 1` tables of the Taylor rows.
     taylor: Taylor<T>,
-    /// The `E` equation rows of step `rows_of` of every lane (`E·b` rows).
-    rows: Vec<[T; L]>,
-    rows_of: Option<usize>,
+    /// The equation rows of every lane (`E·b` per step), `CHUNK` steps at a time.
+    rows: Window<T, L>,
     /// `h^0 .. h^{2O−2}` and `w_s²·G(h)` (packed lower triangle) of every lane, for `gram_h`.
     hp: Vec<[T; L]>,
     gram: Vec<[T; L]>,
@@ -341,15 +221,14 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     pub(crate) fn new(layer: &'a Smnn, c: &'a [T], h: [&'a [T]; L]) -> Self {
         let zero = [T::zero(); L];
         let taylor = Taylor::new(layer);
-        let (n_gram, n_hp) = (taylor.gram1.len(), taylor.hp.len());
+        let (n_gram, n_hp) = (taylor.gram1.len(), 2 * layer.o - 1);
         Self {
             layer,
             c,
             h,
             kernel: Kernel::best(),
             taylor,
-            rows: vec![zero; layer.e * layer.block()],
-            rows_of: None,
+            rows: Window::new(),
             hp: vec![zero; n_hp],
             gram: vec![zero; n_gram],
             gram_h: None,
@@ -414,12 +293,9 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         let base = t * b;
         // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
         let tc = if ly.ct == 1 { 0 } else { t };
-        if self.rows_of != Some(tc) {
-            let (len, k0) = (self.c.len() / L, tc * e_n * b);
-            gather(self.kernel, self.c, &mut self.rows, len, k0, k0 + e_n * b, |_| T::zero());
-            self.rows_of = Some(tc);
-        }
-        for row in self.rows.chunks_exact(b) {
+        let eb = e_n * b;
+        let rows = if eb > 0 { self.rows.get(self.kernel, self.c, self.c.len() / L, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
+        for row in rows.chunks_exact(b) {
             for q in 0..b {
                 let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);
                 if cq.iter().all(|&x| x == T::zero()) {
@@ -504,7 +380,3 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     }
 }
 
-#[inline(always)]
-pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    a.iter().zip(b).fold(T::zero(), |s, (&x, &y)| s + x * y)
-}

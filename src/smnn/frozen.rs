@@ -1,11 +1,8 @@
 //! The frozen left-hand side: `coefficients` and `steps` fixed, `M` factored once.
 
-use rayon::prelude::*;
-
-use super::{split_mut, Inputs, Smnn};
+use super::{Inputs, Outputs, Smnn};
 use crate::error::Result;
 use crate::llt::{Cholesky, Params};
-use crate::par::min_len;
 use crate::alloc::{copy_vec, zeroed_vec};
 use crate::scalar::Real;
 
@@ -82,17 +79,15 @@ impl<T: Real> Frozen<T> {
         let l = &self.layer;
         Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite)?;
         let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
-        let [cl, rl, vl, _, n] = l.system_lens();
+        let [_, rl, vl, _, _] = l.system_lens();
         let b = l.batch;
         let mut g = FrozenGrads {
             rhs_equation: zeroed_vec("grad_rhs_equation", b * rl)?,
             init_vars: zeroed_vec("grad_init_vars", b * vl)?,
         };
-        let parts: Vec<_> =
-            split_mut(&mut g.rhs_equation, rl, b).into_iter().zip(split_mut(&mut g.init_vars, vl, b)).enumerate().collect();
-        parts.into_par_iter().with_min_len(min_len(params.par, b)).for_each(|(s, (gr, gv))| {
-            l.grad_rhs_init(&self.coefficients[s * cl..(s + 1) * cl], &lam[s * n..(s + 1) * n], gr, gv)
-        });
+        // Only the right-hand-side sums: no `u`, no coefficient or step gradients.
+        let out = Outputs { gc: &mut [], gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut [] };
+        l.grads_batch(&self.coefficients, &[], &[], &[], &lam, out, false, params.par);
         Ok(g)
     }
 }

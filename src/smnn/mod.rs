@@ -53,6 +53,7 @@
 
 mod assemble;
 mod frozen;
+mod grads;
 mod shapes;
 
 use std::sync::{Mutex, PoisonError};
@@ -67,7 +68,8 @@ use crate::llt::pack::pack_lanes;
 use crate::par::{min_len, Par};
 use crate::scalar::{first_non_finite, fmt_value, Real};
 
-use assemble::{PackAssembler, Sys, Taylor};
+use assemble::{PackAssembler, Sys};
+use grads::PackGrads;
 pub use frozen::{Frozen, FrozenGrads};
 pub use shapes::{InputShapes, Options, Smnn};
 
@@ -196,6 +198,14 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// The four gradient arrays of a batch (see [`Grads`]), zeroed.
+struct Outputs<'a, T> {
+    gc: &'a mut [T],
+    gr: &'a mut [T],
+    gv: &'a mut [T],
+    gh: &'a mut [T],
+}
+
 /// Splits `v` into `batch` consecutive parts of `len` (works for `len == 0`).
 fn split_mut<T>(v: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
     if len == 0 {
@@ -249,13 +259,8 @@ impl Smnn {
     }
 
     fn sys<'a, T>(&self, x: &Inputs<'a, T>, s: usize) -> Sys<'a, T> {
-        let [cl, rl, vl, hl, _] = self.system_lens();
-        Sys {
-            c: &x.coefficients[s * cl..(s + 1) * cl],
-            r: &x.rhs_equation[s * rl..(s + 1) * rl],
-            v: &x.init_vars[s * vl..(s + 1) * vl],
-            h: &x.steps[s * hl..(s + 1) * hl],
-        }
+        let [cl, rl, vl, _, _] = self.system_lens();
+        Sys { c: &x.coefficients[s * cl..(s + 1) * cl], r: &x.rhs_equation[s * rl..(s + 1) * rl], v: &x.init_vars[s * vl..(s + 1) * vl] }
     }
 
     /// Assembles and factors `M` for checked `coefficients` and `steps`.
@@ -383,14 +388,84 @@ impl Smnn {
             move |pack: &mut [[T; L]], upto: usize| {
                 let from = asm.done();
                 asm.fill(pack, upto);
-                for (lane, d) in dg.chunks_exact_mut(n).enumerate() {
-                    for (j, x) in d.iter_mut().enumerate().take(asm.done()).skip(from) {
-                        *x = pack[j * w][lane];
+                for j in from..asm.done() {
+                    let row = pack[j * w];
+                    for (lane, &x) in row.iter().enumerate() {
+                        dg[lane * n + j] = x;
                     }
                 }
             }
         };
         Cholesky::factor_filled::<L, _, _>(data, self.batch, n, self.kd, b, nrhs, par, &make_fill)
+    }
+
+    /// The backward's row sums of every system ([`Smnn::grads_pack`]): `L` systems at a time
+    /// over the batch's packs (the lanes of [`pack_lanes`]), one at a time for the rest.
+    /// Outputs zeroed on entry; without `coef_steps` only `gr` and `gv` are formed (`r`, `h`,
+    /// `u`, `gc` and `gh` may be empty).
+    #[allow(clippy::too_many_arguments)]
+    fn grads_batch<T: Real>(&self, c: &[T], r: &[T], h: &[T], u: &[T], lam: &[T], out: Outputs<'_, T>, coef_steps: bool, par: Par) {
+        match pack_lanes::<T>(self.batch, self.kd) {
+            Some(8) => self.grads_lanes::<T, 8>(c, r, h, u, lam, out, coef_steps, par),
+            Some(16) => self.grads_lanes::<T, 16>(c, r, h, u, lam, out, coef_steps, par),
+            Some(_) => self.grads_lanes::<T, 32>(c, r, h, u, lam, out, coef_steps, par),
+            None => self.grads_lanes::<T, 1>(c, r, h, u, lam, out, coef_steps, par),
+        }
+    }
+
+    /// [`grads_batch`](Self::grads_batch) with `L` lanes for the full packs.
+    #[allow(clippy::too_many_arguments)]
+    fn grads_lanes<T: Real, const L: usize>(&self, c: &[T], r: &[T], h: &[T], u: &[T], lam: &[T], out: Outputs<'_, T>, coef_steps: bool, par: Par) {
+        let [cl, rl, vl, hl, n] = self.system_lens();
+        // Without `coef_steps`, `r`, `h`, `u`, `gc` and `gh` are not used (and may be empty).
+        let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
+        let full = self.batch / L;
+        let (packs, tail) = self.groups::<T, L>(full, [c, r, h, u, lam], out, [cl, rin, hin, ul, n, gcl, rl, vl, ghl]);
+        rayon::join(
+            || packs.into_par_iter().with_min_len(min_len(par, full.max(1))).for_each(|x| self.grads_pack::<T, L>(x, coef_steps)),
+            || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(x, coef_steps)),
+        );
+    }
+
+    /// Splits inputs and outputs (per-system lengths `lens`: `c, r, h, u, λ`, then `gc, gr, gv,
+    /// gh`) into `packs` groups of `L` systems, then one group per remaining system.
+    fn groups<'a, T: Real, const L: usize>(
+        &self,
+        packs: usize,
+        x: [&'a [T]; 5],
+        out: Outputs<'a, T>,
+        lens: [usize; 9],
+    ) -> (Vec<PackGrads<'a, T>>, Vec<PackGrads<'a, T>>) {
+        let rest = self.batch - packs * L;
+        // `k` pieces of `len` then `m` of `len1` (empty pieces when a length is 0).
+        fn cut<X>(v: &[X], k: usize, len: usize, m: usize, len1: usize) -> Vec<&[X]> {
+            let (a, b) = v.split_at(k * len);
+            let mut p: Vec<&[X]> = if len == 0 { vec![&[]; k] } else { a.chunks(len).collect() };
+            p.extend(if len1 == 0 { vec![&[][..]; m] } else { b.chunks(len1).collect() });
+            p
+        }
+        fn cut_mut<X>(v: &mut [X], k: usize, len: usize, m: usize, len1: usize) -> Vec<&mut [X]> {
+            let (a, b) = v.split_at_mut(k * len);
+            let mut p = split_mut(a, len, k);
+            p.extend(split_mut(b, len1, m));
+            p
+        }
+        let [c, r, h, u, lam] = x;
+        let [cl, rl, hl, ul, n, gcl, grl, gvl, ghl] = lens;
+        let mut all: Vec<PackGrads<'a, T>> = cut(c, packs, L * cl, rest, cl)
+            .into_iter()
+            .zip(cut(r, packs, L * rl, rest, rl))
+            .zip(cut(h, packs, L * hl, rest, hl))
+            .zip(cut(u, packs, L * ul, rest, ul))
+            .zip(cut(lam, packs, L * n, rest, n))
+            .zip(cut_mut(out.gc, packs, L * gcl, rest, gcl))
+            .zip(cut_mut(out.gr, packs, L * grl, rest, grl))
+            .zip(cut_mut(out.gv, packs, L * gvl, rest, gvl))
+            .zip(cut_mut(out.gh, packs, L * ghl, rest, ghl))
+            .map(|((((((((c, r), h), u), lam), gc), gr), gv), gh)| PackGrads { c, r, h, u, lam, gc, gr, gv, gh })
+            .collect();
+        let tail = all.split_off(packs);
+        (all, tail)
     }
 
     /// Errors with [`Error::Shape`] unless `factor` fits this layer.
@@ -512,7 +587,7 @@ impl Smnn {
         self.check_factor(factor)?;
         Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite)?;
         let lam = self.solve_vec(factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
-        let [cl, rl, vl, hl, n] = self.system_lens();
+        let [cl, rl, vl, hl, _] = self.system_lens();
         let b = self.batch;
         let mut g = Grads {
             coefficients: zeroed_vec("grad_coefficients", b * cl)?,
@@ -520,22 +595,9 @@ impl Smnn {
             init_vars: zeroed_vec("grad_init_vars", b * vl)?,
             steps: zeroed_vec("grad_steps", b * hl)?,
         };
-        let parts: Vec<_> = split_mut(&mut g.coefficients, cl, b)
-            .into_iter()
-            .zip(split_mut(&mut g.rhs_equation, rl, b))
-            .zip(split_mut(&mut g.init_vars, vl, b))
-            .zip(split_mut(&mut g.steps, hl, b))
-            .enumerate()
-            .collect();
-        parts.into_par_iter().with_min_len(min_len(params.par, b)).for_each_init(
-            || Taylor::new(self),
-            |taylor, (s, (((gc, gr), gv), gh))| {
-                let x = self.sys(&inputs, s);
-                let (us, ls) = (&u[s * n..(s + 1) * n], &lam[s * n..(s + 1) * n]);
-                self.grad_rhs_init(x.c, ls, gr, gv);
-                self.grad_coef_steps(x, us, ls, gc, gh, taylor);
-            },
-        );
+        let (c, r, h) = (inputs.coefficients, inputs.rhs_equation, inputs.steps);
+        let out = Outputs { gc: &mut g.coefficients, gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut g.steps };
+        self.grads_batch(c, r, h, u, &lam, out, true, params.par);
         Ok(g)
     }
 
