@@ -16,6 +16,20 @@ pub(crate) fn min_len(par: Par, batch: usize) -> usize {
     }
 }
 
+/// `rayon::join(a, b)` under `Par::Rayon`; `a` then `b`, one after the other, under `Par::Seq`.
+pub(crate) fn join<A, B, RA, RB>(par: Par, a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    match par {
+        Par::Seq => (a(), b()),
+        Par::Rayon(_) => rayon::join(a, b),
+    }
+}
+
 /// `Par::Rayon` over every thread of the current rayon pool.
 pub fn all_threads() -> Par {
     Par::rayon(0)

@@ -3,7 +3,8 @@
 //! assembled) gives every system **bitwise** the result of that system alone (assembled in the
 //! band layout, factored one system at a time): the same operations in the same order per
 //! system. Batches straddle the pack widths (8/16 lanes f64, 16/32 f32, narrower bands twice
-//! as wide), with a tail that runs outside the packs, broadcast step axes and central rows.
+//! as wide), with a tail that runs outside the packs, broadcast step axes and central rows;
+//! the frozen operator agrees with the full layer there too.
 
 use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::{Params, Real};
@@ -56,6 +57,11 @@ fn check<T: Real>(case: &Case, seed: u64) {
     let fwd = layer.forward_with(inputs, &params, first.clone().into_workspace()).unwrap();
     assert_eq!(fwd.u(), first.u(), "reused workspace");
     let g = fwd.backward(&gu, &params).unwrap();
+    // The frozen operator's forward and right-hand-side gradients, in packs too.
+    let frozen = layer.freeze(&c, &h, &params).unwrap();
+    assert_eq!(frozen.forward(&r, &v, &params).unwrap(), fwd.u(), "frozen forward");
+    let fg = frozen.backward(&gu, &params).unwrap();
+    assert_eq!((&fg.rhs_equation, &fg.init_vars), (&g.rhs_equation, &g.init_vars), "frozen backward");
 
     let (c1, r1, v1, h1) = shapes(1);
     let one = Smnn::new(options, InputShapes { coefficients: &c1, rhs_equation: &r1, init_vars: &v1, steps: &h1 }).unwrap();

@@ -371,7 +371,8 @@ impl<T: Real> Packed<T> {
         let full = batch / L;
         let (bf, bt) = b.split_at_mut(full * L * n * nrhs);
         let (lf, lt) = self.data.split_at(full * L * len);
-        rayon::join(
+        crate::par::join(
+            par,
             || {
                 bf.par_chunks_mut(n * nrhs * L)
                     .zip(lf.par_chunks(len * L))
@@ -423,7 +424,8 @@ where
     let (bf, bt) = b.split_at_mut(full * L * blen);
     // One right-hand-side slice per full pack (empty ones when there is nothing to solve).
     let rhs: Vec<&mut [T]> = if nrhs == 0 { (0..full).map(|_| &mut [][..]).collect() } else { bf.chunks_mut(blen * L).collect() };
-    let (fails, tail) = rayon::join(
+    let (fails, tail) = crate::par::join(
+        par,
         || {
             df.par_chunks_mut(len * L)
                 .zip(rhs)

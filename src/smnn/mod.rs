@@ -421,7 +421,8 @@ impl Smnn {
         let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
         let full = self.batch / L;
         let (packs, tail) = self.groups::<T, L>(full, [c, r, h, u, lam], out, [cl, rin, hin, ul, n, gcl, rl, vl, ghl]);
-        rayon::join(
+        crate::par::join(
+            par,
             || packs.into_par_iter().with_min_len(min_len(par, full.max(1))).for_each(|x| self.grads_pack::<T, L>(x, coef_steps)),
             || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(x, coef_steps)),
         );
