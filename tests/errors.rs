@@ -162,8 +162,8 @@ fn kd_at_least_n_is_a_full_lower_triangle() {
     let chol = Cholesky::factor(&a, &p()).unwrap();
     let b = BatchMatrix::new("rhs", vec![1.0, 2.0, 3.0], 1, n, 1).unwrap();
     let x = chol.solve(&b, &p()).unwrap();
-    for i in 0..n {
-        let r: f64 = (0..n).map(|j| dense[i][j] * x.as_slice()[j]).sum();
+    for (i, row) in dense.iter().enumerate() {
+        let r: f64 = row.iter().zip(x.as_slice()).map(|(a, x)| a * x).sum();
         assert!((r - b.as_slice()[i]).abs() < 1e-14, "residual row {i}");
     }
     assert_eq!(chol.l().to_lower_band().len(), (kd + 1) * n);
