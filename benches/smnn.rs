@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the S-MNN layer: forward, and forward + backward, in f64 (each run
-//! in the previous run's storage, `Smnn::forward_with`; `forward_backward_fresh` allocates anew).
+//! in the previous run's storage, `Smnn::forward_with` and `Forward::backward_into`;
+//! `forward_backward_fresh` allocates anew).
 //!
 //! - `batch128_T1000_D3_O3_E3`: 128 systems, T = 1000, D = O = E = 3 (n = 9000, kd = 11);
 //! - `batch1_T100000_D1_O3_E1`: one long system, T = 100 000, D = 1, O = 3 (n = 300 000, kd = 5).
@@ -10,7 +11,7 @@
 use std::cell::RefCell;
 use std::hint::black_box;
 
-use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
+use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::Params;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::rngs::StdRng;
@@ -67,12 +68,12 @@ fn bench(c: &mut Criterion) {
                 ws.replace(black_box(f).into_workspace());
             })
         });
+        let grads = RefCell::new(Grads::default());
         group.bench_function(format!("forward_backward/{name}"), |bch| {
             bch.iter(|| {
                 let f = p.layer.forward_with(black_box(x), &params, ws.take()).expect("forward");
-                let g = black_box(f.backward(&p.gu, &params).expect("backward"));
-                ws.replace(f.into_workspace());
-                g
+                f.backward_into(&p.gu, &params, &mut grads.borrow_mut()).expect("backward");
+                ws.replace(black_box(f).into_workspace());
             })
         });
         // Fresh storage every run (`forward`): the OS maps and zeroes the factor's pages each time.

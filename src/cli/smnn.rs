@@ -5,7 +5,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
+use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -143,7 +143,8 @@ right-hand sides and initial values (S = 1, I = O) uniform in [-1, 1], steps uni
 [0.05, 0.15]; no axis broadcast. After one untimed warm-up, forward (assemble, factor, solve; \
 with --backward also the backward: one more solve and the gradient sums) runs --reps times \
 with finiteness checks off, each run in the storage the previous one left (Smnn::forward_with, \
-as a training loop would; --fresh allocates it anew every run), and one line is printed:
+Forward::backward_into, as a training loop would; --fresh allocates it anew every run), and one \
+line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
 storage=reused|fresh threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
@@ -252,16 +253,15 @@ fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, params: &Params) -> Re
     let gu: Vec<T> = filled(len(&layer.u_shape()), || rng.random_range(-1.0..=1.0))?;
     let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
     let mut times = Vec::with_capacity(args.reps.get());
-    let mut workspace = Workspace::new();
+    let (mut workspace, mut grads) = (Workspace::new(), Grads::default());
     for rep in 0..=args.reps.get() {
         let start = Instant::now();
         let fwd = layer.forward_with(inputs, params, workspace)?;
         if args.backward {
-            let g = fwd.backward(&gu, params)?;
-            drop(g);
+            fwd.backward_into(&gu, params, &mut grads)?;
         }
         let elapsed = start.elapsed().as_secs_f64();
-        workspace = if args.fresh { Workspace::new() } else { fwd.into_workspace() };
+        (workspace, grads) = if args.fresh { (Workspace::new(), Grads::default()) } else { (fwd.into_workspace(), grads) };
         if rep > 0 {
             times.push(elapsed);
         }
