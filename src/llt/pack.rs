@@ -33,7 +33,7 @@
 
 use rayon::prelude::*;
 
-use crate::alloc::scratch;
+use crate::alloc::{scratch, with_thread_scratch};
 use crate::par::{min_len, Par};
 use crate::scalar::Real;
 
@@ -84,14 +84,16 @@ impl Kernel {
 /// Lanes per pack: two AVX2 registers (8 f64 / 16 f32), so that two independent dependency
 /// chains (sqrt → div → update → next pivot) overlap; four (16 / 32) for `kd ≤ 8`, where that
 /// latency chain (and the divisions of the solve) is most of the work (measured: ~15% faster
-/// at kd = 1, ~5–10% at kd = 4 and 8, slower at kd = 17).
+/// at kd = 1, ~5–10% at kd = 4 and 8, slower at kd = 17), when the batch still makes at least
+/// two such packs (otherwise one wide pack leaves a thread idle: measured at kd = 4, 16
+/// systems took 350 µs as one 16-lane pack).
 const BYTES_PER_PACK: usize = 64;
 
 /// The kernel for a batch of `batch` systems: the per-system kernel when there is not even one
 /// full pack (a padded pack costs ~5× one system there, and one pack would leave the other
 /// threads idle), otherwise `best`.
 pub(crate) fn kernel_for<T>(best: Kernel, batch: usize, kd: usize) -> Kernel {
-    if batch < lanes::<T>(kd) { Kernel::Scalar } else { best }
+    if batch < lanes::<T>(kd, batch) { Kernel::Scalar } else { best }
 }
 
 /// Whether the last `rem < L` systems (after the full packs) run as a padded pack (`rem ≥ L/2`)
@@ -104,12 +106,13 @@ fn tail_as_pack(rem: usize, lanes: usize) -> bool {
 /// [`Kernel::best`], or `None` when it runs one system at a time: the layout
 /// [`Packed::factor_filled`] produces its full packs in.
 pub(crate) fn pack_lanes<T>(batch: usize, kd: usize) -> Option<usize> {
-    (kernel_for::<T>(Kernel::best(), batch, kd) != Kernel::Scalar).then(|| lanes::<T>(kd))
+    (kernel_for::<T>(Kernel::best(), batch, kd) != Kernel::Scalar).then(|| lanes::<T>(kd, batch))
 }
 
-fn lanes<T>(kd: usize) -> usize {
-    let bytes = if kd <= 8 { 2 * BYTES_PER_PACK } else { BYTES_PER_PACK };
-    bytes / std::mem::size_of::<T>()
+/// The lanes per pack for `batch` systems of bandwidth `kd` (see [`BYTES_PER_PACK`]).
+fn lanes<T>(kd: usize, batch: usize) -> usize {
+    let base = BYTES_PER_PACK / std::mem::size_of::<T>();
+    if kd <= 8 && batch >= 4 * base { 2 * base } else { base }
 }
 
 /// Factors every system of `data` (`batch` systems of `n·(kd+1)` elements, the
@@ -125,7 +128,7 @@ pub(crate) fn factor_batch<T: Real>(kernel: Kernel, data: &mut [T], batch: usize
             .map(|sys| factor_system(sys, n, kd))
             .collect();
     }
-    match lanes::<T>(kd) {
+    match lanes::<T>(kd, batch) {
         8 => factor_packs::<T, 8>(kernel, data, batch, n, kd, par),
         16 => factor_packs::<T, 16>(kernel, data, batch, n, kd, par),
         _ => factor_packs::<T, 32>(kernel, data, batch, n, kd, par),
@@ -198,7 +201,7 @@ pub(crate) fn solve_batch<T: Real>(kernel: Kernel, l: &[T], b: &mut [T], batch: 
             .for_each(|(x, l)| solve_system(l, n, kd, x, nrhs));
         return;
     }
-    match lanes::<T>(kd) {
+    match lanes::<T>(kd, batch) {
         8 => solve_packs::<T, 8>(kernel, l, b, batch, n, kd, nrhs, par),
         16 => solve_packs::<T, 16>(kernel, l, b, batch, n, kd, nrhs, par),
         _ => solve_packs::<T, 32>(kernel, l, b, batch, n, kd, nrhs, par),
@@ -273,7 +276,7 @@ impl<T: Real> Packed<T> {
     /// A failed system's `b` is left holding garbage. `b` is empty when `nrhs == 0`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn factor(kernel: Kernel, data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
-        let lanes = lanes::<T>(kd);
+        let lanes = lanes::<T>(kd, batch);
         let mut data = data;
         let status = match lanes {
             8 => factor_in_packs::<T, 8, NoFill<T, 8>, _>(kernel, &mut data, batch, n, kd, b, nrhs, par, None),
@@ -313,7 +316,7 @@ impl<T: Real> Packed<T> {
 
     /// Rewrites band-layout storage (already factored) into packs, in place.
     pub(crate) fn from_band(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize) -> Self {
-        let lanes = lanes::<T>(kd);
+        let lanes = lanes::<T>(kd, batch);
         let len = n * (kd + 1);
         match lanes {
             8 => repack::<T, 8>(kernel, &mut data, batch, len, true),
@@ -377,16 +380,15 @@ impl<T: Real> Packed<T> {
                 bf.par_chunks_mut(n * nrhs * L)
                     .zip(lf.par_chunks(len * L))
                     .with_min_len(min_len(par, full.max(1)))
-                    .for_each_init(
-                        || scratch(n * nrhs, [T::zero(); L]),
-                        |bbuf, (x, lc)| {
-                            let (lp, _) = lc.as_chunks::<L>();
+                    .for_each(|(x, lc)| {
+                        with_thread_scratch::<T, _>(n * nrhs * L, |s| {
+                            let (lp, bbuf) = (lc.as_chunks::<L>().0, s.as_chunks_mut::<L>().0);
                             gather(kernel, x, bbuf, n * nrhs, 0, n * nrhs, |_| T::zero());
                             solve_in_blocks(kernel, lp, bbuf, n, kd, nrhs, true);
                             solve_in_blocks(kernel, lp, bbuf, n, kd, nrhs, false);
                             scatter(kernel, bbuf, x, n * nrhs, 0);
-                        },
-                    )
+                        })
+                    })
             },
             || match batch - full * L {
                 0 => {}
@@ -431,13 +433,18 @@ where
                 .zip(rhs)
                 .enumerate()
                 .with_min_len(min_len(par, full.max(1)))
-                .map_init(
-                    || (scratch(if make_fill.is_some() { 0 } else { len }, [T::zero(); L]), scratch(blen, [T::zero(); L])),
-                    |(buf, bbuf), (p, (chunk, x))| match make_fill {
-                        Some(make) => factor_filled_pack(kernel, chunk.as_chunks_mut::<L>().0, x, bbuf, n, kd, nrhs, make(p)),
-                        None => factor_full_pack(kernel, chunk, buf, x, bbuf, n, kd, nrhs),
-                    },
-                )
+                .map(|(p, (chunk, x))| {
+                    // A whole pack (gathered from the band layout) unless filled in place.
+                    let buf_len = if make_fill.is_some() { 0 } else { len * L };
+                    with_thread_scratch::<T, _>(buf_len + blen * L, |s| {
+                        let (buf, bbuf) = s.split_at_mut(buf_len);
+                        let (buf, bbuf) = (buf.as_chunks_mut::<L>().0, bbuf.as_chunks_mut::<L>().0);
+                        match make_fill {
+                            Some(make) => factor_filled_pack(kernel, chunk.as_chunks_mut::<L>().0, x, bbuf, n, kd, nrhs, make(p)),
+                            None => factor_full_pack(kernel, chunk, buf, x, bbuf, n, kd, nrhs),
+                        }
+                    })
+                })
                 .collect::<Vec<[usize; L]>>()
         },
         || {
