@@ -58,12 +58,9 @@ pub(crate) fn reuse<X>(arg: &'static str, mut storage: Vec<X>, len: usize) -> Re
 /// [`zeroed_vec`] in `storage` (see [`reuse`]), the zeros written (and fresh pages faulted in)
 /// in parallel under `par` in `pieces` pieces of `len / pieces` elements (e.g. one per
 /// system); the caller's later parallel pass over the same pieces then finds its pages mapped.
-pub(crate) fn zeroed_vec_par<T: Real>(arg: &'static str, storage: Vec<T>, len: usize, pieces: usize, par: Par) -> Result<Vec<T>> {
-    use rayon::prelude::*;
-    let mut v = reuse(arg, storage, len)?;
-    let piece = (len / pieces.max(1)).max(1) * min_len(par, pieces.max(1));
-    v.par_extend(rayon::iter::repeat_n(T::zero(), len).with_min_len(piece));
-    Ok(v)
+pub(crate) fn zeroed_vec_par<T: Real>(arg: &'static str, mut storage: Vec<T>, len: usize, pieces: usize, par: Par) -> Result<Vec<T>> {
+    storage.clear();
+    resized_par(arg, storage, len, pieces, par)
 }
 
 /// `storage` with length `len` and **arbitrary contents** (what it held, zeros where it grows):
@@ -71,27 +68,34 @@ pub(crate) fn zeroed_vec_par<T: Real>(arg: &'static str, storage: Vec<T>, len: u
 /// growth is zero-filled in parallel as in [`zeroed_vec_par`] (faulting fresh pages in on the
 /// threads that will use them).
 pub(crate) fn resized_par<T: Real>(arg: &'static str, mut storage: Vec<T>, len: usize, pieces: usize, par: Par) -> Result<Vec<T>> {
-    if storage.capacity() >= len {
-        storage.truncate(len);
-        if storage.len() == len {
-            return Ok(storage);
-        }
-    }
-    let keep = if storage.capacity() >= len { storage.len() } else { 0 };
-    let mut v = if keep > 0 { storage } else { reuse(arg, storage, len)? };
-    let piece = (len / pieces.max(1)).max(1) * min_len(par, pieces.max(1));
     use rayon::prelude::*;
-    v.par_extend(rayon::iter::repeat_n(T::zero(), len - keep).with_min_len(piece));
+    let mut v = if storage.capacity() >= len {
+        storage.truncate(len);
+        storage
+    } else {
+        with_capacity(arg, len)?
+    };
+    let piece = (len / pieces.max(1)).max(1) * min_len(par, pieces.max(1));
+    let grow = len - v.len();
+    v.par_extend(rayon::iter::repeat_n(T::zero(), grow).with_min_len(piece));
     Ok(v)
 }
 
+/// The largest scratch [`with_thread_scratch`] keeps per thread and type.
+const THREAD_SCRATCH_MAX_BYTES: usize = 16 << 20;
+
 /// Runs `f` with a scratch slice of `len` elements (contents unspecified: whatever the last
-/// user left, or zeros) that this thread keeps between calls, grown as needed (advised to use
-/// huge pages when large) and never shrunk, so that a call on a small batch does not pay for
+/// user left, or zeros) that this thread keeps between calls, grown as needed up to
+/// [`THREAD_SCRATCH_MAX_BYTES`] (larger requests get a fresh vector, freed after `f`), so that a call on a small batch does not pay for
 /// mapping and zeroing fresh scratch pages (measured: factor + solve of 8 systems, n = 1000,
 /// kd = 4, as one pack: 184 µs with fresh scratch, 65 µs reused). A nested call on the same
 /// thread gets a fresh vector instead.
 pub(crate) fn with_thread_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    // Only small scratch is kept: a whole pack of a huge problem would otherwise stay
+    // allocated on every rayon thread after the call (and it pays its page faults back anyway).
+    if len.saturating_mul(std::mem::size_of::<T>()) > THREAD_SCRATCH_MAX_BYTES {
+        return f(&mut scratch(len, T::zero()));
+    }
     T::thread_scratch().with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
             if v.len() < len {
@@ -141,6 +145,8 @@ fn advise_huge<X>(v: &mut Vec<X>) {
     let _ = v;
 }
 
+// Test-only: the unwrap/expect/panic sites below are compiled under `cfg(test)` alone and
+// are unreachable from the public API and the CLI.
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +208,10 @@ mod tests {
         with_thread_scratch::<f64, _>(3, |a| assert_eq!(a, &[1.0; 3]));
         with_thread_scratch::<f64, _>(20, |a| assert_eq!(a.len(), 20));
         with_thread_scratch::<f32, _>(0, |a| assert!(a.is_empty()));
+        // Beyond the cap: a fresh slice, and the kept one is not replaced by it.
+        let big = THREAD_SCRATCH_MAX_BYTES / 8 + 1;
+        with_thread_scratch::<f64, _>(big, |a| assert_eq!(a.len(), big));
+        f64::thread_scratch().with(|v| assert!(v.borrow().len() < big));
     }
 
     #[test]

@@ -141,6 +141,8 @@ fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64
     Ok(times)
 }
 
+// Test-only: the unwrap/expect/panic sites below are compiled under `cfg(test)` alone and
+// are unreachable from the public API and the CLI.
 #[cfg(test)]
 mod tests {
     use super::*;

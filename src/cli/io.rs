@@ -531,6 +531,8 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Array)]) -> Result<()
     std::fs::write(path, bytes).map_err(|e| io_err(path, format!("cannot write: {e}")))
 }
 
+// Test-only: the unwrap/expect/panic sites below are compiled under `cfg(test)` alone and
+// are unreachable from the public API and the CLI.
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -275,9 +275,8 @@ impl<T: Real> Packed<T> {
     /// operations in the same order as [`Packed::solve`] afterwards, so bitwise the same `x`).
     /// A failed system's `b` is left holding garbage. `b` is empty when `nrhs == 0`.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn factor(kernel: Kernel, data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
+    pub(crate) fn factor(kernel: Kernel, mut data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par) -> (Self, Vec<Result<(), usize>>) {
         let lanes = lanes::<T>(kd, batch);
-        let mut data = data;
         let status = match lanes {
             8 => factor_in_packs::<T, 8, NoFill<T, 8>, _>(kernel, &mut data, batch, n, kd, b, nrhs, par, None),
             16 => factor_in_packs::<T, 16, NoFill<T, 16>, _>(kernel, &mut data, batch, n, kd, b, nrhs, par, None),
@@ -294,6 +293,7 @@ impl<T: Real> Packed<T> {
     /// and forward-substituted while in cache, and the storage is written once. `data`: the
     /// full packs' storage (any contents) followed by the other `batch % L` systems in the
     /// band layout, already filled. The S-MNN assembly writes its normal matrices this way.
+    /// `L` must be `pack_lanes(batch, kd)`: [`Packed::solve`] reads the packs with that width.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn factor_filled<const L: usize, G, F>(
         kernel: Kernel,
