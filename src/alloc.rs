@@ -81,27 +81,41 @@ pub(crate) fn resized_par<T: Real>(arg: &'static str, mut storage: Vec<T>, len: 
     Ok(v)
 }
 
-/// The largest scratch [`with_thread_scratch`] keeps per thread and type.
+/// The largest scratch [`with_thread_scratch`] keeps per thread.
 const THREAD_SCRATCH_MAX_BYTES: usize = 16 << 20;
+
+thread_local! {
+    /// This thread's kept scratch, in 8-byte words (aligned for `f32` and `f64`).
+    static THREAD_SCRATCH: std::cell::RefCell<Vec<u64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
 /// Runs `f` with a scratch slice of `len` elements (contents unspecified: whatever the last
 /// user left, or zeros) that this thread keeps between calls, grown as needed up to
-/// [`THREAD_SCRATCH_MAX_BYTES`] (larger requests get a fresh vector, freed after `f`), so that a call on a small batch does not pay for
-/// mapping and zeroing fresh scratch pages (measured: factor + solve of 8 systems, n = 1000,
-/// kd = 4, as one pack: 184 µs with fresh scratch, 65 µs reused). A nested call on the same
-/// thread gets a fresh vector instead.
+/// [`THREAD_SCRATCH_MAX_BYTES`] (larger requests get a fresh vector, freed after `f`), so that a
+/// call on a small batch does not pay for mapping and zeroing fresh scratch pages (measured:
+/// factor + solve of 8 systems, n = 1000, kd = 4, as one pack: 184 µs with fresh scratch, 65 µs
+/// reused). A nested call on the same thread gets a fresh vector instead. How much a kernel
+/// needs is its own sizing function's answer (e.g. `llt::batched::scratch_len`).
 pub(crate) fn with_thread_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
     // Only small scratch is kept: a whole pack of a huge problem would otherwise stay
     // allocated on every rayon thread after the call (and it pays its page faults back anyway).
-    if len.saturating_mul(std::mem::size_of::<T>()) > THREAD_SCRATCH_MAX_BYTES {
+    if bytes > THREAD_SCRATCH_MAX_BYTES {
         return f(&mut scratch(len, T::zero()));
     }
-    T::thread_scratch().with(|cell| match cell.try_borrow_mut() {
+    let words = bytes.div_ceil(8);
+    THREAD_SCRATCH.with(|cell| match cell.try_borrow_mut() {
         Ok(mut v) => {
-            if v.len() < len {
-                *v = scratch(len, T::zero());
+            if v.len() < words {
+                *v = scratch(words, 0);
             }
-            f(&mut v[..len])
+            debug_assert!(std::mem::align_of::<T>() <= 8 && words * 8 >= bytes);
+            // SAFETY: `T` is `f32` or `f64` (`Real` is sealed): every bit pattern is a valid
+            // value and its alignment (4 or 8) divides that of `u64`; the `len` elements span
+            // `bytes ≤ 8·words ≤ 8·v.len()` bytes of `v`, which stays exclusively borrowed
+            // (`borrow_mut`) for as long as the slice lives.
+            let s = unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast::<T>(), len) };
+            f(s)
         }
         Err(_) => f(&mut scratch(len, T::zero())),
     })
@@ -211,7 +225,7 @@ mod tests {
         // Beyond the cap: a fresh slice, and the kept one is not replaced by it.
         let big = THREAD_SCRATCH_MAX_BYTES / 8 + 1;
         with_thread_scratch::<f64, _>(big, |a| assert_eq!(a.len(), big));
-        f64::thread_scratch().with(|v| assert!(v.borrow().len() < big));
+        THREAD_SCRATCH.with(|v| assert!(v.borrow().len() * 8 < big * 8));
     }
 
     #[test]

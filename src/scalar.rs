@@ -31,22 +31,10 @@ pub trait Real:
     /// Widens to `f64` (exact). (Named `as_f64` so it does not clash with
     /// `num_traits::ToPrimitive::to_f64`, which returns an `Option`.)
     fn as_f64(self) -> f64;
-
-    /// This thread's scratch vector of this type (see `alloc::with_thread_scratch`).
-    #[doc(hidden)]
-    fn thread_scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>>;
-}
-
-thread_local! {
-    static SCRATCH_F32: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
-    static SCRATCH_F64: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Real for f32 {
     const NAME: &'static str = "float32";
-    fn thread_scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>> {
-        &SCRATCH_F32
-    }
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x as f32
@@ -59,9 +47,6 @@ impl Real for f32 {
 
 impl Real for f64 {
     const NAME: &'static str = "float64";
-    fn thread_scratch() -> &'static std::thread::LocalKey<std::cell::RefCell<Vec<Self>>> {
-        &SCRATCH_F64
-    }
     #[inline(always)]
     fn from_f64(x: f64) -> Self {
         x

@@ -2,10 +2,12 @@
 //!
 //! Algorithms live in [`crate::llt`]; this module only holds data and converts layouts.
 
+pub(crate) mod lanes;
 mod matrix;
 mod random;
 mod symmetric;
 
+pub use lanes::pack_lanes;
 pub use matrix::BatchMatrix;
 pub use random::random_spd_problem;
 pub use symmetric::BandBatch;

@@ -168,11 +168,6 @@ impl<T: Real> BandBatch<T> {
         &mut self.data
     }
 
-    /// The storage itself (to move it out and back, e.g. while it holds packs).
-    pub(crate) fn data_vec_mut(&mut self) -> &mut Vec<T> {
-        &mut self.data
-    }
-
     /// Consumes `self`, returning `(batch, n, kd, storage)`.
     pub(crate) fn into_parts(self) -> (usize, usize, usize, Vec<T>) {
         (self.batch, self.n, self.kd, self.data)

@@ -96,7 +96,7 @@ pub fn thread_pool(threads: Option<NonZeroUsize>) -> Result<(rayon::ThreadPool, 
         arg: "--threads",
         reason: format!("cannot start {threads} threads: {e}"),
     })?;
-    Ok((pool, Params { par: Par::rayon(threads), check_finite: false }, threads))
+    Ok((pool, Params::default().with_par(Par::rayon(threads)).with_check_finite(false), threads))
 }
 
 /// Flops of factor + solve of one system: `n·k·(k+3) + 4·n·k·nrhs`.

@@ -111,7 +111,7 @@ fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Te
     let a = BandBatch::from_lower_band(&ab.data, batch, kd, n)?;
     let ab_shape = ab.shape;
     // Finiteness was checked above, with indices in the files' own shapes.
-    let params = Params { check_finite: false, ..Params::default() };
+    let params = Params::default().with_check_finite(false);
     let chol = Cholesky::factor_in_place(a, &params)?;
     let shape = rhs.shape;
     let mut x = BatchMatrix::new("rhs", rhs.data, batch, n, nrhs)?;

@@ -1,17 +1,23 @@
 //! Batched banded Cholesky: factor, solve, log-determinant and the backward of a solve.
 //!
-//! The per-system kernels (`factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`) work on one
-//! system's column-major band (see [`BandBatch`]); [`Cholesky`] runs them over a batch.
-//! `factor` and `solve` run on lane-interleaved packs of 8 (f64) / 16 (f32) systems (twice
-//! that for kd ≤ 8) with AVX2 when the CPU has it (`pack.rs`, detected at run time; bitwise
-//! equal to the per-system kernels, which stay the reference and the portable fallback). A
-//! factor computed on packs stays in pack layout, in the input's storage; [`Cholesky::l`]
-//! converts to the documented [`BandBatch`] layout on demand (see [`Cholesky`]).
+//! The layers (see `docs/ARCHITECTURE.md`):
+//! - per-system reference kernels on one system's column-major band (see [`BandBatch`]):
+//!   `factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`;
+//! - the same kernels on `L` lane-interleaved systems, one window of columns at a time
+//!   (`kernels.rs`), bitwise equal to the reference per lane;
+//! - one windowed driver per operation, generic over where a pack's columns live (`driver.rs`);
+//! - the batched drivers: packs over rayon under the dispatched instruction set, or the
+//!   reference kernels one system at a time for batches too small for a pack (`batched.rs`);
+//! - [`Cholesky`], whose factor stays in pack layout in the input's storage (`packed.rs`) and
+//!   is converted to the documented [`BandBatch`] layout on demand ([`Cholesky::l`]).
 
 mod backward;
+mod batched;
+mod driver;
 mod factor;
+mod kernels;
 mod logdet;
-pub(crate) mod pack;
+mod packed;
 mod solve;
 
 use std::sync::OnceLock;
@@ -19,39 +25,22 @@ use std::sync::OnceLock;
 use rayon::prelude::*;
 
 use crate::band::{BandBatch, BatchMatrix};
+use crate::band::lanes::with_lanes;
 use crate::error::{Error, PivotFailure, Result};
-use crate::par::{all_threads, min_len, Par};
+use crate::par::min_len;
+use crate::params::Params;
 use crate::scalar::Real;
+use crate::simd::Isa;
 
 pub(crate) use backward::band_gradient_system;
+pub(crate) use batched::{Batch, Plan, Status, pieces};
 pub(crate) use factor::factor_system;
+pub(crate) use kernels::Dims;
 pub(crate) use logdet::logdet_system;
 pub(crate) use solve::solve_system;
 
-/// Options shared by the batched operations.
-#[derive(Clone, Copy, Debug)]
-pub struct Params {
-    /// Parallelism over the batch. Default: every thread of the current rayon pool.
-    pub par: Par,
-    /// Check inputs for NaN and infinity first (as SciPy's `check_finite=True`) and return
-    /// [`Error::NonFinite`]. Default `true`. With `false` the O(size) scan is skipped; a
-    /// non-finite matrix entry then still surfaces as [`Error::NotPositiveDefinite`] (a NaN
-    /// reaches a pivot), but non-finite right-hand sides propagate into the result.
-    pub check_finite: bool,
-}
-
-impl Default for Params {
-    fn default() -> Self {
-        Self { par: all_threads(), check_finite: true }
-    }
-}
-
-impl Params {
-    /// Default parameters with the given parallelism.
-    pub fn with_par(par: Par) -> Self {
-        Self { par, ..Self::default() }
-    }
-}
+use batched::{factor_packs, factor_reference, solve_band};
+use packed::Packed;
 
 /// The Cholesky factors `A_s = L_s L_sᵀ` of a batch of SPD band matrices, every `L_s` lower
 /// triangular with the band of `A_s`, stored as a [`BandBatch`] (`L_s[j + d, j]` where the
@@ -64,12 +53,12 @@ impl Params {
 /// O(n·kd²) flops (`n·kd·(kd+3)` for `kd ≪ n`), solve and backward O(n·kd·r), memory
 /// O(n·kd); nothing allocates inside a per-column loop.
 ///
-/// Storage: on a CPU with AVX2 the factor is kept, in the input's own storage, as
-/// lane-interleaved packs of 8 (f64) / 16 (f32) systems (see `llt/pack.rs`), which the solves
+/// Storage: for a batch of at least one pack (see [`pack_lanes`](crate::band::pack_lanes)) the
+/// factor is kept, in the input's own storage, as lane-interleaved packs, which the solves
 /// read directly. [`l`](Self::l) then builds the documented [`BandBatch`] layout once, on the
 /// first call (one copy and one transpose of the factor, O(batch·n·kd), kept for later
-/// calls), and [`into_l`](Self::into_l) converts in place. Without AVX2 the factor is
-/// stored in the [`BandBatch`] layout directly.
+/// calls), and [`into_l`](Self::into_l) converts in place. Smaller batches are factored one
+/// system at a time and stored in the [`BandBatch`] layout directly.
 #[derive(Clone, Debug)]
 pub struct Cholesky<T> {
     store: Store<T>,
@@ -80,7 +69,7 @@ pub struct Cholesky<T> {
 #[derive(Clone, Debug)]
 enum Store<T> {
     Band(BandBatch<T>),
-    Packed(pack::Packed<T>),
+    Packed(Packed<T>),
 }
 
 impl<T: Real> PartialEq for Cholesky<T> {
@@ -114,7 +103,7 @@ impl<T> PartialCholesky<T> {
 
 /// Gradients of a loss ℓ through `X = A⁻¹ B` (see [`Cholesky::backward`]).
 #[derive(Clone, Debug, PartialEq)]
-pub struct SolveGrad<T> {
+pub struct SolveGrads<T> {
     /// ∂ℓ/∂B, shape `(batch, n, nrhs)`.
     pub rhs: BatchMatrix<T>,
     /// ∂ℓ/∂(stored lower band of A), in the layout of the input [`BandBatch`]; an off-diagonal
@@ -125,15 +114,15 @@ pub struct SolveGrad<T> {
 impl<T: Real> Cholesky<T> {
     /// Factors every system of `a` (copying it; see [`factor_in_place`](Self::factor_in_place)).
     ///
-    /// Errors: [`Error::NonFinite`] (if `params.check_finite`);
+    /// Errors: [`Error::NonFinite`] (if `params.check_finite()`);
     /// [`Error::NotPositiveDefinite`] naming the first failing system and column and listing
     /// every failing system. To keep the factors of the systems that did succeed, use
     /// [`factor_partial`](Self::factor_partial).
     pub fn factor(a: &BandBatch<T>, params: &Params) -> Result<Self> {
-        if params.check_finite {
+        if params.check_finite() {
             a.check_finite("ab")?;
         }
-        Self::factor_in_place(a.clone(), &Params { check_finite: false, ..*params })
+        Self::factor_in_place(a.clone(), &params.with_check_finite(false))
     }
 
     /// Like [`factor`](Self::factor), overwriting `a`'s storage with the factor (no copy).
@@ -152,7 +141,7 @@ impl<T: Real> Cholesky<T> {
     /// `n·nrhs` per pack.
     ///
     /// Errors: [`Error::Shape`] (`b` is not `(batch, n, ·)`); [`Error::NonFinite`] (`ab` or
-    /// `rhs`, if `params.check_finite`); [`Error::NotPositiveDefinite`] as
+    /// `rhs`, if `params.check_finite()`); [`Error::NotPositiveDefinite`] as
     /// [`factor`](Self::factor), and then `b` holds unspecified values (the systems that factored
     /// are solved, the others are not).
     pub fn factor_solve(a: BandBatch<T>, b: &mut BatchMatrix<T>, params: &Params) -> Result<Self> {
@@ -162,7 +151,7 @@ impl<T: Real> Cholesky<T> {
     /// Factors every system it can: never fails for a non-positive-definite system, but
     /// reports it in [`PartialCholesky::failures`] and keeps the other systems' factors.
     ///
-    /// Errors: [`Error::NonFinite`] only (if `params.check_finite`).
+    /// Errors: [`Error::NonFinite`] only (if `params.check_finite()`).
     pub fn factor_partial(a: BandBatch<T>, params: &Params) -> Result<PartialCholesky<T>> {
         Self::factor_partial_solve(a, None, params)
     }
@@ -170,14 +159,14 @@ impl<T: Real> Cholesky<T> {
     /// [`factor_partial`](Self::factor_partial), with `b` also solved in the same pass (see
     /// [`factor_solve`](Self::factor_solve); a failed system's `b` holds garbage).
     pub(crate) fn factor_partial_solve(mut a: BandBatch<T>, b: Option<&mut BatchMatrix<T>>, params: &Params) -> Result<PartialCholesky<T>> {
-        if params.check_finite {
+        if params.check_finite() {
             a.check_finite("ab")?;
         }
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
         let (b, nrhs) = match b {
             Some(b) => {
                 b.expect_systems("rhs", batch, n)?;
-                if params.check_finite {
+                if params.check_finite() {
                     b.check_finite("rhs")?;
                 }
                 let nrhs = b.cols();
@@ -185,39 +174,39 @@ impl<T: Real> Cholesky<T> {
             }
             None => (&mut [][..], 0),
         };
-        let kernel = pack::kernel_for::<T>(pack::Kernel::best(), batch, kd);
-        let (store, status) = if kernel == pack::Kernel::Scalar {
-            let status = pack::factor_batch(kernel, a.as_mut_slice(), batch, n, kd, params.par);
-            if nrhs > 0 {
-                pack::solve_batch(kernel, a.as_slice(), b, batch, n, kd, nrhs, params.par);
-            }
+        let plan = Plan::new::<T>(batch, kd, params);
+        let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs: b, par: params.par() };
+        let (store, status) = if plan.lanes == 1 {
+            let status = factor_reference(a.as_mut_slice(), job);
             (Store::Band(a), status)
         } else {
-            let (_, _, _, data) = a.into_parts();
-            let (packed, status) = pack::Packed::factor(kernel, data, batch, n, kd, b, nrhs, params.par);
-            (Store::Packed(packed), status)
+            let (_, _, _, mut data) = a.into_parts();
+            let status = with_lanes!(plan.lanes, L => factor_packs::<T, L>(plan.isa, &mut data, job));
+            (Store::Packed(Packed { data, isa: plan.isa, lanes: plan.lanes, batch, n, kd }), status)
         };
         Ok(Self::partial(store, status, batch))
     }
 
-    /// [`factor_partial_solve`](Self::factor_partial_solve) of `batch` systems of order `n` and
-    /// bandwidth `kd` whose full packs of `L = pack::pack_lanes(batch, kd)` systems (which must
-    /// be `Some(L)`) are produced window by window during the factorization (see
-    /// `pack::Packed::factor_filled`): `data` holds their storage (any contents), then the other
-    /// systems in the band layout, already filled. `b`: `batch·n·nrhs` elements (`nrhs = 0`:
-    /// none). Unchecked: the caller guarantees lengths and finiteness.
-    #[allow(clippy::too_many_arguments)]
-    pub(crate) fn factor_filled<const L: usize, G, F>(data: Vec<T>, batch: usize, n: usize, kd: usize, b: &mut [T], nrhs: usize, par: Par, make_fill: &G) -> PartialCholesky<T>
+    /// [`factor_partial_solve`](Self::factor_partial_solve) of the `job.batch` systems of
+    /// `data` (`job.dims`), whose full packs of `L` systems (`L` = [`Plan::lanes`] of `plan`,
+    /// which must be > 1) are produced window by window during the factorization: `data` holds
+    /// their storage (any contents), then the other systems in the band layout, already filled.
+    /// See `batched::factor_filled` for `sides` and `make_fill`. Unchecked: the caller
+    /// guarantees lengths and finiteness.
+    pub(crate) fn factor_filled<const L: usize, S, G, F>(plan: Plan, mut data: Vec<T>, job: Batch<'_, T>, sides: Vec<S>, make_fill: &G) -> PartialCholesky<T>
     where
-        G: Fn(usize) -> F + Sync,
+        S: Send,
+        G: Fn(usize, S) -> F + Sync,
         F: FnMut(&mut [[T; L]], usize),
     {
-        let (packed, status) = pack::Packed::factor_filled::<L, G, F>(pack::Kernel::best(), data, batch, n, kd, b, nrhs, par, make_fill);
-        Self::partial(Store::Packed(packed), status, batch)
+        debug_assert_eq!(plan.lanes, L);
+        let (batch, Dims { n, kd, .. }) = (job.batch, job.dims);
+        let status = batched::factor_filled::<T, L, S, G, F>(plan.isa, &mut data, job, sides, make_fill);
+        Self::partial(Store::Packed(Packed { data, isa: plan.isa, lanes: L, batch, n, kd }), status, batch)
     }
 
     /// The [`PartialCholesky`] of a factored `store` with per-system `status`.
-    fn partial(store: Store<T>, status: Vec<std::result::Result<(), usize>>, batch: usize) -> PartialCholesky<T> {
+    fn partial(store: Store<T>, status: Status, batch: usize) -> PartialCholesky<T> {
         let failures: Vec<PivotFailure> = status
             .iter()
             .enumerate()
@@ -303,15 +292,14 @@ impl<T: Real> Cholesky<T> {
     /// [`solve`](Self::solve) overwriting `b` with the solution.
     pub fn solve_in_place(&self, b: &mut BatchMatrix<T>, params: &Params) -> Result<()> {
         b.expect_systems("rhs", self.batch(), self.n())?;
-        if params.check_finite {
+        if params.check_finite() {
             b.check_finite("rhs")?;
         }
         let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
+        let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs: b.as_mut_slice(), par: params.par() };
         match &self.store {
-            Store::Band(l) => {
-                pack::solve_batch(pack::kernel_for::<T>(pack::Kernel::best(), self.batch(), kd), l.as_slice(), b.as_mut_slice(), self.batch(), n, kd, nrhs, params.par)
-            }
-            Store::Packed(p) => p.solve(b.as_mut_slice(), nrhs, params.par),
+            Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
+            Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job),
         }
         Ok(())
     }
@@ -343,14 +331,14 @@ impl<T: Real> Cholesky<T> {
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`x`, `grad_x`),
     /// [`Error::NonFinite`].
-    pub fn backward(&self, x: &BatchMatrix<T>, grad_x: &BatchMatrix<T>, params: &Params) -> Result<SolveGrad<T>> {
+    pub fn backward(&self, x: &BatchMatrix<T>, grad_x: &BatchMatrix<T>, params: &Params) -> Result<SolveGrads<T>> {
         x.expect_systems("x", self.batch(), self.n())?;
         grad_x.expect_shape("grad_x", x.shape())?;
-        if params.check_finite {
+        if params.check_finite() {
             x.check_finite("x")?;
             grad_x.check_finite("grad_x")?;
         }
-        let lambda = self.solve(grad_x, &Params { check_finite: false, ..*params })?;
+        let lambda = self.solve(grad_x, &params.with_check_finite(false))?;
         let (n, kd, nrhs) = (self.n(), self.kd(), x.cols());
         let mut ab = BandBatch::zeros(self.batch(), n, kd)?;
         let len = ab.system_len();
@@ -358,8 +346,8 @@ impl<T: Real> Cholesky<T> {
             .par_chunks_mut(len)
             .zip(x.as_slice().par_chunks(n * nrhs))
             .zip(lambda.as_slice().par_chunks(n * nrhs))
-            .with_min_len(min_len(params.par, self.batch()))
+            .with_min_len(min_len(params.par(), self.batch()))
             .for_each(|((g, x), lam)| band_gradient_system(x, lam, n, kd, nrhs, g));
-        Ok(SolveGrad { rhs: lambda, ab })
+        Ok(SolveGrads { rhs: lambda, ab })
     }
 }

@@ -9,7 +9,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::shapes::Smnn;
-use crate::llt::pack::{Kernel, Window};
+use crate::band::lanes::Window;
+use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;
 
 /// `x^k` by repeated squaring (`k` may exceed `i32::MAX`, where `powi` would not do).
@@ -154,7 +155,7 @@ impl Smnn {
     /// Cost per step: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct `h`)
     /// + `D·(2O)²/2` (scatter) + `6D` (central).
     pub(crate) fn assemble_lhs<T: Real>(&self, c: &[T], h: &[T], band: &mut [T]) {
-        PackAssembler::<T, 1>::new(self, c, [h]).fill(band.as_chunks_mut::<1>().0, self.n());
+        PackAssembler::<T, 1>::new(self, c, [h], Isa::Portable).fill(band.as_chunks_mut::<1>().0, self.n());
     }
 
     /// Assembles one system's `Aᵀβ` into `rhs` (zeroed, `n` elements): only the equation and
@@ -202,7 +203,7 @@ pub(crate) struct PackAssembler<'a, T, const L: usize> {
     layer: &'a Smnn,
     c: &'a [T],
     h: [&'a [T]; L],
-    kernel: Kernel,
+    isa: Isa,
     /// The `h = 1` tables of the Taylor rows.
     taylor: Taylor<T>,
     /// The equation rows of every lane (`E·b` per step), `CHUNK` steps at a time.
@@ -218,7 +219,9 @@ pub(crate) struct PackAssembler<'a, T, const L: usize> {
 }
 
 impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
-    pub(crate) fn new(layer: &'a Smnn, c: &'a [T], h: [&'a [T]; L]) -> Self {
+    /// The assembler of the `L` systems with coefficients `c` and step sizes `h`, running its
+    /// `[T; L]` operations under `isa`.
+    pub(crate) fn new(layer: &'a Smnn, c: &'a [T], h: [&'a [T]; L], isa: Isa) -> Self {
         let zero = [T::zero(); L];
         let taylor = Taylor::new(layer);
         let (n_gram, n_hp) = (taylor.gram1.len(), 2 * layer.o - 1);
@@ -226,7 +229,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
             layer,
             c,
             h,
-            kernel: Kernel::best(),
+            isa,
             taylor,
             rows: Window::new(),
             hp: vec![zero; n_hp],
@@ -243,23 +246,11 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         if self.step >= l.t { l.n() } else { self.step * l.block() }
     }
 
-    /// Assembles steps until at least the first `upto` columns are final (see [`done`]).
+    /// Assembles steps until at least the first `upto` columns are final (see [`done`]),
+    /// dispatched once per call under the assembler's instruction set (`FillOp`).
     pub(crate) fn fill(&mut self, pack: &mut [[T; L]], upto: usize) {
-        #[cfg(target_arch = "x86_64")]
-        if L > 1 && self.kernel == Kernel::Avx2 {
-            // SAFETY: `Kernel::best` returns `Avx2` only where AVX2 and FMA were detected.
-            unsafe { self.fill_avx2(pack, upto) };
-            return;
-        }
-        self.fill_with(pack, upto);
-    }
-
-    /// [`fill`](Self::fill) compiled with AVX2, so that each `[T; L]` operation is full-width
-    /// (the same operations: no FMA contraction, so the same bits).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn fill_avx2(&mut self, pack: &mut [[T; L]], upto: usize) {
-        self.fill_with(pack, upto);
+        let isa = self.isa;
+        dispatch(isa, FillOp { asm: self, pack, upto });
     }
 
     #[inline(always)]
@@ -294,7 +285,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
         let tc = if ly.ct == 1 { 0 } else { t };
         let eb = e_n * b;
-        let rows = if eb > 0 { self.rows.get(self.kernel, self.c, self.c.len() / L, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
+        let rows = if eb > 0 { self.rows.get(self.c, self.c.len() / L, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
         for row in rows.chunks_exact(b) {
             for q in 0..b {
                 let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);
@@ -380,3 +371,18 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     }
 }
 
+/// [`PackAssembler::fill`] as one SIMD operation: the lane loops of `assemble_step` compiled for
+/// the dispatched instruction set.
+struct FillOp<'p, 'a, T, const L: usize> {
+    asm: &'p mut PackAssembler<'a, T, L>,
+    pack: &'p mut [[T; L]],
+    upto: usize,
+}
+
+impl<T: Real, const L: usize> pulp::WithSimd for FillOp<'_, '_, T, L> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.asm.fill_with(self.pack, self.upto);
+    }
+}

@@ -1,8 +1,9 @@
 //! The frozen left-hand side: `coefficients` and `steps` fixed, `M` factored once.
 
-use super::{Inputs, Outputs, Smnn};
+use super::{GradInputs, Inputs, Outputs, Smnn};
 use crate::error::Result;
-use crate::llt::{Cholesky, Params};
+use crate::llt::Cholesky;
+use crate::params::Params;
 use crate::alloc::{copy_vec, zeroed_vec};
 use crate::scalar::Real;
 
@@ -62,7 +63,7 @@ impl<T: Real> Frozen<T> {
     /// `init_vars` `(batch, S, D, I)`. Cost per system O(T·E·b + n·kd).
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape), [`Error::NonFinite`](crate::Error::NonFinite)
-    /// (an input, if `params.check_finite`, or an overflowing `u`).
+    /// (an input, if `params.check_finite()`, or an overflowing `u`).
     pub fn forward(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<Vec<T>> {
         self.layer.check_rhs(rhs_equation, init_vars, params)?;
         self.layer.solve_u(&self.factor, &self.inputs(rhs_equation, init_vars), params)
@@ -74,10 +75,10 @@ impl<T: Real> Frozen<T> {
     /// Cost per system O(n·kd + T·E·b).
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape), [`Error::NonFinite`](crate::Error::NonFinite)
-    /// (`grad_u`, if `params.check_finite`).
+    /// (`grad_u`, if `params.check_finite()`).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<FrozenGrads<T>> {
         let l = &self.layer;
-        Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite)?;
+        Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite())?;
         let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
         let [_, rl, vl, _, _] = l.system_lens();
         let b = l.batch;
@@ -87,7 +88,8 @@ impl<T: Real> Frozen<T> {
         };
         // Only the right-hand-side sums: no `u`, no coefficient or step gradients.
         let out = Outputs { gc: &mut [], gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut [] };
-        l.grads_batch(&self.coefficients, &[], &[], &[], &lam, out, false, params.par);
+        let x = GradInputs { c: &self.coefficients, r: &[], h: &[], u: &[], lam: &lam };
+        l.grads_batch(x, out, false, params);
         Ok(g)
     }
 }

@@ -14,7 +14,8 @@
 
 use super::assemble::{central_row, Taylor};
 use super::shapes::Smnn;
-use crate::llt::pack::{scatter, Kernel, Window};
+use crate::band::lanes::{scatter, Window};
+use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;
 
 /// `L` consecutive systems' inputs and outputs, each slice system after system (`L` times the
@@ -52,26 +53,12 @@ impl Smnn {
     /// `∂ℓ/∂init_vars`; with `coef_steps`, also `∂ℓ/∂coefficients` and `∂ℓ/∂steps`.
     ///
     /// Cost per step and system `2E·b + 2K·D·(2O)·3 + 9D`; scratch `O((E + 3)·b)` rows of `L`.
-    pub(crate) fn grads_pack<T: Real, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool) {
-        let kernel = Kernel::best();
-        #[cfg(target_arch = "x86_64")]
-        if L > 1 && kernel == Kernel::Avx2 {
-            // SAFETY: `Kernel::best` returns `Avx2` only where AVX2 and FMA were detected.
-            unsafe { self.grads_pack_avx2::<T, L>(x, coef_steps, kernel) };
-            return;
-        }
-        self.grads_pack_with::<T, L>(x, coef_steps, kernel);
-    }
-
-    /// [`grads_pack`](Self::grads_pack) compiled with AVX2 (no FMA contraction: the same bits).
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn grads_pack_avx2<T: Real, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool, kernel: Kernel) {
-        self.grads_pack_with::<T, L>(x, coef_steps, kernel);
+    pub(crate) fn grads_pack<T: Real, const L: usize>(&self, isa: Isa, x: PackGrads<'_, T>, coef_steps: bool) {
+        dispatch(isa, GradsOp::<T, L> { layer: self, x, coef_steps });
     }
 
     #[inline(always)]
-    fn grads_pack_with<T: Real, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool, kernel: Kernel) {
+    fn grads_pack_with<T: Real, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool) {
         let PackGrads { c, r, h, u, lam, gc, gr, gv, gh } = x;
         let (t_n, e_n, d_n, o_n, b) = (self.t, self.e, self.d, self.o, self.block());
         let [cl, rl, vl, hl, n] = self.system_lens();
@@ -92,14 +79,14 @@ impl Smnn {
         for t in 0..t_n {
             // 1. Rows of u, λ of the steps t ..= t + 2.
             let (k0, k1) = (t * b, ((t + 3) * b).min(n));
-            let ub = if coef_steps { uw.get(kernel, u, n, k0, k1, CHUNK * b) } else { &[] };
-            let lb = lw.get(kernel, lam, n, k0, k1, CHUNK * b);
+            let ub = if coef_steps { uw.get(u, n, k0, k1, CHUNK * b) } else { &[] };
+            let lb = lw.get(lam, n, k0, k1, CHUNK * b);
             let (ut, lt) = (ub.get(..b).unwrap_or(&[]), &lb[..b]);
             // 2. Equations: ∂ℓ/∂r[t, e] = w_eq² q, ∂ℓ/∂c[t, e, ·] = −w_eq² (ρ λ_t + q u_t).
             let tc = if self.ct == 1 { 0 } else { t };
-            let rows = if e_n > 0 { cw.get(kernel, c, cl, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
+            let rows = if e_n > 0 { cw.get(c, cl, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
             if coef_steps && e_n > 0 && tc >= gc_from + CHUNK {
-                scatter(kernel, &gcacc, gc, cl, gc_from * eb);
+                scatter(&gcacc, gc, cl, gc_from * eb);
                 gcacc.fill(zero);
                 gc_from = tc;
             }
@@ -123,7 +110,7 @@ impl Smnn {
                 }
             }
             if coef_steps && e_n > 0 && t + 1 == t_n {
-                scatter(kernel, &gcacc[..(tc + 1 - gc_from) * eb], gc, cl, gc_from * eb);
+                scatter(&gcacc[..(tc + 1 - gc_from) * eb], gc, cl, gc_from * eb);
             }
             // 3. Initial values: ∂ℓ/∂v[t, d, o] = w_init² λ[t, d, o].
             if t < self.s {
@@ -218,5 +205,21 @@ impl Smnn {
                 }
             }
         }
+    }
+}
+
+/// [`Smnn::grads_pack`] as one SIMD operation: the lane loops compiled for the dispatched
+/// instruction set.
+struct GradsOp<'l, 'a, T, const L: usize> {
+    layer: &'l Smnn,
+    x: PackGrads<'a, T>,
+    coef_steps: bool,
+}
+
+impl<T: Real, const L: usize> pulp::WithSimd for GradsOp<'_, '_, T, L> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        self.layer.grads_pack_with::<T, L>(self.x, self.coef_steps);
     }
 }

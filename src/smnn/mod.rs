@@ -63,8 +63,10 @@ use rayon::prelude::*;
 use crate::alloc::{copy_vec, resized_par, reuse, zeroed_vec_par};
 use crate::band::{BandBatch, BatchMatrix};
 use crate::error::{fmt_shape, Error, PivotFailure, Result};
-use crate::llt::{Cholesky, Params, PartialCholesky};
-use crate::llt::pack::pack_lanes;
+use crate::llt::{Batch, Cholesky, Dims, PartialCholesky, Plan};
+use crate::params::Params;
+use crate::band::lanes::with_lanes;
+use crate::simd::Isa;
 use crate::par::{min_len, Par};
 use crate::scalar::{first_non_finite, fmt_value, Real};
 
@@ -190,7 +192,7 @@ impl<'a, T: Real> Forward<'a, T> {
     /// with the forward's factor and O(T) row sums. See [`Smnn::backward`].
     ///
     /// Errors: [`Error::Shape`] (`grad_u`), [`Error::NonFinite`] (`grad_u`, if
-    /// `params.check_finite`).
+    /// `params.check_finite()`).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<Grads<T>> {
         let mut grads = Grads::default();
         self.backward_into(grad_u, params, &mut grads)?;
@@ -227,6 +229,23 @@ fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
     idx
 }
 
+/// The left-hand-side inputs of a batch: `coefficients` and `steps`.
+#[derive(Clone, Copy)]
+struct Lhs<'a, T> {
+    coefficients: &'a [T],
+    steps: &'a [T],
+}
+
+/// What the backward's row sums read: the inputs `c`, `r`, `h`, the forward's `u` and
+/// `λ = M⁻¹ ∂ℓ/∂u`, each for the whole batch.
+struct GradInputs<'a, T> {
+    c: &'a [T],
+    r: &'a [T],
+    h: &'a [T],
+    u: &'a [T],
+    lam: &'a [T],
+}
+
 /// The four gradient arrays of a batch (see [`Grads`]), zeroed.
 struct Outputs<'a, T> {
     gc: &'a mut [T],
@@ -260,8 +279,8 @@ impl Smnn {
 
     /// Checks `coefficients` and `steps` (lengths, finiteness, positive steps).
     fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
-        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite)?;
-        Self::check_array("steps", steps, &self.steps_shape(), params.check_finite)?;
+        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite())?;
+        Self::check_array("steps", steps, &self.steps_shape(), params.check_finite())?;
         if let Some(k) = steps.iter().position(|&h| h.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater)) {
             let shape = self.steps_shape();
             return Err(Error::InvalidArgument {
@@ -278,8 +297,8 @@ impl Smnn {
 
     /// Checks `rhs_equation` and `init_vars`.
     fn check_rhs<T: Real>(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<()> {
-        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite)?;
-        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite)
+        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite())?;
+        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite())
     }
 
     fn check_inputs<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<()> {
@@ -314,30 +333,26 @@ impl Smnn {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
         let total = BandBatch::<T>::checked_len(batch, n, kd)?;
         // Any contents: the assembly zeroes each column before it adds to it.
-        let mut data = resized_par("ab", std::mem::take(&mut ws.band), total, batch, params.par)?;
+        let mut data = resized_par("ab", std::mem::take(&mut ws.band), total, batch, params.par())?;
         // The diagonal of M, for the relative pivot test, taken while the system is in cache.
-        ws.diag = resized_par("u", std::mem::take(&mut ws.diag), batch * n, batch, params.par)?;
-        let par = params.par;
-        let out = match pack_lanes::<T>(batch, kd) {
+        ws.diag = resized_par("u", std::mem::take(&mut ws.diag), batch * n, batch, params.par())?;
+        let par = params.par();
+        let plan = Plan::new::<T>(batch, kd, params);
+        let out = if plan.lanes > 1 {
             // M assembled straight into the packed layout and factored there, in place.
-            Some(lanes) => {
-                let (b, nrhs) = match rhs {
-                    Some(r) => {
-                        let nrhs = r.cols();
-                        (r.as_mut_slice(), nrhs)
-                    }
-                    None => (&mut [][..], 0),
-                };
-                match lanes {
-                    8 => self.factor_packs::<T, 8>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
-                    16 => self.factor_packs::<T, 16>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
-                    _ => self.factor_packs::<T, 32>(coefficients, steps, data, &mut ws.diag, b, nrhs, par),
+            let (rhs, nrhs) = match rhs {
+                Some(r) => {
+                    let nrhs = r.cols();
+                    (r.as_mut_slice(), nrhs)
                 }
-            }
-            None => {
-                self.assemble_bands(coefficients, steps, 0, &mut data, &mut ws.diag, par);
-                Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs, &Params { check_finite: false, ..*params })?
-            }
+                None => (&mut [][..], 0),
+            };
+            let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs, par };
+            let lhs = Lhs { coefficients, steps };
+            with_lanes!(plan.lanes, L => self.factor_packs::<T, L>(plan, lhs, data, &mut ws.diag, job))
+        } else {
+            self.assemble_bands(Lhs { coefficients, steps }, 0, &mut data, &mut ws.diag, par);
+            Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs, &params.with_check_finite(false))?
         };
         let diag = &ws.diag;
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
@@ -347,7 +362,7 @@ impl Smnn {
                 .systems
                 .par_iter()
                 .enumerate()
-                .with_min_len(min_len(params.par, out.systems.len()))
+                .with_min_len(min_len(params.par(), out.systems.len()))
                 .filter_map(|(k, &s)| {
                     let dk = &diag[s * n..(s + 1) * n];
                     let (l0, stride) = f.diag_strided(k);
@@ -372,48 +387,35 @@ impl Smnn {
 
     /// Assembles `M` of systems `s0..` (as many as `data` holds, band layout) in parallel, with
     /// their diagonals into `diag` (`n` per system).
-    #[allow(clippy::too_many_arguments)]
-    fn assemble_bands<T: Real>(&self, coefficients: &[T], steps: &[T], s0: usize, data: &mut [T], diag: &mut [T], par: Par) {
+    fn assemble_bands<T: Real>(&self, lhs: Lhs<'_, T>, s0: usize, data: &mut [T], diag: &mut [T], par: Par) {
         let (n, kd) = (self.n(), self.kd);
         let [cl, _, _, hl, _] = self.system_lens();
         let systems = diag.len() / n.max(1);
         data.par_chunks_mut(n * (kd + 1)).zip(diag.par_chunks_mut(n)).enumerate().with_min_len(min_len(par, systems)).for_each(|(i, (m, dg))| {
             let s = s0 + i;
-            self.assemble_lhs(&coefficients[s * cl..(s + 1) * cl], &steps[s * hl..(s + 1) * hl], m);
+            self.assemble_lhs(&lhs.coefficients[s * cl..(s + 1) * cl], &lhs.steps[s * hl..(s + 1) * hl], m);
             for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
                 *d = x;
             }
         });
     }
 
-    /// Assembles and factors `M` of every system in packs of `L` systems (the lanes of
-    /// [`pack_lanes`]): each pack's window of columns is assembled ([`PackAssembler`]) just
-    /// before the factorization takes it, in cache, so the storage `data` (any contents) is
-    /// written once; the other `batch % L` systems are assembled in the band layout first.
-    /// Their diagonals go to `diag` (`n` per system) for the pivot test; `b` (`nrhs` columns,
-    /// `nrhs = 0`: none) is solved in the same pass.
-    #[allow(clippy::too_many_arguments)]
-    fn factor_packs<T: Real, const L: usize>(
-        &self,
-        coefficients: &[T],
-        steps: &[T],
-        mut data: Vec<T>,
-        diag: &mut [T],
-        b: &mut [T],
-        nrhs: usize,
-        par: Par,
-    ) -> PartialCholesky<T> {
+    /// Assembles and factors `M` of every system in packs of `L` systems (the lanes of `plan`):
+    /// each pack's window of columns is assembled ([`PackAssembler`]) just before the
+    /// factorization takes it, in cache, so the storage `data` (any contents) is written once;
+    /// the other `batch % L` systems are assembled in the band layout first. Their diagonals go
+    /// to `diag` (`n` per system) for the pivot test; `job.rhs` is solved in the same pass.
+    fn factor_packs<'d, T: Real, const L: usize>(&self, plan: Plan, lhs: Lhs<'_, T>, mut data: Vec<T>, diag: &'d mut [T], job: Batch<'_, T>) -> PartialCholesky<T> {
         let (n, w) = (self.n(), self.kd + 1);
         let [cl, _, _, hl, _] = self.system_lens();
         let full = self.batch / L;
         let (gf, gt) = diag.split_at_mut(full * L * n);
-        self.assemble_bands(coefficients, steps, full * L, &mut data[full * L * n * w..], gt, par);
-        // Each pack takes its own diagonals out (once, in its own task).
-        let diags: Vec<Mutex<&mut [T]>> = gf.chunks_mut(n * L).map(Mutex::new).collect();
-        let make_fill = |p: usize| {
-            let dg = std::mem::take(&mut *diags[p].lock().unwrap_or_else(PoisonError::into_inner));
-            let h: [&[T]; L] = std::array::from_fn(|l| &steps[(p * L + l) * hl..(p * L + l + 1) * hl]);
-            let mut asm = PackAssembler::new(self, &coefficients[p * L * cl..(p + 1) * L * cl], h);
+        self.assemble_bands(lhs, full * L, &mut data[full * L * n * w..], gt, job.par);
+        // Each full pack gets its own share of the diagonals.
+        let sides = crate::llt::pieces(gf, n * L, full);
+        let make_fill = |p: usize, dg: &'d mut [T]| {
+            let h: [&[T]; L] = std::array::from_fn(|l| &lhs.steps[(p * L + l) * hl..(p * L + l + 1) * hl]);
+            let mut asm = PackAssembler::new(self, &lhs.coefficients[p * L * cl..(p + 1) * L * cl], h, plan.isa);
             move |pack: &mut [[T; L]], upto: usize| {
                 let from = asm.done();
                 asm.fill(pack, upto);
@@ -425,7 +427,7 @@ impl Smnn {
                 }
             }
         };
-        Cholesky::factor_filled::<L, _, _>(data, self.batch, n, self.kd, b, nrhs, par, &make_fill)
+        Cholesky::factor_filled::<L, _, _, _>(plan, data, job, sides, &make_fill)
     }
 
     /// The backward's row sums of every system ([`Smnn::grads_pack`]): `L` systems at a time
@@ -433,27 +435,23 @@ impl Smnn {
     /// Outputs zeroed on entry; without `coef_steps` only `gr` and `gv` are formed (`r`, `h`,
     /// `u`, `gc` and `gh` may be empty).
     #[allow(clippy::too_many_arguments)]
-    fn grads_batch<T: Real>(&self, c: &[T], r: &[T], h: &[T], u: &[T], lam: &[T], out: Outputs<'_, T>, coef_steps: bool, par: Par) {
-        match pack_lanes::<T>(self.batch, self.kd) {
-            Some(8) => self.grads_lanes::<T, 8>(c, r, h, u, lam, out, coef_steps, par),
-            Some(16) => self.grads_lanes::<T, 16>(c, r, h, u, lam, out, coef_steps, par),
-            Some(_) => self.grads_lanes::<T, 32>(c, r, h, u, lam, out, coef_steps, par),
-            None => self.grads_lanes::<T, 1>(c, r, h, u, lam, out, coef_steps, par),
-        }
+    fn grads_batch<T: Real>(&self, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, params: &Params) {
+        let plan = Plan::new::<T>(self.batch, self.kd, params);
+        with_lanes!(plan.lanes, L => self.grads_lanes::<T, L>(plan.isa, x, out, coef_steps, params.par()))
     }
 
     /// [`grads_batch`](Self::grads_batch) with `L` lanes for the full packs.
-    #[allow(clippy::too_many_arguments)]
-    fn grads_lanes<T: Real, const L: usize>(&self, c: &[T], r: &[T], h: &[T], u: &[T], lam: &[T], out: Outputs<'_, T>, coef_steps: bool, par: Par) {
+    fn grads_lanes<T: Real, const L: usize>(&self, isa: Isa, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, par: Par) {
         let [cl, rl, vl, hl, n] = self.system_lens();
         // Without `coef_steps`, `r`, `h`, `u`, `gc` and `gh` are not used (and may be empty).
         let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
         let full = self.batch / L;
+        let GradInputs { c, r, h, u, lam } = x;
         let (packs, tail) = self.groups::<T, L>(full, [c, r, h, u, lam], out, [cl, rin, hin, ul, n, gcl, rl, vl, ghl]);
         crate::par::join(
             par,
-            || packs.into_par_iter().with_min_len(min_len(par, full.max(1))).for_each(|x| self.grads_pack::<T, L>(x, coef_steps)),
-            || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(x, coef_steps)),
+            || packs.into_par_iter().with_min_len(min_len(par, full.max(1))).for_each(|x| self.grads_pack::<T, L>(isa, x, coef_steps)),
+            || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(isa, x, coef_steps)),
         );
     }
 
@@ -514,7 +512,7 @@ impl Smnn {
     /// checks that the solution is finite (it can overflow for extreme inputs).
     fn solve_vec<T: Real>(&self, factor: &Cholesky<T>, b: Vec<T>, arg: &'static str, params: &Params) -> Result<Vec<T>> {
         let mut x = BatchMatrix::new(arg, b, self.batch, self.n(), 1)?;
-        factor.solve_in_place(&mut x, &Params { check_finite: false, ..*params })?;
+        factor.solve_in_place(&mut x, &params.with_check_finite(false))?;
         self.finite(arg, x.into_vec())
     }
 
@@ -530,8 +528,8 @@ impl Smnn {
     /// Built in `storage` (reused when large enough).
     fn assemble_rhs_batch<T: Real>(&self, x: &Inputs<'_, T>, storage: Vec<T>, params: &Params) -> Result<BatchMatrix<T>> {
         let n = self.n();
-        let mut rhs = zeroed_vec_par::<T>("u", storage, self.batch * n, self.batch, params.par)?;
-        rhs.par_chunks_mut(n).enumerate().with_min_len(min_len(params.par, self.batch)).for_each(|(s, b)| {
+        let mut rhs = zeroed_vec_par::<T>("u", storage, self.batch * n, self.batch, params.par())?;
+        rhs.par_chunks_mut(n).enumerate().with_min_len(min_len(params.par(), self.batch)).for_each(|(s, b)| {
             let sys = self.sys(x, s);
             self.assemble_rhs(sys.c, sys.r, sys.v, b)
         });
@@ -550,7 +548,7 @@ impl Smnn {
     /// kept in the returned [`Forward`] for the backward).
     ///
     /// Errors: [`Error::Shape`] (an input's length does not match its shape);
-    /// [`Error::NonFinite`] (an input holds NaN or ±∞, if `params.check_finite`; or `u`
+    /// [`Error::NonFinite`] (an input holds NaN or ±∞, if `params.check_finite()`; or `u`
     /// overflowed); [`Error::InvalidArgument`] (`steps`: a step size ≤ 0);
     /// [`Error::NotPositiveDefinite`] (the normal matrix of a system is numerically singular or
     /// indefinite: a Cholesky pivot is not above `2(kd+1)·ε` times its diagonal entry, which
@@ -590,7 +588,7 @@ impl Smnn {
     /// solve plus O(T·(E·b + D·O·K)); no O(T²) anything.
     ///
     /// Errors: [`Error::Shape`] (an input, `u`, `grad_u`, or a `factor` of another shape);
-    /// [`Error::NonFinite`] (an input, `u` or `grad_u`, if `params.check_finite`);
+    /// [`Error::NonFinite`] (an input, `u` or `grad_u`, if `params.check_finite()`);
     /// [`Error::InvalidArgument`] (`steps` ≤ 0).
     pub fn backward<T: Real>(
         &self,
@@ -601,7 +599,7 @@ impl Smnn {
         params: &Params,
     ) -> Result<Grads<T>> {
         self.check_inputs(&inputs, params)?;
-        Self::check_array("u", u, &self.u_shape(), params.check_finite)?;
+        Self::check_array("u", u, &self.u_shape(), params.check_finite())?;
         let mut grads = Grads::default();
         self.backward_checked(inputs, u, factor, grad_u, params, Vec::new(), &mut grads)?;
         Ok(grads)
@@ -622,21 +620,21 @@ impl Smnn {
         g: &mut Grads<T>,
     ) -> Result<Vec<T>> {
         self.check_factor(factor)?;
-        Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite)?;
+        Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite())?;
         let mut lam = reuse("grad_u", lam, grad_u.len())?;
         lam.extend_from_slice(grad_u);
         let lam = self.solve_vec(factor, lam, "grad_u", params)?;
         let [cl, rl, vl, hl, _] = self.system_lens();
-        let (b, par) = (self.batch, params.par);
+        let (b, par) = (self.batch, params.par());
         // Every coefficient gradient is written (not accumulated) by the row sums, so that
         // storage needs no zeroing; the others accumulate from zero.
         g.coefficients = resized_par("grad_coefficients", std::mem::take(&mut g.coefficients), b * cl, b, par)?;
         g.rhs_equation = zeroed_vec_par("grad_rhs_equation", std::mem::take(&mut g.rhs_equation), b * rl, b, par)?;
         g.init_vars = zeroed_vec_par("grad_init_vars", std::mem::take(&mut g.init_vars), b * vl, b, par)?;
         g.steps = zeroed_vec_par("grad_steps", std::mem::take(&mut g.steps), b * hl, b, par)?;
-        let (c, r, h) = (inputs.coefficients, inputs.rhs_equation, inputs.steps);
+        let x = GradInputs { c: inputs.coefficients, r: inputs.rhs_equation, h: inputs.steps, u, lam: &lam };
         let out = Outputs { gc: &mut g.coefficients, gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut g.steps };
-        self.grads_batch(c, r, h, u, &lam, out, true, par);
+        self.grads_batch(x, out, true, params);
         Ok(lam)
     }
 
