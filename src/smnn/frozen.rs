@@ -1,6 +1,6 @@
 //! The frozen left-hand side: `coefficients` and `steps` fixed, `M` factored once.
 
-use super::{GradInputs, Inputs, Outputs, Smnn};
+use super::{GradInputs, Inputs, Outputs, Smnn, Workspace};
 use crate::error::Result;
 use crate::llt::Cholesky;
 use crate::params::Params;
@@ -91,5 +91,22 @@ impl<T: Real> Frozen<T> {
         let x = GradInputs { c: &self.coefficients, r: &[], h: &[], u: &[], lam: &lam };
         l.grads_batch(x, out, false, params);
         Ok(g)
+    }
+}
+
+impl Smnn {
+
+    /// Freezes the left-hand side: checks `coefficients` and `steps`, keeps a copy, and factors
+    /// `M` once. The returned [`Frozen`] then runs the forward and the backward for new
+    /// `rhs_equation` and `init_vars` at the cost of one solve each.
+    ///
+    /// Also the way to recompute the factor for [`backward`](Self::backward) when only the
+    /// inputs and `u` were kept ([`Frozen::factor`]).
+    ///
+    /// Errors: as [`forward`](Self::forward) for `coefficients` and `steps`.
+    pub fn freeze<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Frozen<T>> {
+        self.check_lhs(coefficients, steps, params)?;
+        let factor = self.factor_unchecked(coefficients, steps, None, &mut Workspace::new(), params)?;
+        Ok(Frozen::new(*self, copy_vec("coefficients", coefficients)?, copy_vec("steps", steps)?, factor))
     }
 }

@@ -1,6 +1,12 @@
-//! The layer's options and the shape of its inputs, validated once.
+//! The layer's options and the shape of its inputs, validated once; and the checks of the
+//! arrays of each call against that shape.
 
-use crate::error::{fmt_shape, Error, Result};
+use crate::error::{Error, Result, fmt_shape};
+use crate::llt::Cholesky;
+use crate::params::Params;
+use crate::scalar::{Real, first_non_finite, fmt_value};
+
+use super::{Inputs, unravel};
 
 /// Hyper-parameters of the S-MNN layer (DESIGN §3).
 ///
@@ -268,5 +274,66 @@ impl Smnn {
     /// Per-system lengths of (coefficients, rhs_equation, init_vars, steps, u).
     pub(crate) fn system_lens(&self) -> [usize; 5] {
         [self.ct * self.e * self.block(), self.rt * self.e, self.s * self.d * self.i, self.ht, self.n()]
+    }
+}
+
+/// Validation of the arrays of one call against the layer's shape.
+impl Smnn {
+    /// Errors with [`Error::Shape`] unless `data` has the length of `shape`, then (if `finite`)
+    /// with [`Error::NonFinite`] at its first NaN or infinity.
+    pub(super) fn check_array<T: Real>(arg: &'static str, data: &[T], shape: &[usize], finite: bool) -> Result<()> {
+        let len: usize = shape.iter().product();
+        if data.len() != len {
+            return Err(Error::shape(arg, format!("{} = {len} elements", fmt_shape(shape)), format!("{} elements", data.len())));
+        }
+        if finite && let Some(k) = first_non_finite(data) {
+            return Err(Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) });
+        }
+        Ok(())
+    }
+
+
+    /// Checks `coefficients` and `steps` (lengths, finiteness, positive steps).
+    pub(super) fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
+        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite())?;
+        Self::check_array("steps", steps, &self.steps_shape(), params.check_finite())?;
+        if let Some(k) = steps.iter().position(|&h| h.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater)) {
+            let shape = self.steps_shape();
+            return Err(Error::InvalidArgument {
+                arg: "steps",
+                reason: format!(
+                    "step sizes must be positive, got {} at index {}",
+                    fmt_value(steps[k]),
+                    fmt_shape(&unravel(k, &shape))
+                ),
+            });
+        }
+        Ok(())
+    }
+
+
+    /// Checks `rhs_equation` and `init_vars`.
+    pub(super) fn check_rhs<T: Real>(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<()> {
+        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite())?;
+        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite())
+    }
+
+
+    pub(super) fn check_inputs<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<()> {
+        self.check_lhs(x.coefficients, x.steps, params)?;
+        self.check_rhs(x.rhs_equation, x.init_vars, params)
+    }
+
+
+    /// Errors with [`Error::Shape`] unless `factor` fits this layer.
+    pub(super) fn check_factor<T: Real>(&self, factor: &Cholesky<T>) -> Result<()> {
+        if factor.batch() != self.batch || factor.n() != self.n() || factor.kd() != self.kd {
+            return Err(Error::shape(
+                "factor",
+                format!("batch {}, n {}, kd {}", self.batch, self.n(), self.kd),
+                format!("batch {}, n {}, kd {}", factor.batch(), factor.n(), factor.kd()),
+            ));
+        }
+        Ok(())
     }
 }
