@@ -11,7 +11,7 @@ pub mod scalar;
 mod simd;
 pub mod smnn;
 
-pub use band::{BandBatch, BatchMatrix};
+pub use band::{BandBatch, BandRef, BatchMatrix, BatchMut, BatchRef};
 pub use error::{Error, PivotFailure, Result};
 pub use llt::{Cholesky, PartialCholesky, SolveGrads};
 pub use par::Par;

@@ -18,6 +18,8 @@
 // The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
 #![allow(clippy::needless_range_loop)]
 
+use std::ops::Range;
+
 use crate::params::Params;
 use crate::scalar::Real;
 
@@ -119,10 +121,11 @@ pub(crate) fn block_cols<T, const L: usize>(n: usize, kd: usize) -> usize {
     (256 * 1024 / col_bytes).saturating_sub(kd).max(16).min(n.max(1))
 }
 
-/// `buf[k − k0][lane] = chunk[lane·len + k]` for `k0 ≤ k < k1` and the systems present
+/// `buf[k − k0][lane] = chunk[lane·len + k]` for `k` in `rows = k0..k1` and the systems present
 /// (`chunk.len() / len` of them); missing lanes get `pad(k)`.
 #[inline(always)]
-pub(crate) fn gather<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], len: usize, k0: usize, k1: usize, pad: impl Fn(usize) -> T) {
+pub(crate) fn gather<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], len: usize, rows: Range<usize>, pad: impl Fn(usize) -> T) {
+    let (k0, k1) = (rows.start, rows.end);
     let buf = &mut buf[..k1 - k0];
     let present = chunk.len() / len;
     if present == L {
@@ -135,6 +138,12 @@ pub(crate) fn gather<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], l
             *v = if lane < present { chunk[lane * len + k0 + i] } else { pad(k0 + i) };
         }
     }
+}
+
+/// [`gather`] of whole arrays (`rows = 0..len`), missing lanes zero.
+#[inline(always)]
+pub(crate) fn gather_all<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], len: usize) {
+    gather(chunk, buf, len, 0..len, |_| T::zero());
 }
 
 /// `chunk[lane·len + k0 + i] = buf[i][lane]` for every row `i` of `buf` and the systems present.
@@ -154,12 +163,12 @@ pub(crate) fn scatter<T: Real, const L: usize>(buf: &[[T; L]], chunk: &mut [T], 
     }
 }
 
-/// [`gather`] of the band columns `c0 ≤ j < c1` (band layout, `n·(kd+1)` per system); padding
-/// lanes are the identity (diagonal 1, band 0).
+/// [`gather`] of the band columns `cols` (band layout, `n·(kd+1)` per system); padding lanes
+/// are the identity (diagonal 1, band 0).
 #[inline(always)]
-pub(crate) fn gather_band<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], n: usize, kd: usize, c0: usize, c1: usize) {
+pub(crate) fn gather_band<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L]], n: usize, kd: usize, cols: Range<usize>) {
     let w = kd + 1;
-    gather(chunk, buf, n * w, c0 * w, c1 * w, |k| if k % w == 0 { T::one() } else { T::zero() });
+    gather(chunk, buf, n * w, cols.start * w..cols.end * w, |k| if k % w == 0 { T::one() } else { T::zero() });
 }
 
 /// [`scatter`] of the band columns starting at `c0` (as many as `buf` holds).
@@ -214,15 +223,16 @@ impl<T: Real, const L: usize> Window<T, L> {
         Self { rows: Vec::new(), start: 0, end: 0 }
     }
 
-    /// Rows `k0..k1` of the `L` systems of `src` (`len` elements each, system after system),
-    /// gathering rows `k0..min(k0 + span, len)` (at least `k1`) first unless they are in the
-    /// window already.
+    /// Rows `k0..k1` (`rows`) of the `L` systems of `src` (`len` elements each, system after
+    /// system), gathering rows `k0..min(k0 + span, len)` (at least `k1`) first unless they are
+    /// in the window already.
     #[inline(always)]
-    pub(crate) fn get(&mut self, src: &[T], len: usize, k0: usize, k1: usize, span: usize) -> &[[T; L]] {
+    pub(crate) fn get(&mut self, src: &[T], len: usize, rows: Range<usize>, span: usize) -> &[[T; L]] {
+        let (k0, k1) = (rows.start, rows.end);
         if k0 < self.start || k1 > self.end {
             let end = (k0 + span).max(k1).min(len);
             self.rows.resize(end - k0, [T::zero(); L]);
-            gather(src, &mut self.rows, len, k0, end, |_| T::zero());
+            gather(src, &mut self.rows, len, k0..end, |_| T::zero());
             (self.start, self.end) = (k0, end);
         }
         &self.rows[k0 - self.start..k1 - self.start]
@@ -241,20 +251,24 @@ mod x86 {
     /// when `L` is not a multiple of the tile width.
     #[inline(always)]
     pub(super) fn transpose_in<T: Real, const L: usize>(sys: &[&[T]; L], rows: &mut [[T; L]]) -> bool {
+        if sys.iter().any(|s| s.len() != rows.len()) {
+            return false;
+        }
         let ptrs: [*mut T; L] = std::array::from_fn(|l| sys[l].as_ptr() as *mut T);
-        debug_assert!(sys.iter().all(|s| s.len() == rows.len()));
-        // SAFETY: each `sys[lane]` holds `rows.len()` elements (the callers slice them so; checked
-        // in debug builds) and is only read (`to_rows`); `rows` is a distinct `&mut` borrow.
+        // SAFETY: each `sys[lane]` holds `rows.len()` elements (checked just above) and is only
+        // read (`to_rows`); `rows` is a distinct `&mut` borrow.
         unsafe { transpose(ptrs, rows.as_mut_ptr(), rows.len(), true) }
     }
 
     /// [`super::transpose_out`] through register tiles (see [`transpose_in`]).
     #[inline(always)]
     pub(super) fn transpose_out<T: Real, const L: usize>(rows: &[[T; L]], sys: &mut [&mut [T]; L]) -> bool {
-        debug_assert!(sys.iter().all(|s| s.len() == rows.len()));
+        if sys.iter().any(|s| s.len() != rows.len()) {
+            return false;
+        }
         let ptrs: [*mut T; L] = std::array::from_fn(|l| sys[l].as_mut_ptr());
         // SAFETY: the `L` slices are distinct `&mut` borrows (so the pointers never alias) of
-        // `rows.len()` elements each; `rows` is only read (`!to_rows`).
+        // `rows.len()` elements each (checked just above); `rows` is only read (`!to_rows`).
         unsafe { transpose(ptrs, rows.as_ptr() as *mut [T; L], rows.len(), false) }
     }
 

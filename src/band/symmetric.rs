@@ -1,4 +1,6 @@
-use crate::error::{fmt_shape, Error, Result};
+use std::marker::PhantomData;
+
+use crate::error::{Error, Result, fmt_shape};
 use crate::alloc::zeroed_vec;
 use crate::scalar::{first_non_finite, fmt_value, Real};
 
@@ -32,18 +34,22 @@ use crate::scalar::{first_non_finite, fmt_value, Real};
 ///
 /// `kd = 0` (diagonal) and `kd ≥ n − 1` (the whole lower triangle) are valid.
 #[derive(Clone, Debug, PartialEq)]
-pub struct BandBatch<T> {
+pub struct BandBatch<T, S = Vec<T>> {
     batch: usize,
     n: usize,
     kd: usize,
-    data: Vec<T>,
+    data: S,
+    elem: PhantomData<T>,
 }
+
+/// A [`BandBatch`] borrowing its data (the column band layout above).
+pub type BandRef<'a, T> = BandBatch<T, &'a [T]>;
 
 impl<T: Real> BandBatch<T> {
     /// A batch of zero matrices. Errors if `batch == 0` or `n == 0`, or if the size overflows.
     pub fn zeros(batch: usize, n: usize, kd: usize) -> Result<Self> {
         let len = Self::checked_len(batch, n, kd)?;
-        Ok(Self { batch, n, kd, data: zeroed_vec("ab", len)? })
+        Ok(Self::from_parts(batch, n, kd, zeroed_vec("ab", len)?))
     }
 
     /// `batch·n·(kd+1)`, or [`Error::Shape`] (empty batch or matrices) / [`Error::InvalidArgument`] (overflow).
@@ -69,7 +75,7 @@ impl<T: Real> BandBatch<T> {
     ///
     /// Values are not checked here; [`crate::Cholesky::factor`] checks finiteness unless told
     /// not to. Errors: [`Error::Shape`] if `ab.len() != batch·(kd+1)·n`, `batch == 0` or `n == 0`.
-    pub fn from_lower_band(ab: &[T], batch: usize, kd: usize, n: usize) -> Result<Self> {
+    pub fn from_lower_band(ab: &[T], batch: usize, n: usize, kd: usize) -> Result<Self> {
         let mut out = Self::zeros(batch, n, kd)?;
         if ab.len() != out.data.len() {
             return Err(Error::shape(
@@ -90,20 +96,6 @@ impl<T: Real> BandBatch<T> {
         Ok(out)
     }
 
-    /// Writes the interchange layout `(batch, kd + 1, n)` (row-major); ignored entries are 0.
-    pub fn to_lower_band(&self) -> Vec<T> {
-        let (n, w) = (self.n, self.kd + 1);
-        let mut ab = vec![T::zero(); self.data.len()];
-        for (dst, sys) in ab.chunks_exact_mut(n * w).zip(self.data.chunks_exact(n * w)) {
-            for d in 0..w.min(n) {
-                for j in 0..n - d {
-                    dst[d * n + j] = sys[j * w + d];
-                }
-            }
-        }
-        ab
-    }
-
     /// Builds a batch from a function of `(system, i, j)` evaluated on the lower band
     /// (`j ≤ i ≤ j + kd`, `i < n`), column by column. O(batch·n·kd) calls.
     ///
@@ -119,6 +111,79 @@ impl<T: Real> BandBatch<T> {
             }
         }
         Ok(out)
+    }
+
+    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// Consumes `self`, returning `(batch, n, kd, storage)`.
+    pub(crate) fn into_parts(self) -> (usize, usize, usize, Vec<T>) {
+        (self.batch, self.n, self.kd, self.data)
+    }
+
+    /// Wraps storage in the internal layout; the caller guarantees
+    /// `data.len() == batch·n·(kd+1)` with `batch, n ≥ 1`.
+    pub(crate) fn from_parts(batch: usize, n: usize, kd: usize, data: Vec<T>) -> Self {
+        debug_assert_eq!(data.len(), batch * n * (kd + 1));
+        Self { batch, n, kd, data, elem: PhantomData }
+    }
+
+    /// Keeps only the listed systems (in the given order).
+    pub(crate) fn select(&self, systems: &[usize]) -> Option<Self> {
+        if systems.is_empty() {
+            return None;
+        }
+        let len = self.system_len();
+        let mut data = Vec::with_capacity(systems.len() * len);
+        for &s in systems {
+            data.extend_from_slice(self.system(s)?);
+        }
+        Some(Self::from_parts(systems.len(), self.n, self.kd, data))
+    }
+}
+
+impl<T: Real, S: AsRef<[T]>> BandBatch<T, S> {
+    /// Wraps `batch` systems already in the column band layout above (LAPACK's lower band
+    /// storage, `data[(s·n + j)·(kd+1) + d] = A_s[j + d, j]`): a `Vec<T>`, or a borrowed `&[T]`
+    /// (no copy). Entries below the matrix (`j + d ≥ n`) are ignored.
+    ///
+    /// Errors: [`Error::Shape`] (`ab`) if `data.len() != batch·n·(kd+1)`, `batch == 0` or
+    /// `n == 0`; [`Error::InvalidArgument`] if that size overflows.
+    pub fn new(data: S, batch: usize, n: usize, kd: usize) -> Result<Self> {
+        let len = BandBatch::<T>::checked_len(batch, n, kd)?;
+        if data.as_ref().len() != len {
+            return Err(Error::shape(
+                "ab",
+                format!("{len} elements = batch·n·(kd+1) for batch {batch}, n {n}, kd {kd}"),
+                format!("{} elements", data.as_ref().len()),
+            ));
+        }
+        Ok(Self { batch, n, kd, data, elem: PhantomData })
+    }
+
+    /// A borrowed view of the same data.
+    pub fn view(&self) -> BandRef<'_, T> {
+        BandBatch { batch: self.batch, n: self.n, kd: self.kd, data: self.data.as_ref(), elem: PhantomData }
+    }
+
+    /// An owned copy (errors only if it cannot be allocated).
+    pub fn to_owned(&self) -> Result<BandBatch<T>> {
+        Ok(BandBatch::from_parts(self.batch, self.n, self.kd, crate::alloc::copy_vec("ab", self.as_slice())?))
+    }
+
+    /// Writes the interchange layout `(batch, kd + 1, n)` (row-major); ignored entries are 0.
+    pub fn to_lower_band(&self) -> Vec<T> {
+        let (n, w) = (self.n, self.kd + 1);
+        let mut ab = vec![T::zero(); self.as_slice().len()];
+        for (dst, sys) in ab.chunks_exact_mut(n * w).zip(self.as_slice().chunks_exact(n * w)) {
+            for d in 0..w.min(n) {
+                for j in 0..n - d {
+                    dst[d * n + j] = sys[j * w + d];
+                }
+            }
+        }
+        ab
     }
 
     /// Number of systems.
@@ -144,14 +209,14 @@ impl<T: Real> BandBatch<T> {
         if i - j > self.kd {
             return Some(T::zero());
         }
-        Some(self.data[(system * self.n + j) * (self.kd + 1) + (i - j)])
+        Some(self.as_slice()[(system * self.n + j) * (self.kd + 1) + (i - j)])
     }
 
     /// One system's column-major band (`n·(kd+1)` elements, layout as above), or `None` if
     /// `s ≥ batch`.
     pub fn system(&self, s: usize) -> Option<&[T]> {
         let len = self.system_len();
-        self.data.get(s * len..(s + 1) * len)
+        self.as_slice().get(s.checked_mul(len)?..s.checked_add(1)?.checked_mul(len)?)
     }
 
     /// Elements per system, `n·(kd+1)`.
@@ -161,48 +226,22 @@ impl<T: Real> BandBatch<T> {
 
     /// All systems, internal layout.
     pub fn as_slice(&self) -> &[T] {
-        &self.data
-    }
-
-    pub(crate) fn as_mut_slice(&mut self) -> &mut [T] {
-        &mut self.data
-    }
-
-    /// Consumes `self`, returning `(batch, n, kd, storage)`.
-    pub(crate) fn into_parts(self) -> (usize, usize, usize, Vec<T>) {
-        (self.batch, self.n, self.kd, self.data)
-    }
-
-    /// Wraps storage in the internal layout; the caller guarantees
-    /// `data.len() == batch·n·(kd+1)` with `batch, n ≥ 1`.
-    pub(crate) fn from_parts(batch: usize, n: usize, kd: usize, data: Vec<T>) -> Self {
-        debug_assert_eq!(data.len(), batch * n * (kd + 1));
-        Self { batch, n, kd, data }
-    }
-
-    /// Keeps only the listed systems (in the given order).
-    pub(crate) fn select(&self, systems: &[usize]) -> Option<Self> {
-        if systems.is_empty() {
-            return None;
-        }
-        let len = self.system_len();
-        let mut data = Vec::with_capacity(systems.len() * len);
-        for &s in systems {
-            data.extend_from_slice(self.system(s)?);
-        }
-        Some(Self { batch: systems.len(), n: self.n, kd: self.kd, data })
+        self.data.as_ref()
     }
 
     /// Errors with [`Error::NonFinite`] (index in the interchange layout `(s, d, j)`) if a
-    /// stored band entry is NaN or infinite.
+    /// band entry of the matrices (not one of the ignored entries below them) is NaN or
+    /// infinite.
     pub fn check_finite(&self, arg: &'static str) -> Result<()> {
-        match first_non_finite(&self.data) {
-            None => Ok(()),
-            Some(k) => {
-                let w = self.kd + 1;
-                let (s, j, d) = (k / (self.n * w), (k / w) % self.n, k % w);
-                Err(Error::NonFinite { arg, index: vec![s, d, j], value: fmt_value(self.data[k]) })
+        let (data, n, w) = (self.as_slice(), self.n, self.kd + 1);
+        let mut from = 0;
+        while let Some(k) = first_non_finite(&data[from..]).map(|k| from + k) {
+            let (s, j, d) = (k / (n * w), (k / w) % n, k % w);
+            if j + d < n {
+                return Err(Error::NonFinite { arg, index: vec![s, d, j], value: fmt_value(data[k]) });
             }
+            from = k + 1;
         }
+        Ok(())
     }
 }

@@ -1,5 +1,7 @@
 use crate::scalar::Real;
 
+use super::Dims;
+
 /// The band gradient of one system of `X = A⁻¹B`: with `x` = X and `lam` = Λ = A⁻¹ ∂ℓ/∂X (both
 /// row-major `n × nrhs`), writes into `g` (column-major band, `g[j·(kd+1) + d]`)
 ///
@@ -9,7 +11,8 @@ use crate::scalar::Real;
 /// ```
 ///
 /// and zero below the matrix. `2·n·(2kd+1)·nrhs` flops; no allocation.
-pub(crate) fn band_gradient_system<T: Real>(x: &[T], lam: &[T], n: usize, kd: usize, nrhs: usize, g: &mut [T]) {
+pub(crate) fn band_gradient_system<T: Real>(x: &[T], lam: &[T], dims: Dims, g: &mut [T]) {
+    let Dims { n, kd, nrhs } = dims;
     let w = kd + 1;
     for j in 0..n {
         let xj = &x[j * nrhs..(j + 1) * nrhs];

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use crate::alloc::with_thread_scratch;
-use crate::band::lanes::{block_cols, gather, pack_lanes, scatter, tail_as_pack, with_lanes};
+use crate::band::lanes::{block_cols, gather_all, pack_lanes, scatter, tail_as_pack, with_lanes};
 use crate::par::{Par, join, min_len};
 use crate::params::Params;
 use crate::scalar::Real;
@@ -79,7 +79,7 @@ pub(crate) fn pieces<T>(v: &mut [T], len: usize, count: usize) -> Vec<&mut [T]> 
 fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims) -> [usize; L] {
     let len = dims.n * dims.nrhs;
     if len > 0 {
-        gather(rhs, rbuf, len, 0, len, |_| T::zero());
+        gather_all(rhs, rbuf, len);
     }
     let fail = factor_pack(isa, &mut cols, &mut rbuf[..len], dims);
     if len > 0 {
@@ -91,7 +91,7 @@ fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, 
 /// Solves one pack's right-hand sides with the factor in `cols` (see [`factor_one`]).
 fn solve_one<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims) {
     let len = dims.n * dims.nrhs;
-    gather(rhs, rbuf, len, 0, len, |_| T::zero());
+    gather_all(rhs, rbuf, len);
     solve_pack(isa, &mut cols, &mut rbuf[..len], dims);
     scatter(&rbuf[..len], rhs, len, 0);
 }
@@ -268,7 +268,7 @@ pub(crate) fn repack<T: Real, const L: usize>(data: &mut [T], batch: usize, len:
         with_thread_scratch::<T, _>(len * L, |buf| {
             let buf = buf.as_chunks_mut::<L>().0;
             if to_packs {
-                gather(chunk, buf, len, 0, len, |_| T::zero());
+                gather_all(chunk, buf, len);
                 chunk.copy_from_slice(buf.as_flattened());
             } else {
                 buf.as_flattened_mut().copy_from_slice(chunk);

@@ -22,7 +22,7 @@ use crate::scalar::Real;
 
 use crate::simd::Isa;
 
-use super::kernels::{Dims, factor_window_in, solve_window_in, touch};
+use super::kernels::{Dims, backward_in, factor_window_in, forward_in, touch};
 
 /// Read access to the factored columns of a pack, for the substitutions.
 pub(crate) trait Factored<T, const L: usize> {
@@ -58,9 +58,9 @@ pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, c
     let mut fail = [usize::MAX; L];
     for (j0, j1) in blocks(n, block) {
         let win = cols.open(j0, (j1 + dims.kd).min(n));
-        factor_window_in(isa, win, dims, j1 - j0, j0, &mut fail);
+        factor_window_in(isa, win, dims, j0..j1, &mut fail);
         if dims.nrhs > 0 {
-            solve_window_in(isa, &win[..(j1 - j0) * w], rhs, dims, j0, true);
+            forward_in(isa, &win[..(j1 - j0) * w], rhs, dims, j0);
         }
         cols.retire(j0, j1);
     }
@@ -69,7 +69,7 @@ pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, c
         return fail;
     }
     for (j0, j1) in blocks(n, block).rev() {
-        solve_window_in(isa, cols.factored(j0, j1), rhs, dims, j0, false);
+        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
         cols.store(j0, j1);
     }
     fail
@@ -81,10 +81,10 @@ pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, c
 pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims) {
     let block = block_cols::<T, L>(dims.n, dims.kd);
     for (j0, j1) in blocks(dims.n, block) {
-        solve_window_in(isa, cols.factored(j0, j1), rhs, dims, j0, true);
+        forward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
     }
     for (j0, j1) in blocks(dims.n, block).rev() {
-        solve_window_in(isa, cols.factored(j0, j1), rhs, dims, j0, false);
+        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
     }
 }
 
@@ -130,7 +130,7 @@ impl<T: Real, const L: usize> Columns<T, L> for Gathered<'_, T, L> {
     fn open(&mut self, j0: usize, upto: usize) -> &mut [[T; L]] {
         let w = self.kd + 1;
         if upto > self.loaded {
-            gather_band(self.band, &mut self.buf[self.loaded * w..], self.n, self.kd, self.loaded, upto);
+            gather_band(self.band, &mut self.buf[self.loaded * w..], self.n, self.kd, self.loaded..upto);
             self.loaded = upto;
         }
         &mut self.buf[j0 * w..upto * w]
@@ -180,7 +180,7 @@ pub(crate) struct BandFactor<'a, T, const L: usize> {
 impl<'a, T: Real, const L: usize> BandFactor<'a, T, L> {
     #[inline(always)]
     fn into_factored(self, j0: usize, j1: usize) -> &'a [[T; L]] {
-        gather_band(self.band, self.buf, self.n, self.kd, j0, j1);
+        gather_band(self.band, self.buf, self.n, self.kd, j0..j1);
         &self.buf[..(j1 - j0) * (self.kd + 1)]
     }
 }
@@ -201,7 +201,7 @@ impl<T: Real, const L: usize> Columns<T, L> for Streamed<'_, T, L> {
             self.start = j0;
         }
         let (start, loaded) = (self.start, self.loaded);
-        gather_band(self.band, &mut self.buf[(loaded - start) * w..], self.n, self.kd, loaded, upto);
+        gather_band(self.band, &mut self.buf[(loaded - start) * w..], self.n, self.kd, loaded..upto);
         self.loaded = upto;
         &mut self.buf[..(upto - start) * w]
     }

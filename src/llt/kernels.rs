@@ -8,26 +8,33 @@
 // The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
 #![allow(clippy::needless_range_loop)]
 
+use std::ops::Range;
+
 use crate::scalar::Real;
 use crate::simd::{Isa, dispatch};
 
-/// [`factor_window`] under `isa`: one dispatch per window of columns.
+/// [`factor_window`] of the columns `cols` (the window `a` starts at `cols.start`) under `isa`:
+/// one dispatch per window.
 #[inline]
-pub(crate) fn factor_window_in<T: Real, const L: usize>(isa: Isa, a: &mut [[T; L]], dims: Dims, nb: usize, j0: usize, fail: &mut [usize; L]) {
-    dispatch(isa, FactorWindow { a, dims, nb, j0, fail });
+pub(crate) fn factor_window_in<T: Real, const L: usize>(isa: Isa, a: &mut [[T; L]], dims: Dims, cols: Range<usize>, fail: &mut [usize; L]) {
+    dispatch(isa, FactorWindow { a, dims, nb: cols.len(), j0: cols.start, fail });
 }
 
-/// [`solve_window`] under `isa`: one dispatch per window of columns.
+// The direction of a substitution is a const parameter of `SolveWindow` so that the operation
+// stays within 8 words, which pulp passes in registers: passed through memory, the compiler
+// loses track of which slices may alias and leaves the lane loops scalar (measured: f32,
+// kd = 17, 1.4× slower).
+
+/// The forward substitution of [`solve_window`] under `isa`: one dispatch per window.
 #[inline]
-pub(crate) fn solve_window_in<T: Real, const L: usize>(isa: Isa, l: &[[T; L]], b: &mut [[T; L]], dims: Dims, j0: usize, forward: bool) {
-    // The direction is a const parameter so that the operation stays within 8 words, which
-    // pulp passes in registers: passed through memory, the compiler loses track of which
-    // slices may alias and leaves the lane loops scalar (measured: f32, kd = 17, 1.4× slower).
-    if forward {
-        dispatch(isa, SolveWindow::<T, L, true> { l, b, dims, j0 });
-    } else {
-        dispatch(isa, SolveWindow::<T, L, false> { l, b, dims, j0 });
-    }
+pub(crate) fn forward_in<T: Real, const L: usize>(isa: Isa, l: &[[T; L]], b: &mut [[T; L]], dims: Dims, j0: usize) {
+    dispatch(isa, SolveWindow::<T, L, true> { l, b, dims, j0 });
+}
+
+/// The backward substitution of [`solve_window`] under `isa`: one dispatch per window.
+#[inline]
+pub(crate) fn backward_in<T: Real, const L: usize>(isa: Isa, l: &[[T; L]], b: &mut [[T; L]], dims: Dims, j0: usize) {
+    dispatch(isa, SolveWindow::<T, L, false> { l, b, dims, j0 });
 }
 
 /// The arguments of [`factor_window`], as a SIMD operation (8 words: passed in registers).
@@ -48,7 +55,7 @@ impl<T: Real, const L: usize> pulp::WithSimd for FactorWindow<'_, T, L> {
 }
 
 /// The arguments of [`solve_window`], as a SIMD operation (at most 8 words: see
-/// [`solve_window_in`]).
+/// [`forward_in`]).
 struct SolveWindow<'a, T, const L: usize, const FORWARD: bool> {
     l: &'a [[T; L]],
     b: &'a mut [[T; L]],

@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 
 use rayon::prelude::*;
 
-use crate::band::{BandBatch, BatchMatrix};
+use crate::band::{BandBatch, BatchMatrix, BatchMut};
 use crate::band::lanes::with_lanes;
 use crate::error::{Error, PivotFailure, Result};
 use crate::par::min_len;
@@ -118,11 +118,11 @@ impl<T: Real> Cholesky<T> {
     /// [`Error::NotPositiveDefinite`] naming the first failing system and column and listing
     /// every failing system. To keep the factors of the systems that did succeed, use
     /// [`factor_partial`](Self::factor_partial).
-    pub fn factor(a: &BandBatch<T>, params: &Params) -> Result<Self> {
+    pub fn factor<S: AsRef<[T]>>(a: &BandBatch<T, S>, params: &Params) -> Result<Self> {
         if params.check_finite() {
             a.check_finite("ab")?;
         }
-        Self::factor_in_place(a.clone(), &params.with_check_finite(false))
+        Self::factor_in_place(a.to_owned()?, &params.with_check_finite(false))
     }
 
     /// Like [`factor`](Self::factor), overwriting `a`'s storage with the factor (no copy).
@@ -144,8 +144,8 @@ impl<T: Real> Cholesky<T> {
     /// `rhs`, if `params.check_finite()`); [`Error::NotPositiveDefinite`] as
     /// [`factor`](Self::factor), and then `b` holds unspecified values (the systems that factored
     /// are solved, the others are not).
-    pub fn factor_solve(a: BandBatch<T>, b: &mut BatchMatrix<T>, params: &Params) -> Result<Self> {
-        Self::factor_partial_solve(a, Some(b), params)?.complete()
+    pub fn factor_solve<S: AsRef<[T]> + AsMut<[T]>>(a: BandBatch<T>, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<Self> {
+        Self::factor_partial_solve(a, Some(b.view_mut()), params)?.complete()
     }
 
     /// Factors every system it can: never fails for a non-positive-definite system, but
@@ -158,7 +158,7 @@ impl<T: Real> Cholesky<T> {
 
     /// [`factor_partial`](Self::factor_partial), with `b` also solved in the same pass (see
     /// [`factor_solve`](Self::factor_solve); a failed system's `b` holds garbage).
-    pub(crate) fn factor_partial_solve(mut a: BandBatch<T>, b: Option<&mut BatchMatrix<T>>, params: &Params) -> Result<PartialCholesky<T>> {
+    pub(crate) fn factor_partial_solve(mut a: BandBatch<T>, b: Option<BatchMut<'_, T>>, params: &Params) -> Result<PartialCholesky<T>> {
         if params.check_finite() {
             a.check_finite("ab")?;
         }
@@ -170,7 +170,7 @@ impl<T: Real> Cholesky<T> {
                     b.check_finite("rhs")?;
                 }
                 let nrhs = b.cols();
-                (b.as_mut_slice(), nrhs)
+                (b.into_mut_slice(), nrhs)
             }
             None => (&mut [][..], 0),
         };
@@ -283,14 +283,14 @@ impl<T: Real> Cholesky<T> {
     /// Solves `A_s X_s = B_s` for every system: `b` is `(batch, n, nrhs)`, the result too.
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`rhs`), [`Error::NonFinite`].
-    pub fn solve(&self, b: &BatchMatrix<T>, params: &Params) -> Result<BatchMatrix<T>> {
-        let mut x = b.clone();
+    pub fn solve<S: AsRef<[T]>>(&self, b: &BatchMatrix<T, S>, params: &Params) -> Result<BatchMatrix<T>> {
+        let mut x = b.to_owned()?;
         self.solve_in_place(&mut x, params)?;
         Ok(x)
     }
 
     /// [`solve`](Self::solve) overwriting `b` with the solution.
-    pub fn solve_in_place(&self, b: &mut BatchMatrix<T>, params: &Params) -> Result<()> {
+    pub fn solve_in_place<S: AsRef<[T]> + AsMut<[T]>>(&self, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<()> {
         b.expect_systems("rhs", self.batch(), self.n())?;
         if params.check_finite() {
             b.check_finite("rhs")?;
@@ -331,7 +331,7 @@ impl<T: Real> Cholesky<T> {
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`x`, `grad_x`),
     /// [`Error::NonFinite`].
-    pub fn backward(&self, x: &BatchMatrix<T>, grad_x: &BatchMatrix<T>, params: &Params) -> Result<SolveGrads<T>> {
+    pub fn backward<S1: AsRef<[T]>, S2: AsRef<[T]>>(&self, x: &BatchMatrix<T, S1>, grad_x: &BatchMatrix<T, S2>, params: &Params) -> Result<SolveGrads<T>> {
         x.expect_systems("x", self.batch(), self.n())?;
         grad_x.expect_shape("grad_x", x.shape())?;
         if params.check_finite() {
@@ -347,7 +347,7 @@ impl<T: Real> Cholesky<T> {
             .zip(x.as_slice().par_chunks(n * nrhs))
             .zip(lambda.as_slice().par_chunks(n * nrhs))
             .with_min_len(min_len(params.par(), self.batch()))
-            .for_each(|((g, x), lam)| band_gradient_system(x, lam, n, kd, nrhs, g));
+            .for_each(|((g, x), lam)| band_gradient_system(x, lam, Dims { n, kd, nrhs }, g));
         Ok(SolveGrads { rhs: lambda, ab })
     }
 }

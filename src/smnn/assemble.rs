@@ -1,4 +1,4 @@
-//! The rows of DESIGN §3 and the per-system kernels that assemble `M = AᵀA` (into the
+//! The rows (`docs/ARCHITECTURE.md`, "The S-MNN rows") and the per-system kernels that assemble `M = AᵀA` (into the
 //! column-major band of [`crate::BandBatch`]) and `Aᵀβ`, and the backward's row-local sums.
 //!
 //! Nothing here forms `A`: each row family is handled where it lives (the equation rows inside
@@ -285,7 +285,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         // 1. Equations: block (t, t) += w_eq² Σ_e c cᵀ (lower triangle).
         let tc = if ly.ct == 1 { 0 } else { t };
         let eb = e_n * b;
-        let rows = if eb > 0 { self.rows.get(self.c, self.c.len() / L, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
+        let rows = if eb > 0 { self.rows.get(self.c, self.c.len() / L, tc * eb..(tc + 1) * eb, CHUNK * eb) } else { &[] };
         for row in rows.chunks_exact(b) {
             for q in 0..b {
                 let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);

@@ -10,7 +10,6 @@ use crate::llt::{Cholesky, Plan};
 use crate::par::{Par, min_len};
 use crate::params::Params;
 use crate::scalar::Real;
-use crate::simd::Isa;
 
 use super::grads::PackGrads;
 use super::{Forward, GradInputs, Grads, Inputs, Outputs, Smnn, split_mut};
@@ -28,7 +27,7 @@ impl<'a, T: Real> Forward<'a, T> {
     /// The backward for the cotangent `grad_u` = ∂ℓ/∂u (`(batch, T, D, O)`): one more solve
     /// with the forward's factor and O(T) row sums. See [`Smnn::backward`].
     ///
-    /// Errors: [`Error::Shape`] (`grad_u`), [`Error::NonFinite`] (`grad_u`, if
+    /// Errors: [`Error::Shape`](crate::Error::Shape) (`grad_u`), [`Error::NonFinite`](crate::Error::NonFinite) (`grad_u`, if
     /// `params.check_finite()`).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<Grads<T>> {
         let mut grads = Grads::default();
@@ -65,9 +64,9 @@ impl Smnn {
     /// `h` through the derivatives of the smoothness rows). Cost per system O(n·kd) for the
     /// solve plus O(T·(E·b + D·O·K)); no O(T²) anything.
     ///
-    /// Errors: [`Error::Shape`] (an input, `u`, `grad_u`, or a `factor` of another shape);
-    /// [`Error::NonFinite`] (an input, `u` or `grad_u`, if `params.check_finite()`);
-    /// [`Error::InvalidArgument`] (`steps` ≤ 0).
+    /// Errors: [`Error::Shape`](crate::Error::Shape) (an input, `u`, `grad_u`, or a `factor` of another shape);
+    /// [`Error::NonFinite`](crate::Error::NonFinite) (an input, `u` or `grad_u`, if `params.check_finite()`);
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps` ≤ 0).
     pub fn backward<T: Real>(
         &self,
         inputs: Inputs<'_, T>,
@@ -83,11 +82,9 @@ impl Smnn {
         Ok(grads)
     }
 
-
     /// [`backward`](Self::backward) for inputs and `u` already checked, into `g` (its vectors
     /// reused, any contents), with `λ` solved in `lam` (storage reused; returned for the next
     /// call).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn backward_checked<T: Real>(&self, job: BackwardJob<'_, T>, params: &Params, lam: Vec<T>, g: &mut Grads<T>) -> Result<Vec<T>> {
         let BackwardJob { inputs, u, factor, grad_u } = job;
         self.check_factor(factor)?;
@@ -109,20 +106,18 @@ impl Smnn {
         Ok(lam)
     }
 
-
     /// The backward's row sums of every system ([`Smnn::grads_pack`]): `L` systems at a time
-    /// over the batch's packs (the lanes of [`pack_lanes`]), one at a time for the rest.
+    /// over the batch's packs (the lanes of [`crate::band::pack_lanes`]), one at a time for the rest.
     /// Outputs zeroed on entry; without `coef_steps` only `gr` and `gv` are formed (`r`, `h`,
     /// `u`, `gc` and `gh` may be empty).
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn grads_batch<T: Real>(&self, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, params: &Params) {
         let plan = Plan::new::<T>(self.batch, self.kd, params);
-        with_lanes!(plan.lanes, L => self.grads_lanes::<T, L>(plan.isa, x, out, coef_steps, params.par()))
+        with_lanes!(plan.lanes, L => self.grads_lanes::<T, L>(plan, x, out, coef_steps, params.par()))
     }
 
-
     /// [`grads_batch`](Self::grads_batch) with `L` lanes for the full packs.
-    fn grads_lanes<T: Real, const L: usize>(&self, isa: Isa, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, par: Par) {
+    fn grads_lanes<T: Real, const L: usize>(&self, plan: Plan, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, par: Par) {
+        let isa = plan.isa;
         let [cl, rl, vl, hl, n] = self.system_lens();
         // Without `coef_steps`, `r`, `h`, `u`, `gc` and `gh` are not used (and may be empty).
         let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
@@ -135,7 +130,6 @@ impl Smnn {
             || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(isa, x, coef_steps)),
         );
     }
-
 
     /// Splits inputs and outputs (per-system lengths `lens`: `c, r, h, u, λ`, then `gc, gr, gv,
     /// gh`) into `packs` groups of `L` systems, then one group per remaining system.

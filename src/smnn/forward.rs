@@ -16,6 +16,13 @@ use crate::scalar::{Real, first_non_finite, fmt_value};
 use super::assemble::{PackAssembler, Sys};
 use super::{Inputs, Lhs, Smnn, unravel};
 
+/// Where [`Smnn::assemble_bands`] writes: the band-layout storage of some systems' `M` and their
+/// diagonals (`n` per system).
+struct Normal<'a, T> {
+    band: &'a mut [T],
+    diag: &'a mut [T],
+}
+
 /// The result of [`Smnn::forward`]: the trajectory `u` and what the backward needs (the
 /// factor of `M` and the borrowed inputs).
 #[derive(Clone, Debug)]
@@ -96,10 +103,9 @@ impl Smnn {
         Sys { c: &x.coefficients[s * cl..(s + 1) * cl], r: &x.rhs_equation[s * rl..(s + 1) * rl], v: &x.init_vars[s * vl..(s + 1) * vl] }
     }
 
-
     /// Assembles and factors `M` for checked `coefficients` and `steps`.
     ///
-    /// A system fails ([`Error::NotPositiveDefinite`]) when a pivot `d_j = M_jj − Σ_k L_jk²` is
+    /// A system fails ([`Error::NotPositiveDefinite`](crate::Error::NotPositiveDefinite)) when a pivot `d_j = M_jj − Σ_k L_jk²` is
     /// not above `2(kd+1)·ε·M_jj`: the rounding error of that difference is up to
     /// `≈ (kd+1)·ε·M_jj`, so such a pivot is noise, and since `d_j/M_jj ≥ 1/κ₂(M)` it can only
     /// happen for `κ₂(M) ≳ 1/(2(kd+1)ε)`, where `u` would have no correct digit. (Exactly
@@ -108,14 +114,7 @@ impl Smnn {
     /// With `rhs`, also solves it in place in the same pass ([`Cholesky::factor_solve`]). The
     /// band is built in `ws.band`'s storage (moved into the factor) and the diagonal of `M` in
     /// `ws.diag` (left there).
-    pub(super) fn factor_unchecked<T: Real>(
-        &self,
-        coefficients: &[T],
-        steps: &[T],
-        rhs: Option<&mut BatchMatrix<T>>,
-        ws: &mut Workspace<T>,
-        params: &Params,
-    ) -> Result<Cholesky<T>> {
+    pub(super) fn factor_unchecked<T: Real>(&self, lhs: Lhs<'_, T>, rhs: Option<&mut BatchMatrix<T>>, ws: &mut Workspace<T>, params: &Params) -> Result<Cholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
         let total = BandBatch::<T>::checked_len(batch, n, kd)?;
         // Any contents: the assembly zeroes each column before it adds to it.
@@ -134,11 +133,10 @@ impl Smnn {
                 None => (&mut [][..], 0),
             };
             let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs, par };
-            let lhs = Lhs { coefficients, steps };
             with_lanes!(plan.lanes, L => self.factor_packs::<T, L>(plan, lhs, data, &mut ws.diag, job))
         } else {
-            self.assemble_bands(Lhs { coefficients, steps }, 0, &mut data, &mut ws.diag, par);
-            Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs, &params.with_check_finite(false))?
+            self.assemble_bands(lhs, Normal { band: &mut data, diag: &mut ws.diag }, par);
+            Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs.map(|r| r.view_mut()), &params.with_check_finite(false))?
         };
         let diag = &ws.diag;
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
@@ -171,15 +169,14 @@ impl Smnn {
         }
     }
 
-
-    /// Assembles `M` of systems `s0..` (as many as `data` holds, band layout) in parallel, with
-    /// their diagonals into `diag` (`n` per system).
-    fn assemble_bands<T: Real>(&self, lhs: Lhs<'_, T>, s0: usize, data: &mut [T], diag: &mut [T], par: Par) {
+    /// Assembles `M` of the systems of `lhs` (as many as `out.band` holds, band layout) in
+    /// parallel, with their diagonals into `out.diag` (`n` per system).
+    fn assemble_bands<T: Real>(&self, lhs: Lhs<'_, T>, out: Normal<'_, T>, par: Par) {
         let (n, kd) = (self.n(), self.kd);
         let [cl, _, _, hl, _] = self.system_lens();
-        let systems = diag.len() / n.max(1);
-        data.par_chunks_mut(n * (kd + 1)).zip(diag.par_chunks_mut(n)).enumerate().with_min_len(min_len(par, systems)).for_each(|(i, (m, dg))| {
-            let s = s0 + i;
+        let systems = out.diag.len() / n.max(1);
+        let chunks = out.band.par_chunks_mut(n * (kd + 1)).zip(out.diag.par_chunks_mut(n));
+        chunks.enumerate().with_min_len(min_len(par, systems)).for_each(|(s, (m, dg))| {
             self.assemble_lhs(&lhs.coefficients[s * cl..(s + 1) * cl], &lhs.steps[s * hl..(s + 1) * hl], m);
             for (d, &x) in dg.iter_mut().zip(m.iter().step_by(kd + 1)) {
                 *d = x;
@@ -187,18 +184,19 @@ impl Smnn {
         });
     }
 
-
     /// Assembles and factors `M` of every system in packs of `L` systems (the lanes of `plan`):
     /// each pack's window of columns is assembled ([`PackAssembler`]) just before the
     /// factorization takes it, in cache, so the storage `data` (any contents) is written once;
     /// the other `batch % L` systems are assembled in the band layout first. Their diagonals go
     /// to `diag` (`n` per system) for the pivot test; `job.rhs` is solved in the same pass.
-    fn factor_packs<'d, T: Real, const L: usize>(&self, plan: Plan, lhs: Lhs<'_, T>, mut data: Vec<T>, diag: &'d mut [T], job: Batch<'_, T>) -> PartialCholesky<T> {
+    fn factor_packs<'d, T: Real, const L: usize>(&self, plan: Plan, lhs: Lhs<'_, T>, data: Vec<T>, diag: &'d mut [T], job: Batch<'_, T>) -> PartialCholesky<T> {
         let (n, w) = (self.n(), self.kd + 1);
         let [cl, _, _, hl, _] = self.system_lens();
         let full = self.batch / L;
         let (gf, gt) = diag.split_at_mut(full * L * n);
-        self.assemble_bands(lhs, full * L, &mut data[full * L * n * w..], gt, job.par);
+        let mut data = data;
+        let tail = Lhs { coefficients: &lhs.coefficients[full * L * cl..], steps: &lhs.steps[full * L * hl..] };
+        self.assemble_bands(tail, Normal { band: &mut data[full * L * n * w..], diag: gt }, job.par);
         // Each full pack gets its own share of the diagonals.
         let sides = crate::llt::pieces(gf, n * L, full);
         let make_fill = |p: usize, dg: &'d mut [T]| {
@@ -218,7 +216,6 @@ impl Smnn {
         Cholesky::factor_filled::<L, _, _, _>(plan, data, job, sides, &make_fill)
     }
 
-
     /// Solves `M x = b` for one right-hand side per system (`b` is `(batch, T, D, O)`), then
     /// checks that the solution is finite (it can overflow for extreme inputs).
     pub(super) fn solve_vec<T: Real>(&self, factor: &Cholesky<T>, b: Vec<T>, arg: &'static str, params: &Params) -> Result<Vec<T>> {
@@ -227,15 +224,13 @@ impl Smnn {
         self.finite(arg, x.into_vec())
     }
 
-
-    /// `x` (shaped like `u`), or [`Error::NonFinite`] naming `arg` at its first NaN or ±∞.
+    /// `x` (shaped like `u`), or [`Error::NonFinite`](crate::Error::NonFinite) naming `arg` at its first NaN or ±∞.
     pub(super) fn finite<T: Real>(&self, arg: &'static str, x: Vec<T>) -> Result<Vec<T>> {
         if let Some(k) = first_non_finite(&x) {
             return Err(Error::NonFinite { arg, index: unravel(k, &self.u_shape()), value: fmt_value(x[k]) });
         }
         Ok(x)
     }
-
 
     /// `Aᵀβ` for checked inputs, `(batch, T, D, O)` as one right-hand side per system.
     /// Built in `storage` (reused when large enough).
@@ -249,12 +244,10 @@ impl Smnn {
         BatchMatrix::named("u", rhs, self.batch, n, 1)
     }
 
-
     /// `u = M⁻¹ Aᵀβ` for checked inputs, with `M` already factored.
     pub(super) fn solve_u<T: Real>(&self, factor: &Cholesky<T>, x: &Inputs<'_, T>, params: &Params) -> Result<Vec<T>> {
         self.solve_vec(factor, self.assemble_rhs_batch(x, Vec::new(), params)?.into_vec(), "u", params)
     }
-
 
     /// The forward: checks the inputs, assembles `M = AᵀA` and `Aᵀβ` per system, factors `M`
     /// (banded Cholesky, bandwidth [`kd`](Self::kd)) and solves for `u` `(batch, T, D, O)`.
@@ -262,17 +255,16 @@ impl Smnn {
     /// Cost per system O(T·(E·b² + D·O²·K) + n·kd²); memory O(n·kd) per system (the factor,
     /// kept in the returned [`Forward`] for the backward).
     ///
-    /// Errors: [`Error::Shape`] (an input's length does not match its shape);
-    /// [`Error::NonFinite`] (an input holds NaN or ±∞, if `params.check_finite()`; or `u`
-    /// overflowed); [`Error::InvalidArgument`] (`steps`: a step size ≤ 0);
-    /// [`Error::NotPositiveDefinite`] (the normal matrix of a system is numerically singular or
+    /// Errors: [`Error::Shape`](crate::Error::Shape) (an input's length does not match its shape);
+    /// [`Error::NonFinite`](crate::Error::NonFinite) (an input holds NaN or ±∞, if `params.check_finite()`; or `u`
+    /// overflowed); [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps`: a step size ≤ 0);
+    /// [`Error::NotPositiveDefinite`](crate::Error::NotPositiveDefinite) (the normal matrix of a system is numerically singular or
     /// indefinite: a Cholesky pivot is not above `2(kd+1)·ε` times its diagonal entry, which
     /// implies `κ₂(M) ≳ 1/(2(kd+1)ε)`; every failing system is listed, `column` is the unknown
     /// `(t·D + d)·O + o`).
     pub fn forward<'a, T: Real>(&self, inputs: Inputs<'a, T>, params: &Params) -> Result<Forward<'a, T>> {
         self.forward_with(inputs, params, Workspace::new())
     }
-
 
     /// [`forward`](Self::forward) in the storage of an earlier forward
     /// ([`Forward::into_workspace`]): the factor's `batch·n·(kd+1)` elements and two `batch·n`
@@ -287,7 +279,8 @@ impl Smnn {
         self.check_inputs(&inputs, params)?;
         // `Aᵀβ` first, so that the factorization solves it in the same pass.
         let mut rhs = self.assemble_rhs_batch(&inputs, std::mem::take(&mut workspace.u), params)?;
-        let factor = self.factor_unchecked(inputs.coefficients, inputs.steps, Some(&mut rhs), &mut workspace, params)?;
+        let lhs = Lhs { coefficients: inputs.coefficients, steps: inputs.steps };
+        let factor = self.factor_unchecked(lhs, Some(&mut rhs), &mut workspace, params)?;
         let u = self.finite("u", rhs.into_vec())?;
         Ok(Forward { layer: *self, inputs, factor, u, spare: workspace.diag })
     }

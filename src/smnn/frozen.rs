@@ -1,6 +1,6 @@
 //! The frozen left-hand side: `coefficients` and `steps` fixed, `M` factored once.
 
-use super::{GradInputs, Inputs, Outputs, Smnn, Workspace};
+use super::{GradInputs, Inputs, Lhs, Outputs, Smnn, Workspace};
 use crate::error::Result;
 use crate::llt::Cholesky;
 use crate::params::Params;
@@ -106,7 +106,7 @@ impl Smnn {
     /// Errors: as [`forward`](Self::forward) for `coefficients` and `steps`.
     pub fn freeze<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<Frozen<T>> {
         self.check_lhs(coefficients, steps, params)?;
-        let factor = self.factor_unchecked(coefficients, steps, None, &mut Workspace::new(), params)?;
+        let factor = self.factor_unchecked(Lhs { coefficients, steps }, None, &mut Workspace::new(), params)?;
         Ok(Frozen::new(*self, copy_vec("coefficients", coefficients)?, copy_vec("steps", steps)?, factor))
     }
 }

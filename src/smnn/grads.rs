@@ -1,4 +1,4 @@
-//! The backward's row sums (DESIGN §3): the gradients of the four inputs from `u` and
+//! The backward's row sums (the rows: `docs/ARCHITECTURE.md`, "The S-MNN rows"): the gradients of the four inputs from `u` and
 //! `λ = M⁻¹ ∂ℓ/∂u`, for `L` consecutive systems in lockstep.
 //!
 //! Each row `a` (weight `w`, right-hand side `β`) of a system gives `∂ℓ/∂a_j = −w² (ρ λ_j +
@@ -79,12 +79,12 @@ impl Smnn {
         for t in 0..t_n {
             // 1. Rows of u, λ of the steps t ..= t + 2.
             let (k0, k1) = (t * b, ((t + 3) * b).min(n));
-            let ub = if coef_steps { uw.get(u, n, k0, k1, CHUNK * b) } else { &[] };
-            let lb = lw.get(lam, n, k0, k1, CHUNK * b);
+            let ub = if coef_steps { uw.get(u, n, k0..k1, CHUNK * b) } else { &[] };
+            let lb = lw.get(lam, n, k0..k1, CHUNK * b);
             let (ut, lt) = (ub.get(..b).unwrap_or(&[]), &lb[..b]);
             // 2. Equations: ∂ℓ/∂r[t, e] = w_eq² q, ∂ℓ/∂c[t, e, ·] = −w_eq² (ρ λ_t + q u_t).
             let tc = if self.ct == 1 { 0 } else { t };
-            let rows = if e_n > 0 { cw.get(c, cl, tc * eb, (tc + 1) * eb, CHUNK * eb) } else { &[] };
+            let rows = if e_n > 0 { cw.get(c, cl, tc * eb..(tc + 1) * eb, CHUNK * eb) } else { &[] };
             if coef_steps && e_n > 0 && tc >= gc_from + CHUNK {
                 scatter(&gcacc, gc, cl, gc_from * eb);
                 gcacc.fill(zero);

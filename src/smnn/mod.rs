@@ -1,5 +1,6 @@
-//! The S-MNN layer (DESIGN §3): a least-squares ODE solve that turns per-step ODE coefficients
-//! into a trajectory, and its gradients, in O(T) time and memory.
+//! The S-MNN layer: a least-squares ODE solve that turns per-step ODE coefficients into a
+//! trajectory, and its gradients, in O(T) time and memory (the rows are also in
+//! `docs/ARCHITECTURE.md`, "The S-MNN rows").
 //!
 //! # The problem
 //!
@@ -19,7 +20,7 @@
 //! for batches of at least one pack, `L` systems at a time in the lane-interleaved layout, a
 //! window of columns just before the factorization takes it (so each window is assembled,
 //! factored and forward-substituted while in cache, and the storage written once); otherwise
-//! the band layout of [`BandBatch`]. `A` is never formed. Repeated calls can reuse the
+//! the band layout of [`BandBatch`](crate::BandBatch). `A` is never formed. Repeated calls can reuse the
 //! storage of the previous one ([`Smnn::forward_with`], [`Workspace`]).
 //!
 //! # Use
@@ -51,7 +52,6 @@
 //! O(T·(E·b² + D·O²·K)), factor O(n·kd²), each solve O(n·kd), backward row sums O(T·(E·b + D·O·K));
 //! memory O(n·kd). Systems run in parallel under [`Params::par`](crate::Params).
 
-
 mod assemble;
 mod backward;
 mod forward;
@@ -68,7 +68,7 @@ pub use shapes::{InputShapes, Options, Smnn};
 /// Shapes as described by the layer ([`Smnn::coefficients_shape`] etc.):
 /// `coefficients` `(batch, T or 1, E, D, O)`, `rhs_equation` `(batch, T or 1, E)`,
 /// `init_vars` `(batch, S, D, I)`, `steps` `(batch, T − 1 or 1)`. The layer checks the lengths,
-/// finiteness (unless [`Params::check_finite`] is off) and that every step is positive.
+/// finiteness (unless [`Params::check_finite`](crate::Params::check_finite) is off) and that every step is positive.
 #[derive(Clone, Copy, Debug)]
 pub struct Inputs<'a, T> {
     /// `C`, `(batch, T or 1, E, D, O)`.

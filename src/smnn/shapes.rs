@@ -8,7 +8,7 @@ use crate::scalar::{Real, first_non_finite, fmt_value};
 
 use super::{Inputs, unravel};
 
-/// Hyper-parameters of the S-MNN layer (DESIGN §3).
+/// Hyper-parameters of the S-MNN layer (the rows: `docs/ARCHITECTURE.md`, "The S-MNN rows").
 ///
 /// Every weight multiplies its rows of the least-squares system (so it enters the normal matrix
 /// squared) and must be finite and non-negative.
@@ -56,7 +56,7 @@ pub struct InputShapes<'a> {
 
 /// An S-MNN layer for one input shape: the validated [`Options`] and dimensions.
 ///
-/// Built once by [`Smnn::new`] (which checks every shape rule of DESIGN §3); afterwards
+/// Built once by [`Smnn::new`] (which checks every shape rule of the layer); afterwards
 /// [`forward`](Self::forward), [`backward`](Self::backward) and [`freeze`](Self::freeze) only
 /// check that the arrays they get have the lengths this shape implies. It holds no buffers:
 /// `Copy`, and cheap to keep next to a framework's op.
@@ -292,7 +292,6 @@ impl Smnn {
         Ok(())
     }
 
-
     /// Checks `coefficients` and `steps` (lengths, finiteness, positive steps).
     pub(super) fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
         Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite())?;
@@ -311,19 +310,16 @@ impl Smnn {
         Ok(())
     }
 
-
     /// Checks `rhs_equation` and `init_vars`.
     pub(super) fn check_rhs<T: Real>(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<()> {
         Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite())?;
         Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite())
     }
 
-
     pub(super) fn check_inputs<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<()> {
         self.check_lhs(x.coefficients, x.steps, params)?;
         self.check_rhs(x.rhs_equation, x.init_vars, params)
     }
-
 
     /// Errors with [`Error::Shape`] unless `factor` fits this layer.
     pub(super) fn check_factor<T: Real>(&self, factor: &Cholesky<T>) -> Result<()> {
