@@ -103,7 +103,7 @@ fn banded_batch<T: Real>(a: BandBatch<T>, b: &mut BatchMatrix<T>, p: &Params) ->
 
 fn group<T: Lapack>(c: &mut Criterion, kd: usize) {
     let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
-    let p = Params { check_finite: false, ..Params::default() };
+    let p = Params::default().with_check_finite(false);
     // Sanity: both sides solve the same systems to rounding.
     let (mut al, mut xl, mut xb) = (a.as_slice().to_vec(), b.clone(), b.clone());
     lapack_batch(&mut al, N, kd, &mut xl);

@@ -53,7 +53,7 @@ fn problem(batch: usize, t: usize, d: usize, o: usize, e: usize) -> Problem {
 }
 
 fn bench(c: &mut Criterion) {
-    let params = Params { check_finite: false, ..Params::default() };
+    let params = Params::default().with_check_finite(false);
     let mut group = c.benchmark_group("smnn");
     group.sample_size(10);
     for (name, p) in
@@ -71,7 +71,7 @@ fn bench(c: &mut Criterion) {
         let grads = RefCell::new(Grads::default());
         group.bench_function(format!("forward_backward/{name}"), |bch| {
             bch.iter(|| {
-                let f = p.layer.forward_with(black_box(x), &params, ws.take()).expect("forward");
+                let mut f = p.layer.forward_with(black_box(x), &params, ws.take()).expect("forward");
                 f.backward_into(&p.gu, &params, &mut grads.borrow_mut()).expect("backward");
                 ws.replace(black_box(f).into_workspace());
             })

@@ -30,7 +30,7 @@ fn configure(c: &mut Criterion, kd: usize, systems: usize) -> criterion::Benchma
 
 fn banded<T: Real>(c: &mut Criterion, kd: usize) {
     let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
-    let p = Params { check_finite: false, ..Params::default() };
+    let p = Params::default().with_check_finite(false);
     let mut g = configure(c, kd, BATCH);
     // `Cholesky::factor_solve`: the solve fused into the factorization's pass.
     g.bench_function(BenchmarkId::new(format!("banded_{}", T::NAME), BATCH), |bench| {

@@ -3,9 +3,8 @@
 //!
 //! A batch's band storage, right-hand sides and pack scratch run to tens or hundreds of MB.
 //! Allocated fresh per call, every 4 KiB page of such a buffer costs a page fault on its first
-//! touch and a TLB entry afterwards; measured on the S-MNN forward (batch 128, `n` = 9000,
-//! `kd` = 11, 110 MB band, Linux with THP in `madvise` mode) zeroing the band took 19.7 ms with
-//! 4 KiB pages and 3.9 ms with huge pages. So buffers of at least [`HUGE_MIN_BYTES`] ask the
+//! touch and a TLB entry afterwards (on the S-MNN forward's 110 MB band, zeroing with 4 KiB
+//! pages took five times as long as with huge pages). So buffers of at least [`HUGE_MIN_BYTES`] ask the
 //! kernel for huge pages (`madvise(MADV_HUGEPAGE)`, advisory: a kernel without THP, or with THP
 //! `never`, ignores it and nothing changes but the speed).
 
@@ -92,9 +91,8 @@ thread_local! {
 /// Runs `f` with a scratch slice of `len` elements (contents unspecified: whatever the last
 /// user left, or zeros) that this thread keeps between calls, grown as needed up to
 /// [`THREAD_SCRATCH_MAX_BYTES`] (larger requests get a fresh vector, freed after `f`), so that a
-/// call on a small batch does not pay for mapping and zeroing fresh scratch pages (measured:
-/// factor + solve of 8 systems, n = 1000, kd = 4, as one pack: 184 µs with fresh scratch, 65 µs
-/// reused). A nested call on the same thread gets a fresh vector instead. How much a kernel
+/// call on a small batch does not pay for mapping and zeroing fresh scratch pages (for one pack
+/// of 8 systems of n = 1000 that was two thirds of the time). A nested call on the same thread gets a fresh vector instead. How much a kernel
 /// needs is its own sizing function's answer (e.g. `llt::batched::scratch_len`).
 pub(crate) fn with_thread_scratch<T: Real, R>(len: usize, f: impl FnOnce(&mut [T]) -> R) -> R {
     let bytes = len.saturating_mul(std::mem::size_of::<T>());

@@ -81,13 +81,32 @@ impl Error {
         Error::NotPositiveDefinite { system: first.system, column: first.column, failures }
     }
 
+    /// This error with its argument name replaced by `arg` (for a caller that knows the name
+    /// under which the offending value was passed, e.g. a CLI flag).
+    pub fn for_arg(self, arg: &'static str) -> Self {
+        match self {
+            Error::Shape { expected, got, .. } => Error::Shape { arg, expected, got },
+            Error::NonFinite { index, value, .. } => Error::NonFinite { arg, index, value },
+            Error::InvalidArgument { reason, .. } => Error::InvalidArgument { arg, reason },
+            other => other,
+        }
+    }
+
     pub(crate) fn shape(arg: &'static str, expected: impl Into<String>, got: impl Into<String>) -> Self {
         Error::Shape { arg, expected: expected.into(), got: got.into() }
     }
 }
 
-/// Formats a shape as `(a, b, c)` for error messages.
-pub(crate) fn fmt_shape(dims: &[usize]) -> String {
+/// Formats a shape as NumPy spells it, for error messages: `(a, b, c)`, `(a,)` in one
+/// dimension, `()` for a scalar.
+///
+/// ```
+/// use banded::error::fmt_shape;
+/// assert_eq!(fmt_shape(&[2, 3, 4]), "(2, 3, 4)");
+/// assert_eq!(fmt_shape(&[5]), "(5,)");
+/// assert_eq!(fmt_shape(&[]), "()");
+/// ```
+pub fn fmt_shape(dims: &[usize]) -> String {
     struct S<'a>(&'a [usize]);
     impl fmt::Display for S<'_> {
         fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -105,6 +124,28 @@ pub(crate) fn fmt_shape(dims: &[usize]) -> String {
         }
     }
     S(dims).to_string()
+}
+
+/// The multi-index of flat position `k` in a row-major (C order) array of shape `shape`, as
+/// [`Error::NonFinite`] reports it (NumPy's `unravel_index`).
+///
+/// A `k` beyond the array wraps around in the first dimension (`k` is not checked); a zero
+/// dimension contributes index 0.
+///
+/// ```
+/// use banded::error::unravel;
+/// assert_eq!(unravel(7, &[2, 3, 2]), [1, 0, 1]);
+/// assert_eq!(unravel(0, &[]), [0usize; 0]);
+/// ```
+pub fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
+    let mut index = vec![0; shape.len()];
+    for (slot, &d) in index.iter_mut().zip(shape).rev() {
+        if d > 0 {
+            *slot = k % d;
+            k /= d;
+        }
+    }
+    index
 }
 
 /// Shorthand for `Result<T, banded::Error>`.

@@ -79,7 +79,6 @@ impl Isa {
             Isa::Avx512 => pulp::x86::V4::try_new().is_some(),
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => true,
-            #[allow(unreachable_patterns)]
             _ => false,
         }
     }

@@ -150,9 +150,9 @@ fn solve_f32_answers_in_f32() {
     write(&d.file("rhs1.npy"), &[N], &column(&r.rhs, 0).iter().take(N).map(|&v| v as f32).collect::<Vec<_>>());
 
     // The exact answer in f32 is the library's f32 result on the same inputs.
-    let a = BandBatch::from_lower_band(&ab32, B, W - 1, N).unwrap();
+    let a = BandBatch::from_lower_band(&ab32, B, N, W - 1).unwrap();
     let chol = Cholesky::factor(&a, &Params::default()).unwrap();
-    let x_lib = chol.solve(&BatchMatrix::new("rhs", rhs32.clone(), B, N, R).unwrap(), &Params::default()).unwrap();
+    let x_lib = chol.solve(&BatchMatrix::new(rhs32.clone(), B, N, R).unwrap(), &Params::default()).unwrap();
     let x_lib: Vec<f64> = x_lib.as_slice().iter().map(|&v| f64::from(v)).collect();
     let ld_lib: Vec<f64> = chol.logdet().into_iter().map(f64::from).collect();
 

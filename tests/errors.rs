@@ -27,7 +27,7 @@ fn not_positive_definite_names_system_and_column_and_keeps_the_others() {
         }
         ab.extend(sys);
     }
-    let a = BandBatch::from_lower_band(&ab, 3, 1, n).unwrap();
+    let a = BandBatch::from_lower_band(&ab, 3, n, 1).unwrap();
     let err = Cholesky::factor(&a, &p()).unwrap_err();
     assert_eq!(
         err,
@@ -40,7 +40,7 @@ fn not_positive_definite_names_system_and_column_and_keeps_the_others() {
     assert_eq!(part.systems, vec![0, 2]);
     assert_eq!(part.failures, vec![PivotFailure { system: 1, column: 3 }]);
     let good = part.factor.unwrap();
-    let alone = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap(), &p()).unwrap();
+    let alone = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, n, 1).unwrap(), &p()).unwrap();
     assert_eq!(good.l().system(0), alone.l().system(0));
     assert_eq!(good.l().system(1), alone.l().system(0));
 }
@@ -58,7 +58,7 @@ fn every_failing_system_is_listed() {
         }
         ab.extend(sys);
     }
-    let a = BandBatch::from_lower_band(&ab, 4, 1, n).unwrap();
+    let a = BandBatch::from_lower_band(&ab, 4, n, 1).unwrap();
     match Cholesky::factor(&a, &p()).unwrap_err() {
         Error::NotPositiveDefinite { system, column, failures } => {
             assert_eq!((system, column), (0, 0));
@@ -78,32 +78,32 @@ fn non_finite_inputs_are_reported_with_their_index() {
     for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
         let mut ab = tridiag(n);
         ab[n + 2] = bad; // ab[0, 1, 2] = A[3, 2]
-        let a = BandBatch::from_lower_band(&ab, 1, 1, n).unwrap();
+        let a = BandBatch::from_lower_band(&ab, 1, n, 1).unwrap();
         match Cholesky::factor(&a, &p()).unwrap_err() {
             Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("ab", vec![0, 1, 2])),
             e => panic!("wrong error {e:?}"),
         }
         // Unchecked, a non-finite matrix entry still cannot produce a NaN factor.
-        let unchecked = Params { check_finite: false, ..p() };
+        let unchecked = p().with_check_finite(false);
         assert!(matches!(Cholesky::factor(&a, &unchecked), Err(Error::NotPositiveDefinite { system: 0, .. })));
     }
     // The ignored corner of the interchange layout may hold anything.
     let mut ab = tridiag(n);
     ab[2 * n - 1] = f64::NAN;
-    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, 1, 1, n).unwrap(), &p()).unwrap();
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, 1, n, 1).unwrap(), &p()).unwrap();
 
     let mut rhs = vec![1.0; 2 * n];
     rhs[7] = f64::NAN;
-    let b = BatchMatrix::new("rhs", rhs, 1, n, 2).unwrap();
+    let b = BatchMatrix::new(rhs, 1, n, 2).unwrap();
     match chol.solve(&b, &p()).unwrap_err() {
         Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("rhs", vec![0, 3, 1])),
         e => panic!("wrong error {e:?}"),
     }
-    let ok = BatchMatrix::new("rhs", vec![1.0; n], 1, n, 1).unwrap();
+    let ok = BatchMatrix::new(vec![1.0; n], 1, n, 1).unwrap();
     let x = chol.solve(&ok, &p()).unwrap();
     let mut g = vec![0.5; n];
     g[4] = f64::INFINITY;
-    let g = BatchMatrix::new("grad_x", g, 1, n, 1).unwrap();
+    let g = BatchMatrix::new(g, 1, n, 1).unwrap();
     match chol.backward(&x, &g, &p()).unwrap_err() {
         Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("grad_x", vec![0, 4, 0])),
         e => panic!("wrong error {e:?}"),
@@ -121,27 +121,27 @@ fn shape_mismatches_name_the_argument() {
         Ok(_) => panic!("accepted a bad shape"),
     };
     // ab length disagrees with (batch, kd + 1, n).
-    assert_eq!(shape_arg(BandBatch::from_lower_band(&[1.0; 9], 1, 1, 5).map(|_| ())), "ab");
+    assert_eq!(shape_arg(BandBatch::from_lower_band(&[1.0; 9], 1, 5, 1).map(|_| ())), "ab");
     // Empty batch, n = 0.
-    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 0, 1, 5).map(|_| ())), "ab");
-    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 2, 1, 0).map(|_| ())), "ab");
+    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 0, 5, 1).map(|_| ())), "ab");
+    assert_eq!(shape_arg(BandBatch::<f64>::from_lower_band(&[], 2, 0, 1).map(|_| ())), "ab");
     assert_eq!(shape_arg(BandBatch::<f64>::zeros(0, 3, 0).map(|_| ())), "ab");
-    // Right-hand sides: wrong length, zero columns.
-    assert_eq!(shape_arg(BatchMatrix::new("rhs", vec![1.0; 7], 1, 4, 2).map(|_| ())), "rhs");
-    assert_eq!(shape_arg(BatchMatrix::<f64>::new("rhs", vec![], 1, 4, 0).map(|_| ())), "rhs");
+    // Batch matrices: wrong length, zero columns (the constructor's argument is `data`).
+    assert_eq!(shape_arg(BatchMatrix::new(vec![1.0; 7], 1, 4, 2).map(|_| ())), "data");
+    assert_eq!(shape_arg(BatchMatrix::<f64>::new(vec![], 1, 4, 0).map(|_| ())), "data");
 
     let n = 4;
-    let chol = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap(), &p()).unwrap();
-    let wrong_n = BatchMatrix::new("rhs", vec![1.0; 5], 1, 5, 1).unwrap();
-    let wrong_batch = BatchMatrix::new("rhs", vec![1.0; 8], 2, 4, 1).unwrap();
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&tridiag(n), 1, n, 1).unwrap(), &p()).unwrap();
+    let wrong_n = BatchMatrix::new(vec![1.0; 5], 1, 5, 1).unwrap();
+    let wrong_batch = BatchMatrix::new(vec![1.0; 8], 2, 4, 1).unwrap();
     assert_eq!(shape_arg(chol.solve(&wrong_n, &p()).map(|_| ())), "rhs");
     assert_eq!(shape_arg(chol.solve(&wrong_batch, &p()).map(|_| ())), "rhs");
     let e = chol.solve(&wrong_n, &p()).unwrap_err().to_string();
     assert!(e.contains("(1, 4, nrhs)") && e.contains("(1, 5, 1)"), "{e}");
 
-    let b = BatchMatrix::new("rhs", vec![1.0; n], 1, n, 1).unwrap();
+    let b = BatchMatrix::new(vec![1.0; n], 1, n, 1).unwrap();
     let x = chol.solve(&b, &p()).unwrap();
-    let g2 = BatchMatrix::new("grad_x", vec![1.0; 2 * n], 1, n, 2).unwrap();
+    let g2 = BatchMatrix::new(vec![1.0; 2 * n], 1, n, 2).unwrap();
     assert_eq!(shape_arg(chol.backward(&x, &g2, &p()).map(|_| ())), "grad_x");
     assert_eq!(shape_arg(chol.backward(&wrong_n, &b, &p()).map(|_| ())), "x");
 }
@@ -158,9 +158,9 @@ fn kd_at_least_n_is_a_full_lower_triangle() {
             ab[d * n + j] = dense[j + d][j];
         }
     }
-    let a = BandBatch::from_lower_band(&ab, 1, kd, n).unwrap();
+    let a = BandBatch::from_lower_band(&ab, 1, n, kd).unwrap();
     let chol = Cholesky::factor(&a, &p()).unwrap();
-    let b = BatchMatrix::new("rhs", vec![1.0, 2.0, 3.0], 1, n, 1).unwrap();
+    let b = BatchMatrix::new(vec![1.0, 2.0, 3.0], 1, n, 1).unwrap();
     let x = chol.solve(&b, &p()).unwrap();
     for (i, row) in dense.iter().enumerate() {
         let r: f64 = row.iter().zip(x.as_slice()).map(|(a, x)| a * x).sum();
@@ -173,41 +173,41 @@ fn kd_at_least_n_is_a_full_lower_triangle() {
 
 #[test]
 fn n_equals_one_and_diagonal_systems() {
-    let a = BandBatch::from_lower_band(&[4.0, 9.0], 2, 0, 1).unwrap();
+    let a = BandBatch::from_lower_band(&[4.0, 9.0], 2, 1, 0).unwrap();
     let chol = Cholesky::factor(&a, &p()).unwrap();
     assert_eq!(chol.l().to_lower_band(), vec![2.0, 3.0]);
-    let x = chol.solve(&BatchMatrix::new("rhs", vec![8.0, 9.0], 2, 1, 1).unwrap(), &p()).unwrap();
+    let x = chol.solve(&BatchMatrix::new(vec![8.0, 9.0], 2, 1, 1).unwrap(), &p()).unwrap();
     assert_eq!(x.as_slice(), &[2.0, 1.0]);
     let ld = chol.logdet();
     assert!((ld[0] - 4f64.ln()).abs() < 1e-15 && (ld[1] - 9f64.ln()).abs() < 1e-15);
     // n = 1 with a band wider than the matrix.
-    let a = BandBatch::from_lower_band(&[4.0, f64::NAN, f64::NAN], 1, 2, 1).unwrap();
+    let a = BandBatch::from_lower_band(&[4.0, f64::NAN, f64::NAN], 1, 1, 2).unwrap();
     assert_eq!(Cholesky::factor(&a, &p()).unwrap().l().to_lower_band(), vec![2.0, 0.0, 0.0]);
     // A zero diagonal entry is not positive definite.
-    let a = BandBatch::from_lower_band(&[1.0, 0.0, 2.0], 1, 0, 3).unwrap();
+    let a = BandBatch::from_lower_band(&[1.0, 0.0, 2.0], 1, 3, 0).unwrap();
     assert!(matches!(Cholesky::factor(&a, &p()), Err(Error::NotPositiveDefinite { system: 0, column: 1, .. })));
 }
 
 #[test]
 fn accessors_never_panic() {
-    let a = BandBatch::from_lower_band(&tridiag(3), 1, 1, 3).unwrap();
+    let a = BandBatch::from_lower_band(&tridiag(3), 1, 3, 1).unwrap();
     assert_eq!(a.get(0, 2, 1), Some(-1.0));
     assert_eq!(a.get(0, 1, 2), Some(-1.0));
     assert_eq!(a.get(0, 2, 0), Some(0.0));
     assert_eq!(a.get(1, 0, 0), None);
     assert_eq!(a.get(0, 3, 0), None);
     assert!(a.system(1).is_none());
-    let b = BatchMatrix::new("rhs", vec![1.0; 3], 1, 3, 1).unwrap();
+    let b = BatchMatrix::new(vec![1.0; 3], 1, 3, 1).unwrap();
     assert!(b.matrix(1).is_none() && b.get(0, 3, 0).is_none());
 }
 
 #[test]
 fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
     let n = 4;
-    let a = BandBatch::from_lower_band(&tridiag(n), 1, 1, n).unwrap();
-    let mut wrong_n = BatchMatrix::new("rhs", vec![1.0; 5], 1, 5, 1).unwrap();
+    let a = BandBatch::from_lower_band(&tridiag(n), 1, n, 1).unwrap();
+    let mut wrong_n = BatchMatrix::new(vec![1.0; 5], 1, 5, 1).unwrap();
     assert!(matches!(Cholesky::factor_solve(a.clone(), &mut wrong_n, &p()), Err(Error::Shape { arg: "rhs", .. })));
-    let mut nan = BatchMatrix::new("rhs", vec![1.0, 2.0, f64::NAN, 4.0], 1, n, 1).unwrap();
+    let mut nan = BatchMatrix::new(vec![1.0, 2.0, f64::NAN, 4.0], 1, n, 1).unwrap();
     match Cholesky::factor_solve(a.clone(), &mut nan, &p()).unwrap_err() {
         Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("rhs", vec![0, 2, 0])),
         e => panic!("wrong error {e:?}"),
@@ -215,8 +215,8 @@ fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
     let mut bad = tridiag(n);
     bad.extend(tridiag(n));
     bad[2 * n + 1] = -3.0; // system 1, A[1, 1]
-    let a2 = BandBatch::from_lower_band(&bad, 2, 1, n).unwrap();
-    let mut b2 = BatchMatrix::new("rhs", vec![1.0; 2 * n], 2, n, 1).unwrap();
+    let a2 = BandBatch::from_lower_band(&bad, 2, n, 1).unwrap();
+    let mut b2 = BatchMatrix::new(vec![1.0; 2 * n], 2, n, 1).unwrap();
     match Cholesky::factor_solve(a2, &mut b2, &p()).unwrap_err() {
         Error::NotPositiveDefinite { system, column, failures } => {
             assert_eq!((system, column), (1, 1));
@@ -225,7 +225,7 @@ fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
         e => panic!("wrong error {e:?}"),
     }
     // And on success the same x as factor + solve.
-    let mut b = BatchMatrix::new("rhs", vec![1.0, -2.0, 0.5, 3.0], 1, n, 1).unwrap();
+    let mut b = BatchMatrix::new(vec![1.0, -2.0, 0.5, 3.0], 1, n, 1).unwrap();
     let want = Cholesky::factor(&a, &p()).unwrap().solve(&b, &p()).unwrap();
     Cholesky::factor_solve(a, &mut b, &p()).unwrap();
     assert_eq!(b, want);

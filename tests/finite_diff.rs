@@ -10,9 +10,9 @@ use rand::{Rng, SeedableRng};
 
 fn loss(ab: &[f64], b: &[f64], g: &[f64], batch: usize, kd: usize, n: usize, nrhs: usize) -> f64 {
     let p = Params::default();
-    let a = BandBatch::from_lower_band(ab, batch, kd, n).unwrap();
+    let a = BandBatch::from_lower_band(ab, batch, n, kd).unwrap();
     let chol = Cholesky::factor(&a, &p).unwrap();
-    let x = chol.solve(&BatchMatrix::new("rhs", b.to_vec(), batch, n, nrhs).unwrap(), &p).unwrap();
+    let x = chol.solve(&BatchMatrix::new(b.to_vec(), batch, n, nrhs).unwrap(), &p).unwrap();
     x.as_slice().iter().zip(g).map(|(x, g)| x * g).sum()
 }
 
@@ -41,11 +41,11 @@ fn backward_matches_central_differences() {
         let g: Vec<f64> = (0..batch * n * nrhs).map(|_| rng.random_range(-1.0..1.0)).collect();
 
         let p = Params::default();
-        let a = BandBatch::from_lower_band(&ab, batch, kd, n).unwrap();
+        let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
         let chol = Cholesky::factor(&a, &p).unwrap();
-        let bm = BatchMatrix::new("rhs", b.clone(), batch, n, nrhs).unwrap();
+        let bm = BatchMatrix::new(b.clone(), batch, n, nrhs).unwrap();
         let x = chol.solve(&bm, &p).unwrap();
-        let grad = chol.backward(&x, &BatchMatrix::new("grad_x", g.clone(), batch, n, nrhs).unwrap(), &p).unwrap();
+        let grad = chol.backward(&x, &BatchMatrix::new(g.clone(), batch, n, nrhs).unwrap(), &p).unwrap();
         let gab = grad.ab.to_lower_band();
 
         let h = 1e-5;

@@ -229,7 +229,7 @@ fn smnn_case<T: Real>(
     let p = Params::default();
     let run = |g: &mut Golden, reuse: &mut Reuse<T>| -> banded::Result<()> {
         let layer = Smnn::new(options, shapes)?;
-        let fwd = layer.forward(inputs, &p)?;
+        let mut fwd = layer.forward(inputs, &p)?;
         g.record(case, "u", fwd.u());
         let gr = fwd.backward(grad_u, &p)?;
         g.record(case, "grad_coefficients", &gr.coefficients);
@@ -301,9 +301,9 @@ fn band_vector_cases<T: Real>(g: &mut Golden) {
         let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
         let (rs, rhs) = npz_array(file, "rhs");
         let (_, gx) = npz_array(file, "grad_x");
-        let a = BandBatch::from_lower_band(&cast::<T>(&ab), batch, kd, n).unwrap();
-        let rhs = BatchMatrix::new("rhs", cast::<T>(&rhs), batch, n, rs[2]).unwrap();
-        let gx = BatchMatrix::new("grad_x", cast::<T>(&gx), batch, n, rs[2]).unwrap();
+        let a = BandBatch::from_lower_band(&cast::<T>(&ab), batch, n, kd).unwrap();
+        let rhs = BatchMatrix::new(cast::<T>(&rhs), batch, n, rs[2]).unwrap();
+        let gx = BatchMatrix::new(cast::<T>(&gx), batch, n, rs[2]).unwrap();
         band_case(g, &case, &a, &rhs, &gx);
     }
 }
@@ -327,7 +327,7 @@ fn band_random_cases<T: Real>(g: &mut Golden) {
                 if batch > 1 {
                     ab[(batch - 1) * (kd + 1) * n + 3] = T::from_f64(-0.5);
                 }
-                let bad = BandBatch::from_lower_band(&ab, batch, kd, n).unwrap();
+                let bad = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
                 let case = format!("band_indefinite/kd{kd}_b{batch}_r{nrhs}/{}", T::NAME);
                 band_partial_case(g, &case, &bad);
                 band_case(g, &case, &bad, &rhs, &gx);

@@ -10,31 +10,62 @@
 //!   `|ΔA| ≤ γ_{3(kd+1)+1}|L̂||L̂ᵀ|`, where `γ_k = k·u/(1 − k·u)`;
 //! * the f32 runs also see the rounding of the inputs to f32 (`u·|A|`, `u·|b|`);
 //! * `‖A⁻¹‖₂ ≤ ‖A⁻¹‖_F`, with `A⁻¹` from the dense reference.
+//!
+//! # Pack widths
+//!
+//! A batch runs one system at a time or in lane-interleaved packs of `L` systems (8/16 f64,
+//! 16/32 f32 lanes), its last `batch mod L` systems as one padded pack (`≥ L/2` of them) or one
+//! at a time; [`pack_lanes`] says which. The width tests run every layout of each type — one at
+//! a time (small batches, or [`Kernel::Reference`]), each width with full packs only, with a
+//! padded tail and with single systems after the packs — on random small systems (`n ≤ 16`),
+//! drawing the batch among the sizes that give that layout, and assert the layout they ran in.
+//! A last test keeps the long, wide-band systems (`n ≤ 200`, `kd ≤ 40`) in small batches.
 
-use banded::{BandBatch, BatchMatrix, Cholesky, Params, Par, Real};
+mod common;
+
+use std::fmt;
+
+use banded::band::pack_lanes;
+use banded::{BandBatch, BatchMatrix, Cholesky, Kernel, Par, Params, Real};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use proptest::prelude::*;
+use proptest::sample::Index;
+use proptest::test_runner::TestRunner;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-/// One random batch: interchange-layout band `ab`, right-hand sides `b`, cotangents `g`.
-#[derive(Debug, Clone)]
+use common::lanes::{base_lanes, layout_of, sizes_for, Layout, LAYOUTS, WIDE_MAX_KD};
+
+/// One random batch: interchange-layout band `ab`, right-hand sides `b`, cotangents `g`, and
+/// the parameters it runs under.
+#[derive(Clone)]
 struct Case {
     batch: usize,
     n: usize,
     kd: usize,
     nrhs: usize,
+    seed: u64,
+    kind: u8,
+    params: Params,
     ab: Vec<f64>,
     b: Vec<f64>,
     g: Vec<f64>,
+}
+
+impl fmt::Debug for Case {
+    /// What reproduces the case (`gen_case` from the seed), not its arrays.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Case { batch, n, kd, nrhs, seed, kind, params, .. } = self;
+        write!(f, "Case {{ batch: {batch}, n: {n}, kd: {kd}, nrhs: {nrhs}, seed: {seed}, kind: {kind}, params: {params:?} }}")
+    }
 }
 
 /// Random SPD band matrices. `kind` 0: diagonally dominant with a random margin;
 /// `kind` 1: `L₀L₀ᵀ` for a random lower band `L₀` (bandwidth `kd`, so the product has it too),
 /// row diagonally dominant (`Σ|off-diagonal| ≤ 0.9·diagonal`) so that `κ(L₀) ≤ 19·max|L₀ᵢᵢ|/min|L₀ᵢᵢ|`:
 /// a random triangular matrix is otherwise exponentially ill-conditioned in `n`.
-fn gen_case(batch: usize, n: usize, kd: usize, nrhs: usize, seed: u64, kind: u8) -> Case {
+fn gen_case(batch: usize, n: usize, kd: usize, nrhs: usize, seed: u64, kind: u8, params: Params) -> Case {
     let mut rng = StdRng::seed_from_u64(seed);
     let w = kd + 1;
     let mut ab = vec![0.0; batch * w * n];
@@ -80,7 +111,7 @@ fn gen_case(batch: usize, n: usize, kd: usize, nrhs: usize, seed: u64, kind: u8)
     }
     let b = (0..batch * n * nrhs).map(|_| rng.random_range(-1.0..1.0)).collect();
     let g = (0..batch * n * nrhs).map(|_| rng.random_range(-1.0..1.0)).collect();
-    Case { batch, n, kd, nrhs, ab, b, g }
+    Case { batch, n, kd, nrhs, seed, kind, params, ab, b, g }
 }
 
 fn gamma(k: usize, u: f64) -> f64 {
@@ -101,20 +132,21 @@ fn mat_of(rows: usize, cols: usize, data: &[f64]) -> Mat<f64> {
     Mat::from_fn(rows, cols, |i, j| data[i * cols + j])
 }
 
-/// Runs the crate in `T` and checks every output of every system against dense faer (f64).
-fn check_case<T: Real>(c: &Case, par: Par) -> Result<(), TestCaseError> {
+/// Runs the crate in `T` under the case's parameters and checks every output of every system
+/// against dense faer (f64).
+fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
     let (n, kd, nrhs, w) = (c.n, c.kd, c.nrhs, c.kd + 1);
     let u = T::epsilon().as_f64() / 2.0;
     let u64_ = f64::EPSILON / 2.0;
     let kde = kd.min(n - 1);
     let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
-    let p = Params { par, check_finite: true };
+    let p = c.params;
 
-    let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, kd, n).unwrap();
+    let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, n, kd).unwrap();
     let chol = Cholesky::factor(&a, &p).unwrap();
-    let b = BatchMatrix::new("rhs", to_t(&c.b), c.batch, n, nrhs).unwrap();
+    let b = BatchMatrix::new(to_t(&c.b), c.batch, n, nrhs).unwrap();
     let x = chol.solve(&b, &p).unwrap();
-    let gx = BatchMatrix::new("grad_x", to_t(&c.g), c.batch, n, nrhs).unwrap();
+    let gx = BatchMatrix::new(to_t(&c.g), c.batch, n, nrhs).unwrap();
     let grad = chol.backward(&x, &gx, &p).unwrap();
     let logdet = chol.logdet();
     let l_band = chol.l().to_lower_band();
@@ -203,33 +235,62 @@ fn check_case<T: Real>(c: &Case, par: Par) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn case_strategy() -> impl Strategy<Value = Case> {
-    (1usize..=200)
-        .prop_flat_map(|n| (Just(n), 0..=(n - 1).min(40), 1usize..=9, 1usize..=4, any::<u64>(), 0u8..2))
-        .prop_map(|(n, kd, batch, nrhs, seed, kind)| gen_case(batch, n, kd, nrhs, seed, kind))
+/// Small random batches in `T` that run in `layout`: `n ≤ 16`, `kd ≤ min(n − 1, 12)` (`≤ 8`
+/// for double-width packs), one or two threads (the lane policy depends on them), and a batch
+/// drawn among the sizes up to 9 single-width packs for which [`pack_lanes`] gives `layout`.
+/// One system at a time is drawn both as a batch smaller than a pack and as any batch with
+/// [`Kernel::Reference`].
+fn layout_strategy<T: Real>(layout: Layout) -> impl Strategy<Value = Case> {
+    let kd_max = if matches!(layout, Some((true, _))) { WIDE_MAX_KD } else { 12 };
+    (1usize..=16)
+        .prop_flat_map(move |n| (Just(n), 0..=(n - 1).min(kd_max)))
+        .prop_flat_map(move |(n, kd)| {
+            (Just((n, kd)), 1usize..=3, any::<u64>(), 0u8..2, any::<bool>(), any::<bool>(), any::<Index>())
+        })
+        .prop_filter_map("no batch size runs in this layout", move |((n, kd), nrhs, seed, kind, two, reference, pick)| {
+            let kernel = if layout.is_none() && reference { Kernel::Reference } else { Kernel::Auto };
+            let par = if two { Par::rayon(2) } else { Par::Seq };
+            let p = Params::default().with_par(par).with_kernel(kernel);
+            let sizes = sizes_for::<T>(layout, kd, &p, 9 * base_lanes::<T>(&Params::default().with_par(par)));
+            (!sizes.is_empty()).then(|| gen_case(*pick.get(&sizes), n, kd, nrhs, seed, kind, p))
+        })
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
-
-    #[test]
-    fn f64_matches_dense_faer(c in case_strategy()) {
-        check_case::<f64>(&c, Par::rayon(0))?;
+/// Runs `test` on `cases` random cases of every layout of `T` (a [`TestRunner`] per layout,
+/// so that each is reached whatever the draws), asserting first that the case runs in it.
+fn for_each_layout<T: Real>(cases: u32, test: impl Fn(&Case) -> Result<(), TestCaseError>) {
+    for layout in LAYOUTS {
+        let mut runner = TestRunner::new(ProptestConfig { failure_persistence: None, ..ProptestConfig::with_cases(cases) });
+        let result = runner.run(&layout_strategy::<T>(layout), |c| {
+            prop_assert_eq!(layout_of::<T>(c.batch, c.kd, &c.params), layout, "lanes {}", pack_lanes::<T>(c.batch, c.kd, &c.params));
+            test(&c)
+        });
+        if let Err(e) = result {
+            panic!("{} {layout:?}: {e}", T::NAME);
+        }
     }
+}
 
-    #[test]
-    fn f32_matches_dense_faer(c in case_strategy()) {
-        check_case::<f32>(&c, Par::Seq)?;
-    }
+#[test]
+fn f64_every_layout_matches_dense_faer() {
+    for_each_layout::<f64>(6, check_case::<f64>);
+}
 
-    /// Sequential and parallel runs give bit-identical results (each system is computed
-    /// by the same code on one thread either way).
-    #[test]
-    fn par_is_deterministic(c in case_strategy()) {
-        let a = BandBatch::from_lower_band(&c.ab, c.batch, c.kd, c.n).unwrap();
-        let b = BatchMatrix::new("rhs", c.b.clone(), c.batch, c.n, c.nrhs).unwrap();
+#[test]
+fn f32_every_layout_matches_dense_faer() {
+    for_each_layout::<f32>(6, check_case::<f32>);
+}
+
+/// Sequential and parallel runs give bit-identical results, whatever width each runs in (every
+/// kernel computes each system with the same operations in the same order).
+#[test]
+fn par_is_deterministic() {
+    fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
+        let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+        let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
+        let b = BatchMatrix::new(to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
         let run = |par| {
-            let p = Params::with_par(par);
+            let p = c.params.with_par(par);
             let chol = Cholesky::factor(&a, &p).unwrap();
             (chol.solve(&b, &p).unwrap(), chol)
         };
@@ -237,47 +298,77 @@ proptest! {
         let (x2, c2) = run(Par::rayon(2));
         prop_assert_eq!(x1, x2);
         prop_assert_eq!(c1, c2);
+        Ok(())
     }
+    for_each_layout::<f64>(3, run::<f64>);
+    for_each_layout::<f32>(3, run::<f32>);
+}
+
+/// The one-right-hand-side solve (a separate code path) gives the same bits as the general
+/// path on each column of a two-column right-hand side.
+#[test]
+fn single_rhs_path_matches_general_path() {
+    fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
+        let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+        let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
+        let p = c.params;
+        let chol = Cholesky::factor(&a, &p).unwrap();
+        let one: Vec<T> = to_t(&c.b).into_iter().step_by(c.nrhs).collect();
+        let two: Vec<T> = one.iter().flat_map(|&v| [v, -v]).collect();
+        let x1 = chol.solve(&BatchMatrix::new(one, c.batch, c.n, 1).unwrap(), &p).unwrap();
+        let x2 = chol.solve(&BatchMatrix::new(two, c.batch, c.n, 2).unwrap(), &p).unwrap();
+        let col0: Vec<T> = x2.as_slice().iter().step_by(2).copied().collect();
+        let col1: Vec<T> = x2.as_slice().iter().skip(1).step_by(2).map(|&v| -v).collect();
+        prop_assert_eq!(x1.as_slice(), &col0[..]);
+        prop_assert_eq!(x1.as_slice(), &col1[..]);
+        Ok(())
+    }
+    for_each_layout::<f64>(3, run::<f64>);
+    for_each_layout::<f32>(3, run::<f32>);
+}
+
+/// `factor_solve` (factor and solve fused into one pass) gives bitwise the factor and the
+/// solution of `factor` followed by `solve`.
+#[test]
+fn fused_factor_solve_matches_factor_then_solve() {
+    fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
+        let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+        let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
+        let b = BatchMatrix::new(to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
+        let p = c.params;
+        let chol = Cholesky::factor(&a, &p).unwrap();
+        let x = chol.solve(&b, &p).unwrap();
+        let mut xf = b.clone();
+        let fused = Cholesky::factor_solve(a, &mut xf, &p).unwrap();
+        prop_assert_eq!(&xf, &x);
+        prop_assert_eq!(&fused, &chol);
+        Ok(())
+    }
+    for_each_layout::<f64>(3, run::<f64>);
+    for_each_layout::<f32>(3, run::<f32>);
+}
+
+/// Long systems and wide bands (`n ≤ 200`, `kd ≤ 40`: several cache windows per pack) in
+/// batches of up to 9 (f64: one 8-lane pack and a single system; f32: one at a time).
+fn long_strategy() -> impl Strategy<Value = Case> {
+    (1usize..=200)
+        .prop_flat_map(|n| (Just(n), 0..=(n - 1).min(40), 1usize..=9, 1usize..=4, any::<u64>(), 0u8..2, any::<bool>()))
+        .prop_map(|(n, kd, batch, nrhs, seed, kind, two)| {
+            let par = if two { Par::rayon(2) } else { Par::Seq };
+            gen_case(batch, n, kd, nrhs, seed, kind, Params::default().with_par(par))
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig::with_cases(16))]
 
-    /// The one-right-hand-side solve (a separate code path) gives the same bits as the
-    /// general path on each column of a two-column right-hand side.
     #[test]
-    fn single_rhs_path_matches_general_path(c in case_strategy()) {
-        let a = BandBatch::from_lower_band(&c.ab, c.batch, c.kd, c.n).unwrap();
-        let p = Params::default();
-        let chol = Cholesky::factor(&a, &p).unwrap();
-        let one: Vec<f64> = c.b.iter().step_by(c.nrhs).copied().collect();
-        let two: Vec<f64> = one.iter().flat_map(|&v| [v, -v]).collect();
-        let x1 = chol.solve(&BatchMatrix::new("rhs", one, c.batch, c.n, 1).unwrap(), &p).unwrap();
-        let x2 = chol.solve(&BatchMatrix::new("rhs", two, c.batch, c.n, 2).unwrap(), &p).unwrap();
-        let col0: Vec<f64> = x2.as_slice().iter().step_by(2).copied().collect();
-        let col1: Vec<f64> = x2.as_slice().iter().skip(1).step_by(2).map(|v| -v).collect();
-        prop_assert_eq!(x1.as_slice(), &col0[..]);
-        prop_assert_eq!(x1.as_slice(), &col1[..]);
+    fn f64_long_systems_match_dense_faer(c in long_strategy()) {
+        check_case::<f64>(&c)?;
     }
 
-    /// `factor_solve` (factor and solve fused into one pass) gives bitwise the factor and the
-    /// solution of `factor` followed by `solve`, in f64 and f32.
     #[test]
-    fn fused_factor_solve_matches_factor_then_solve(c in case_strategy()) {
-        fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
-            let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
-            let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.kd, c.n).unwrap();
-            let b = BatchMatrix::new("rhs", to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
-            let p = Params::default();
-            let chol = Cholesky::factor(&a, &p).unwrap();
-            let x = chol.solve(&b, &p).unwrap();
-            let mut xf = b.clone();
-            let fused = Cholesky::factor_solve(a, &mut xf, &p).unwrap();
-            prop_assert_eq!(&xf, &x);
-            prop_assert_eq!(&fused, &chol);
-            Ok(())
-        }
-        run::<f64>(&c)?;
-        run::<f32>(&c)?;
+    fn f32_long_systems_match_dense_faer(c in long_strategy()) {
+        check_case::<f32>(&c)?;
     }
 }

@@ -203,7 +203,7 @@ fn non_finite_values() {
     assert!(matches!(l.forward(Inputs { steps: &h, ..d.inputs() }, &p),
         Err(Error::NonFinite { arg: "steps", ref index, .. }) if index == &vec![1, 1]));
     // A NaN step is still rejected without the finiteness scan (it is not > 0).
-    let unchecked = Params { check_finite: false, ..p };
+    let unchecked = p.with_check_finite(false);
     invalid(l.forward(Inputs { steps: &h, ..d.inputs() }, &unchecked).unwrap_err(), "steps");
     let f = l.forward(d.inputs(), &p).unwrap();
     let mut gu = vec![1.0; f.u().len()];

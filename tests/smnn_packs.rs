@@ -1,19 +1,35 @@
 //! The S-MNN layer on batches large enough to run in packs (the normal matrices assembled in
 //! lockstep straight into the lane-interleaved layout and factored window by window as they are
-//! assembled) gives every system **bitwise** the result of that system alone (assembled in the
-//! band layout, factored one system at a time): the same operations in the same order per
-//! system. Batches straddle the pack widths (8/16 lanes f64, 16/32 f32, narrower bands twice
-//! as wide), with a tail that runs outside the packs, broadcast step axes (T = 34 spans two
-//! of the 32-step chunks the rows move in) and central rows;
-//! the frozen operator agrees with the full layer there too.
+//! assembled):
+//!
+//! - gives every system **bitwise** the result of that system alone (assembled in the band
+//!   layout, factored one system at a time): the same operations in the same order per system;
+//! - matches the dense reference (`common/smnn_check.rs`: `u` and the four gradients within
+//!   their error bounds), so that the packs are not only compared with themselves;
+//! - the frozen operator, reused workspaces and gradient storage agree with the full layer.
+//!
+//! The cases reach every layout of [`pack_lanes`] in f64 and f32 — one at a time, and single-
+//! and double-width packs with no tail, a padded tail pack and single systems after the packs
+//! (asserted) — with broadcast step axes (T = 34 spans two of the 32-step chunks the rows move
+//! in), broadcast coefficients and central rows, under one and two threads.
 
-use banded::smnn::{InputShapes, Inputs, Options, Smnn, Workspace};
-use banded::{Params, Real};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+mod common;
+#[path = "common/smnn_ref.rs"]
+mod smnn_ref;
+#[path = "common/smnn_check.rs"]
+mod smnn_check;
 
-struct Case {
-    batch: usize,
+use std::collections::BTreeSet;
+
+use banded::smnn::{Inputs, Workspace};
+use banded::{Par, Params, Real};
+
+use common::lanes::{base_lanes, layout_of, sizes_for, Layout, Tail, LAYOUTS};
+use smnn_check::{check, layer};
+use smnn_ref::{draw, Problem};
+
+#[derive(Clone, Copy, Debug)]
+struct Shape {
     t: usize,
     d: usize,
     o: usize,
@@ -25,69 +41,78 @@ struct Case {
     one_c: bool,
 }
 
-fn check<T: Real>(case: &Case, seed: u64) {
-    let Case { batch, t, d, o, e, central, one_step, one_c } = *case;
-    let (ht, ct) = (if one_step { 1 } else { t - 1 }, if one_c { 1 } else { t });
-    let (cs, rs, vs, hs) = ([batch, ct, e, d, o], [batch, ct, e], [batch, 1, d, o], [batch, ht]);
-    let options = Options { central, n_steps: Some(t), ..Options::default() };
-    let mut rng = StdRng::seed_from_u64(seed);
-    let mut draw = |len: usize, lo: f64, hi: f64| (0..len).map(|_| T::from_f64(rng.random_range(lo..=hi))).collect::<Vec<T>>();
-    let mut c = draw(cs.iter().product(), -1.0, 1.0);
-    for k in 0..batch * ct {
-        for ee in 0..e.min(d) {
-            let i = (k * e + ee) * d * o + ee * o;
-            c[i] = c[i] + T::from_f64(1.5);
-        }
+impl Shape {
+    fn kd(&self) -> usize {
+        let b = self.d * self.o;
+        if self.central { 2 * b } else { b + self.o - 1 }
     }
-    let r = draw(rs.iter().product(), -1.0, 1.0);
-    let v = draw(vs.iter().product(), -1.0, 1.0);
-    let h = draw(hs.iter().product(), 0.05, 0.15);
-    let gu = draw(batch * t * d * o, -1.0, 1.0);
-    let params = Params::default();
-    let shapes = |b: usize| {
-        let s = |x: &[usize]| {
-            let mut x = x.to_vec();
-            x[0] = b;
-            x
-        };
-        (s(&cs), s(&rs), s(&vs), s(&hs))
-    };
-    let (c_s, r_s, v_s, h_s) = shapes(batch);
-    let layer = Smnn::new(options, InputShapes { coefficients: &c_s, rhs_equation: &r_s, init_vars: &v_s, steps: &h_s }).unwrap();
+}
+
+const fn shape(t: usize, d: usize, o: usize, e: usize, central: bool, one_step: bool, one_c: bool) -> Shape {
+    Shape { t, d, o, e, central, one_step, one_c }
+}
+
+/// The cases: a shape, the layout its batch must run in, and the threads. Bandwidths 11 and
+/// 16 (central) run in single-width packs only, 5 and 8 (central) may run double width.
+const CASES: [(Shape, Layout, Par); 10] = [
+    (shape(8, 3, 3, 3, false, false, false), None, Par::Seq),
+    (shape(8, 3, 3, 3, false, false, false), Some((false, Tail::None)), Par::Seq),
+    (shape(9, 3, 3, 4, false, true, false), Some((false, Tail::Padded)), Par::Seq),
+    // Broadcast coefficients over two row chunks.
+    (shape(34, 1, 3, 2, false, false, true), Some((false, Tail::Single)), Par::Seq),
+    // Central rows with a wider band (kd = 2b), steps broadcast.
+    (shape(8, 2, 4, 2, true, true, false), Some((false, Tail::Single)), Par::Seq),
+    (shape(10, 1, 3, 1, false, false, false), Some((true, Tail::None)), Par::Seq),
+    (shape(7, 2, 2, 2, true, false, true), Some((true, Tail::Padded)), Par::Seq),
+    (shape(10, 1, 3, 1, false, false, false), Some((true, Tail::Single)), Par::Seq),
+    // Central rows with a step per step, in single- and double-width packs, on two threads.
+    (shape(6, 2, 3, 2, true, false, false), Some((false, Tail::Padded)), TWO),
+    (shape(6, 1, 4, 2, true, false, false), Some((true, Tail::Single)), TWO),
+];
+
+const TWO: Par = Par::Rayon(std::num::NonZero::new(2).unwrap());
+
+/// The problem of `shape` for `batch` systems: inputs from `seed`, steps in the range of the
+/// property tests for `T` (well-conditioned in f32, see `smnn_props.rs`).
+fn problem<T: Real>(s: Shape, batch: usize, seed: u64) -> Problem {
+    let h = if std::mem::size_of::<T>() == 4 { (0.5, 1.5) } else { (0.2, 1.0) };
+    draw(seed, batch, s.t, s.e, s.d, s.o, 1, s.o, [s.one_c, s.one_c, s.one_step], [1.0; 3], s.central, h)
+}
+
+fn to<T: Real>(x: &[f64]) -> Vec<T> {
+    x.iter().map(|&v| T::from_f64(v)).collect()
+}
+
+/// The batch against each system alone, bitwise.
+fn check_bitwise<T: Real>(p: &Problem, params: &Params) {
+    let (c, r, v, h, gu) = (to::<T>(&p.c), to::<T>(&p.r), to::<T>(&p.v), to::<T>(&p.h), to::<T>(&p.grad_u));
+    let batch = p.batch;
+    let all = layer(p, true);
     let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
-    // Twice, the second time in the first one's storage.
-    let first = layer.forward(inputs, &params).unwrap();
-    let fwd = layer.forward_with(inputs, &params, first.clone().into_workspace()).unwrap();
-    assert_eq!(fwd.u(), first.u(), "reused workspace");
-    let g = fwd.backward(&gu, &params).unwrap();
+    let mut fwd = all.forward(inputs, params).unwrap();
+    let g = fwd.backward(&gu, params).unwrap();
     // Into reused gradient storage holding garbage (and of other lengths): the same bits.
     let mut g2 = banded::smnn::Grads { coefficients: vec![T::nan(); 3], rhs_equation: vec![T::nan(); 1000], init_vars: vec![], steps: vec![T::one(); 7] };
-    fwd.backward_into(&gu, &params, &mut g2).unwrap();
+    fwd.backward_into(&gu, params, &mut g2).unwrap();
     assert_eq!(g2, g, "backward_into reused storage");
     // Storage of the right size full of NaN: every entry is written.
     for v in [&mut g2.coefficients, &mut g2.rhs_equation, &mut g2.init_vars, &mut g2.steps] {
         v.fill(T::nan());
     }
-    fwd.backward_into(&gu, &params, &mut g2).unwrap();
+    fwd.backward_into(&gu, params, &mut g2).unwrap();
     assert_eq!(g2, g, "backward_into over NaN");
-    // The frozen operator's forward and right-hand-side gradients, in packs too.
-    let frozen = layer.freeze(&c, &h, &params).unwrap();
-    assert_eq!(frozen.forward(&r, &v, &params).unwrap(), fwd.u(), "frozen forward");
-    let fg = frozen.backward(&gu, &params).unwrap();
-    assert_eq!((&fg.rhs_equation, &fg.init_vars), (&g.rhs_equation, &g.init_vars), "frozen backward");
 
-    let (c1, r1, v1, h1) = shapes(1);
-    let one = Smnn::new(options, InputShapes { coefficients: &c1, rhs_equation: &r1, init_vars: &v1, steps: &h1 }).unwrap();
-    let lens = [c.len() / batch, r.len() / batch, v.len() / batch, h.len() / batch, t * d * o];
+    let one = layer(&Problem { batch: 1, ..p.clone() }, true);
+    let lens = [c.len() / batch, r.len() / batch, v.len() / batch, h.len() / batch, p.n()];
     let mut ws = Workspace::new();
     for s in 0..batch {
         let part = |x: &[T], len: usize| x[s * len..(s + 1) * len].to_vec();
         let (cs1, rs1, vs1, hs1, gs1) = (part(&c, lens[0]), part(&r, lens[1]), part(&v, lens[2]), part(&h, lens[3]), part(&gu, lens[4]));
         let x1 = Inputs { coefficients: &cs1, rhs_equation: &rs1, init_vars: &vs1, steps: &hs1 };
-        let f1 = one.forward_with(x1, &params, ws).unwrap();
-        let what = format!("{} batch={batch} T={t} D={d} O={o} E={e} central={central} one_step={one_step} one_c={one_c} system {s}", T::NAME);
+        let f1 = one.forward_with(x1, params, ws).unwrap();
+        let what = format!("{} batch={batch} T={} D={} O={} E={} central={} system {s}", T::NAME, p.t, p.d, p.o, p.e, p.central);
         assert_eq!(f1.u(), &fwd.u()[s * lens[4]..(s + 1) * lens[4]], "u, {what}");
-        let g1 = f1.backward(&gs1, &params).unwrap();
+        let g1 = f1.backward(&gs1, params).unwrap();
         assert_eq!(g1.coefficients, part(&g.coefficients, lens[0]), "grad_coefficients, {what}");
         assert_eq!(g1.rhs_equation, part(&g.rhs_equation, lens[1]), "grad_rhs_equation, {what}");
         assert_eq!(g1.init_vars, part(&g.init_vars, lens[2]), "grad_init_vars, {what}");
@@ -96,22 +121,29 @@ fn check<T: Real>(case: &Case, seed: u64) {
     }
 }
 
-#[test]
-fn packed_batches_match_each_system_alone_bitwise() {
-    let cases = [
-        // kd = 11 (> 8): 8 f64 / 16 f32 lanes; 19 = 2·8 + 3 and 35 = 2·16 + 3.
-        Case { batch: 19, t: 12, d: 3, o: 3, e: 3, central: false, one_step: false, one_c: false },
-        Case { batch: 35, t: 9, d: 3, o: 3, e: 4, central: false, one_step: true, one_c: false },
-        // kd ≤ 8: 16 f64 / 32 f32 lanes; tails of 4 (one at a time) and 12 (a padded pack).
-        Case { batch: 20, t: 10, d: 1, o: 3, e: 1, central: false, one_step: false, one_c: false },
-        Case { batch: 44, t: 7, d: 2, o: 2, e: 2, central: true, one_step: false, one_c: true },
-        // Central rows with a wider band (kd = 2b).
-        Case { batch: 17, t: 8, d: 2, o: 4, e: 2, central: true, one_step: true, one_c: false },
-        // Broadcast coefficients over two row chunks.
-        Case { batch: 21, t: 34, d: 3, o: 3, e: 3, central: false, one_step: false, one_c: true },
-    ];
-    for (i, case) in cases.iter().enumerate() {
-        check::<f64>(case, i as u64);
-        check::<f32>(case, 100 + i as u64);
+fn run<T: Real>() {
+    let mut seen = BTreeSet::new();
+    for (i, &(shape, layout, par)) in CASES.iter().enumerate() {
+        let params = Params::default().with_par(par);
+        // The smallest batch in the layout (the dense reference is the cost).
+        let batch = sizes_for::<T>(layout, shape.kd(), &params, 8 * base_lanes::<T>(&params))[0];
+        let p = problem::<T>(shape, batch, i as u64);
+        assert_eq!(layer(&p, true).kd(), shape.kd());
+        assert_eq!(layout_of::<T>(batch, shape.kd(), &params), layout);
+        seen.insert(format!("{layout:?}"));
+        check_bitwise::<T>(&p, &params);
+        let (tally, _) = check::<T>(&p, true, &params);
+        tally.assert_mostly_full(&format!("{} {shape:?} batch {batch}", T::NAME), 0.8);
     }
+    assert_eq!(seen, LAYOUTS.iter().map(|l| format!("{l:?}")).collect(), "{}: layouts reached", T::NAME);
+}
+
+#[test]
+fn f64_packed_batches_match_each_system_alone_and_the_reference() {
+    run::<f64>();
+}
+
+#[test]
+fn f32_packed_batches_match_each_system_alone_and_the_reference() {
+    run::<f32>();
 }

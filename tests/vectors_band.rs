@@ -15,7 +15,7 @@ fn check(file: &str) {
     let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
     let (rs, rhs) = npz_array(file, "rhs");
     let nrhs = rs[2];
-    let a = BandBatch::from_lower_band(&ab, batch, kd, n).unwrap();
+    let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
     assert_eq!(a.to_lower_band().len(), ab.len());
     let p = Params::default();
     let chol = Cholesky::factor(&a, &p).unwrap();
@@ -34,7 +34,7 @@ fn check(file: &str) {
     }
     assert!(rel_err(&l, &l_ref) < TOL, "{file}: cholesky {}", rel_err(&l, &l_ref));
 
-    let b = BatchMatrix::new("rhs", rhs, batch, n, nrhs).unwrap();
+    let b = BatchMatrix::new(rhs, batch, n, nrhs).unwrap();
     let x = chol.solve(&b, &p).unwrap();
     let (_, x_ref) = npz_array(file, "x");
     assert!(rel_err(x.as_slice(), &x_ref) < TOL, "{file}: x {}", rel_err(x.as_slice(), &x_ref));
@@ -43,7 +43,7 @@ fn check(file: &str) {
     assert!(rel_err(&chol.logdet(), &ld_ref) < TOL, "{file}: logdet");
 
     let (_, gx) = npz_array(file, "grad_x");
-    let gx = BatchMatrix::new("grad_x", gx, batch, n, nrhs).unwrap();
+    let gx = BatchMatrix::new(gx, batch, n, nrhs).unwrap();
     let g = chol.backward(&x, &gx, &p).unwrap();
     let (_, grhs_ref) = npz_array(file, "grad_rhs");
     assert!(rel_err(g.rhs.as_slice(), &grhs_ref) < TOL, "{file}: grad_rhs");

@@ -22,6 +22,7 @@ use std::ops::Range;
 
 use crate::params::Params;
 use crate::scalar::Real;
+use crate::simd::Isa;
 
 /// Runs `$body` with the const `$L` bound to the lane count `$lanes` (one of the widths
 /// [`pack_lanes`] returns: 1, 8, 16, 32 or 64): the one place where a run-time lane count
@@ -54,9 +55,16 @@ macro_rules! with_lanes {
 }
 pub(crate) use with_lanes;
 
-/// Bytes of one pack row: two AVX2 registers (8 f64 / 16 f32 lanes), so that two independent
-/// dependency chains (sqrt → div → update → next pivot) overlap.
-const BYTES_PER_PACK: usize = 64;
+/// Bytes of one pack row under `isa`: two vector registers (AVX2: 8 f64 / 16 f32 lanes;
+/// AVX-512: 16 / 32), so that two independent dependency chains (sqrt → div → update → next
+/// pivot) overlap.
+fn row_bytes(isa: Isa) -> usize {
+    match isa {
+        Isa::Avx512 => 128,
+        Isa::Portable | Isa::Avx2 | Isa::Neon => 64,
+    }
+}
+
 /// Bandwidths up to this run in double-width packs when the batch makes enough of them: their
 /// per-column latency chain (and the divisions of the solve) is most of the work (measured:
 /// ~15% faster at kd = 1, 5–10% at kd = 4 and 8, slower at kd = 17).
@@ -67,17 +75,18 @@ const WIDE_MAX_KD: usize = 8;
 ///
 /// The rule (one function, so tests can drive every width): no packs with
 /// [`Kernel::Reference`](crate::Kernel::Reference) or when the batch does not fill one pack of
-/// 64 bytes per row (8 f64, 16 f32; a padded pack costs ~5× one system and would leave other
-/// threads idle). Otherwise, for `kd ≤ 8`, 64 or 128 bytes per row, whichever finishes the
-/// batch first on `params`' threads (rounds of packs times the time of one; measured: a
+/// two vector registers per row (8 f64 / 16 f32 with AVX2 and the other instruction sets, twice
+/// that with [`Kernel::Avx512`](crate::Kernel::Avx512); a padded pack costs ~5× one system and
+/// would leave other threads idle). Otherwise, for `kd ≤ 8`, one or two such widths, whichever
+/// finishes the batch first on `params`' threads (rounds of packs times the time of one; a
 /// double-width pack takes ~1.8× a single one there, a padded tail pack ~1.3× a full one), so
 /// that e.g. 256 f64 systems at kd = 4 run as 16 packs of 16 on two threads, but 40 or 48 run as
 /// 8-lane packs (3 rounds of 1 rather than 2 rounds of 1.8).
 pub fn pack_lanes<T: Real>(batch: usize, kd: usize, params: &Params) -> usize {
-    if crate::simd::Isa::of(params.kernel()).is_none() {
+    let Some(isa) = Isa::of(params.kernel()) else {
         return 1;
-    }
-    let base = BYTES_PER_PACK / std::mem::size_of::<T>();
+    };
+    let base = row_bytes(isa) / std::mem::size_of::<T>();
     if batch < base {
         return 1;
     }
@@ -99,8 +108,7 @@ pub fn pack_lanes<T: Real>(batch: usize, kd: usize, params: &Params) -> usize {
     if time(2 * base, WIDE_PACK_COST) < time(base, 1.0) { 2 * base } else { base }
 }
 
-/// The time of a double-width pack, in single-width packs (measured on the two CPUs of
-/// `docs/ARCHITECTURE.md`: 1.7–2.1 at kd ≤ 8).
+/// The time of a double-width pack, in single-width packs (measured: 1.7–2.1 at kd ≤ 8).
 const WIDE_PACK_COST: f64 = 1.8;
 /// The time of a padded tail pack, in full packs of the same width.
 const TAIL_PACK_COST: f64 = 1.3;

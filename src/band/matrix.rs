@@ -16,11 +16,11 @@ use crate::scalar::{Real, first_non_finite, fmt_value};
 ///
 /// ```
 /// use banded::{BandBatch, BatchMatrix, Cholesky, Params};
-/// let a = BandBatch::from_lower_band(&[2.0, 2.0, -1.0, 0.0], 1, 2, 1)?; // batch 1, n 2, kd 1
+/// let a = BandBatch::from_lower_band(&[4.0, 4.0], 1, 2, 0)?; // batch 1, n 2, kd 0: A = 4·I
 /// let chol = Cholesky::factor(&a, &Params::default())?;
-/// let mut mine = [1.0, 1.0];
+/// let mut mine = [4.0, 8.0];
 /// chol.solve_in_place(&mut BatchMatrix::new(&mut mine[..], 1, 2, 1)?, &Params::default())?;
-/// assert_eq!(mine, [1.0, 1.0]);
+/// assert_eq!(mine, [1.0, 2.0]); // solved in the caller's array
 /// # Ok::<(), banded::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]

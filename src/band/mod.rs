@@ -4,10 +4,12 @@
 
 pub(crate) mod lanes;
 mod matrix;
+#[cfg(feature = "cli")]
 mod random;
 mod symmetric;
 
 pub use lanes::pack_lanes;
-pub use matrix::BatchMatrix;
+pub use matrix::{BatchMatrix, BatchMut, BatchRef};
+#[cfg(feature = "cli")]
 pub use random::random_spd_problem;
-pub use symmetric::BandBatch;
+pub use symmetric::{BandBatch, BandRef};

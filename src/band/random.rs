@@ -1,4 +1,5 @@
-//! Seeded random SPD band problems, for benchmarks, examples and tests.
+//! Seeded random SPD band problems, for benchmarks, examples and tests (cargo feature `cli`,
+//! on by default: it brings in `rand`).
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -46,5 +47,5 @@ pub fn random_spd_problem<T: Real>(
     let len = batch.saturating_mul(n).saturating_mul(nrhs);
     let mut b = zeroed_vec::<T>("rhs", len)?;
     b.iter_mut().for_each(|v| *v = T::from_f64(rng.random_range(-1.0..=1.0)));
-    Ok((a, BatchMatrix::new("rhs", b, batch, n, nrhs)?))
+    Ok((a, BatchMatrix::named("rhs", b, batch, n, nrhs)?))
 }

@@ -1,11 +1,11 @@
 //! `banded bench …`: timings on generated problems.
 
-use std::io::Write;
+use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use banded::band::random_spd_problem;
-use banded::{Cholesky, Error, Par, Params, Result};
+use banded::{Cholesky, Error, Kernel, Par, Params, Result};
 
 use super::io::{Dtype, Elem};
 
@@ -37,12 +37,23 @@ pub struct BenchSolveArgs {
     /// Lower bandwidth (values >= n are treated as n-1)
     #[arg(long)]
     pub kd: usize,
-    /// Number of systems
-    #[arg(long)]
-    pub batch: NonZeroUsize,
     /// Right-hand sides per system
     #[arg(long, default_value = "1")]
     pub nrhs: NonZeroUsize,
+    /// Time factor_in_place then solve_in_place (two passes) instead of the fused factor_solve
+    #[arg(long)]
+    pub separate: bool,
+    // --batch, --dtype, --reps, --threads, --seed (help text on the fields of `BenchArgs`).
+    #[command(flatten)]
+    pub common: BenchArgs,
+}
+
+/// The flags of every `banded bench …` command.
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Number of systems
+    #[arg(long)]
+    pub batch: NonZeroUsize,
     /// Element type
     #[arg(long, value_enum, default_value_t = Dtype::F64)]
     pub dtype: Dtype,
@@ -52,51 +63,106 @@ pub struct BenchSolveArgs {
     /// Threads of the rayon pool the batch runs on [default: all cores]
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
-    /// Seed of the generated systems
+    /// Seed of the generated inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Time factor_in_place then solve_in_place (two passes) instead of the fused factor_solve
-    #[arg(long)]
-    pub separate: bool,
+    /// The kernel (all give bitwise the same results; `auto` picks the fastest for the shape
+    /// and CPU; one this CPU lacks runs as `portable`)
+    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
+    pub kernel: KernelArg,
+}
+
+/// `--kernel`: the values of [`banded::Kernel`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KernelArg {
+    /// `Kernel::Auto`
+    Auto,
+    /// `Kernel::Reference`: one system at a time
+    Reference,
+    /// `Kernel::Portable`: packs, baseline instructions
+    Portable,
+    /// `Kernel::Avx2`
+    Avx2,
+    /// `Kernel::Avx512`
+    Avx512,
+    /// `Kernel::Neon`
+    Neon,
+}
+
+impl From<KernelArg> for Kernel {
+    fn from(k: KernelArg) -> Kernel {
+        match k {
+            KernelArg::Auto => Kernel::Auto,
+            KernelArg::Reference => Kernel::Reference,
+            KernelArg::Portable => Kernel::Portable,
+            KernelArg::Avx2 => Kernel::Avx2,
+            KernelArg::Avx512 => Kernel::Avx512,
+            KernelArg::Neon => Kernel::Neon,
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The rayon pool the benchmark runs in (`--threads`, default all cores), the parameters
+    /// that use it (finiteness checks off: the generated inputs are finite), and its thread
+    /// count.
+    pub fn thread_pool(&self) -> Result<(rayon::ThreadPool, Params, usize)> {
+        let threads = match self.threads {
+            Some(p) => p.get(),
+            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
+        };
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
+            arg: "--threads",
+            reason: format!("cannot start {threads} threads: {e}"),
+        })?;
+        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel.into());
+        Ok((pool, params, threads))
+    }
+}
+
+/// Median and minimum of a benchmark's timings, in seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Timings {
+    /// The median (see [`median`]).
+    pub median: f64,
+    /// The minimum (+∞ for no timings).
+    pub min: f64,
+}
+
+impl Timings {
+    /// Summarises `times` (seconds per run).
+    pub fn of(times: &[f64]) -> Self {
+        Self { median: median(times), min: times.iter().copied().fold(f64::INFINITY, f64::min) }
+    }
+}
+
+/// Prints a benchmark's result line on stdout.
+pub fn print_line(line: &str) -> Result<()> {
+    writeln!(std::io::stdout(), "{line}").map_err(|e| Error::Io { path: "<stdout>".into(), reason: e.to_string() })
 }
 
 /// Runs `banded bench solve`.
 pub fn solve(args: &BenchSolveArgs) -> Result<()> {
-    let (pool, params, threads) = thread_pool(args.threads)?;
-    let times = pool.install(|| match args.dtype {
+    let common = &args.common;
+    let (pool, params, threads) = common.thread_pool()?;
+    let times = pool.install(|| match common.dtype {
         Dtype::F32 => time_solve::<f32>(args, &params),
         Dtype::F64 => time_solve::<f64>(args, &params),
     })?;
-    let (n, batch, nrhs) = (args.n.get(), args.batch.get(), args.nrhs.get());
+    let (n, batch, nrhs) = (args.n.get(), common.batch.get(), args.nrhs.get());
     let kd_eff = args.kd.min(n - 1);
-    let median = median(&times);
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
+    let Timings { median, min } = Timings::of(&times);
     let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
     let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
-    let line = format!(
+    print_line(&format!(
         "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} threads={threads} reps={} \
          seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
         args.kd,
-        args.dtype.short(),
+        common.dtype.short(),
         if args.separate { "separate" } else { "fused" },
-        args.reps,
-        args.seed
-    );
-    writeln!(std::io::stdout(), "{line}").map_err(|e| Error::Io { path: "<stdout>".into(), reason: e.to_string() })
-}
-
-/// The rayon pool a benchmark runs in (`threads`, default all cores), the parameters that use
-/// it (finiteness checks off: the generated inputs are finite), and its thread count.
-pub fn thread_pool(threads: Option<NonZeroUsize>) -> Result<(rayon::ThreadPool, Params, usize)> {
-    let threads = match threads {
-        Some(p) => p.get(),
-        None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-    };
-    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
-        arg: "--threads",
-        reason: format!("cannot start {threads} threads: {e}"),
-    })?;
-    Ok((pool, Params::default().with_par(Par::rayon(threads)).with_check_finite(false), threads))
+        common.reps,
+        common.seed
+    ))
 }
 
 /// Flops of factor + solve of one system: `n·k·(k+3) + 4·n·k·nrhs`.
@@ -118,11 +184,12 @@ pub fn median(times: &[f64]) -> f64 {
 
 /// One warm-up, then `reps` timed factor+solve runs; seconds per run.
 fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64>> {
-    let (n, batch, nrhs) = (args.n.get(), args.batch.get(), args.nrhs.get());
+    let (n, batch, nrhs) = (args.n.get(), args.common.batch.get(), args.nrhs.get());
     let kd = args.kd.min(n - 1);
-    let (a, b) = random_spd_problem::<T>(args.seed, batch, n, kd, nrhs)?;
-    let mut times = Vec::with_capacity(args.reps.get());
-    for rep in 0..=args.reps.get() {
+    let (a, b) = random_spd_problem::<T>(args.common.seed, batch, n, kd, nrhs)?;
+    let reps = args.common.reps.get();
+    let mut times = Vec::with_capacity(reps);
+    for rep in 0..=reps {
         let (a_run, mut x) = (a.clone(), b.clone());
         let start = Instant::now();
         let chol = if args.separate {

@@ -6,7 +6,7 @@
 //! # Reading
 //! - [`read_npy`] reads one `.npy` into an [`Array`], keeping its dtype (`F32` or `F64`).
 //! - [`Npz::open`] opens an `.npz`; [`Npz::get`] / [`Npz::require`] read one named array,
-//!   [`Npz::names`] lists them; [`read_npz`] reads them all.
+//!   [`Npz::names`] lists them.
 //!
 //! Accepted: `.npy` format versions 1.0, 2.0 and 3.0; dtypes `<f4`, `>f4`, `<f8`, `>f8`
 //! (little or big endian); C order and Fortran order (a Fortran-order array is transposed on
@@ -15,7 +15,7 @@
 //! structured and object arrays), truncated data, trailing bytes, a header that does not parse.
 //!
 //! # Writing
-//! [`write_npy`] / [`write_array_npy`] write one array, [`write_npz`] several named arrays (an
+//! [`write_npy`] writes one array, [`write_npz`] several named arrays (an
 //! uncompressed archive, as `numpy.savez`). Output is little-endian, C order. The file is
 //! assembled in memory and written in one call, so an error never leaves a half-written
 //! archive behind because of a failure of ours (the OS may still fail mid-write).
@@ -23,16 +23,13 @@
 //! Nothing here validates values; [`check_finite`] does, with the index in the array's own
 //! shape.
 
-// A library of helpers for every command; the `smnn` commands use the parts `solve` does not.
-#![allow(dead_code)]
-
 use std::cell::Cell;
-use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{Cursor, Read};
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
+use banded::error::{fmt_shape, unravel};
 use banded::{Error, Real, Result};
 use npyz::{DType, Endianness, NpyHeader, Order, TypeChar, WriterBuilder};
 
@@ -87,8 +84,8 @@ impl<T: Elem> Tensor<T> {
         if num_elements(&shape) != Some(data.len()) {
             return Err(Error::Shape {
                 arg,
-                expected: format!("{} elements for shape {}", data.len(), shape_str(&shape)),
-                got: shape_str(&shape),
+                expected: format!("{} elements for shape {}", data.len(), fmt_shape(&shape)),
+                got: fmt_shape(&shape),
             });
         }
         Ok(Self { shape, data })
@@ -144,8 +141,6 @@ impl Array {
 /// The element types an [`Array`] can hold (`f32`, `f64`): what generic code over the file's
 /// dtype needs.
 pub trait Elem: Real + npyz::Serialize + npyz::AutoSerialize {
-    /// This type's [`Dtype`].
-    const DTYPE: Dtype;
     /// Wraps a tensor of this type into an [`Array`].
     fn wrap(t: Tensor<Self>) -> Array;
     /// Converts a `float32` tensor (no copy when `Self = f32`).
@@ -155,7 +150,6 @@ pub trait Elem: Real + npyz::Serialize + npyz::AutoSerialize {
 }
 
 impl Elem for f32 {
-    const DTYPE: Dtype = Dtype::F32;
     fn wrap(t: Tensor<Self>) -> Array {
         Array::F32(t)
     }
@@ -168,7 +162,6 @@ impl Elem for f32 {
 }
 
 impl Elem for f64 {
-    const DTYPE: Dtype = Dtype::F64;
     fn wrap(t: Tensor<Self>) -> Array {
         Array::F64(t)
     }
@@ -177,14 +170,6 @@ impl Elem for f64 {
     }
     fn from_tensor_f64(t: Tensor<f64>) -> Tensor<Self> {
         t
-    }
-}
-
-/// `(a, b, c)`, NumPy's spelling of a shape (`(a,)` in one dimension, `()` for a scalar).
-pub fn shape_str(shape: &[usize]) -> String {
-    match shape {
-        [d] => format!("({d},)"),
-        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
     }
 }
 
@@ -199,18 +184,6 @@ pub fn check_finite<T: Real>(arg: &'static str, t: &Tensor<T>) -> Result<()> {
         None => Ok(()),
         Some(k) => Err(Error::NonFinite { arg, index: unravel(k, &t.shape), value: format!("{}", t.data[k]) }),
     }
-}
-
-/// The multi-index of flat (row-major) position `k` in `shape`.
-pub fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
-    let mut index = vec![0; shape.len()];
-    for (slot, &d) in index.iter_mut().zip(shape).rev() {
-        if d > 0 {
-            *slot = k % d;
-            k /= d;
-        }
-    }
-    index
 }
 
 fn io_err(path: &Path, reason: impl Into<String>) -> Error {
@@ -318,17 +291,6 @@ impl Npz {
     }
 }
 
-/// Reads every array of an `.npz` archive, by name.
-pub fn read_npz(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array>> {
-    let mut npz = Npz::open(path)?;
-    let mut out = BTreeMap::new();
-    for name in npz.names() {
-        let a = npz.require(&name)?;
-        out.insert(name, a);
-    }
-    Ok(out)
-}
-
 fn one_line(e: &dyn fmt::Display) -> String {
     e.to_string().replace('\n', " ")
 }
@@ -374,13 +336,13 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
         .map(|&d| usize::try_from(d))
         .collect::<std::result::Result<_, _>>()
         .map_err(|_| "a dimension does not fit in memory".to_string())?;
-    let len = num_elements(&shape).ok_or_else(|| format!("shape {} is too large", shape_str(&shape)))?;
+    let len = num_elements(&shape).ok_or_else(|| format!("shape {} is too large", fmt_shape(&shape)))?;
     let item = if dtype.0 == Dtype::F32 { 4 } else { 8 };
-    let need = len.checked_mul(item).ok_or_else(|| format!("shape {} is too large", shape_str(&shape)))?;
+    let need = len.checked_mul(item).ok_or_else(|| format!("shape {} is too large", fmt_shape(&shape)))?;
     if rest.len() < need {
         return Err(format!(
             "truncated data: shape {} of {} needs {need} bytes, the file has {}",
-            shape_str(&shape),
+            fmt_shape(&shape),
             dtype.0,
             rest.len()
         ));
@@ -389,7 +351,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
         return Err(format!(
             "{} unexpected bytes after the data of shape {} of {}",
             rest.len() - need,
-            shape_str(&shape),
+            fmt_shape(&shape),
             dtype.0
         ));
     }
@@ -468,7 +430,7 @@ fn npy_bytes<T: Elem>(shape: &[usize], data: &[T], w: impl std::io::Write) -> st
 
 fn check_len(shape: &[usize], len: usize) -> std::result::Result<(), String> {
     if num_elements(shape) != Some(len) {
-        return Err(format!("cannot write {len} values as shape {}", shape_str(shape)));
+        return Err(format!("cannot write {len} values as shape {}", fmt_shape(shape)));
     }
     Ok(())
 }
@@ -480,14 +442,6 @@ pub fn write_npy<T: Elem>(path: impl AsRef<Path>, shape: &[usize], data: &[T]) -
     let mut bytes = Vec::new();
     npy_bytes(shape, data, &mut bytes).map_err(|e| io_err(path, format!("cannot encode: {e}")))?;
     std::fs::write(path, bytes).map_err(|e| io_err(path, format!("cannot write: {e}")))
-}
-
-/// Writes an [`Array`] as a `.npy` file in its own dtype.
-pub fn write_array_npy(path: impl AsRef<Path>, a: &Array) -> Result<()> {
-    match a {
-        Array::F32(t) => write_npy(path, &t.shape, &t.data),
-        Array::F64(t) => write_npy(path, &t.shape, &t.data),
-    }
 }
 
 fn npz_entry<T: Elem, W: std::io::Write + std::io::Seek>(
@@ -535,7 +489,20 @@ pub fn write_npz(path: impl AsRef<Path>, arrays: &[(&str, &Array)]) -> Result<()
 // are unreachable from the public API and the CLI.
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
+
+    /// Reads every array of an `.npz` archive, by name.
+    fn read_npz(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array>> {
+        let mut npz = Npz::open(path)?;
+        let mut out = BTreeMap::new();
+        for name in npz.names() {
+            let a = npz.require(&name)?;
+            out.insert(name, a);
+        }
+        Ok(out)
+    }
 
     fn npy_with_header(header: &str, data: &[u8]) -> Vec<u8> {
         let mut text = header.to_string();
@@ -654,8 +621,7 @@ mod tests {
     }
 
     #[test]
-    fn finite_check_and_unravel() {
-        assert_eq!(unravel(7, &[2, 3, 2]), [1, 0, 1]);
+    fn finite_check() {
         let t = Tensor { shape: vec![2, 2], data: vec![1.0, 2.0, f64::INFINITY, 0.0] };
         match check_finite("x", &t) {
             Err(Error::NonFinite { index, value, .. }) => assert_eq!((index, value.as_str()), (vec![1, 0], "inf")),

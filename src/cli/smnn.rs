@@ -1,16 +1,16 @@
 //! `banded smnn forward|backward` (the S-MNN layer on `.npz` files) and `banded bench smnn`.
 
-use std::io::Write;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
 use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
+use banded::error::fmt_shape;
 use banded::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::bench::{median, thread_pool};
+use super::bench::{BenchArgs, Timings, print_line};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
 
 const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, DESIGN §3): the \
@@ -117,8 +117,8 @@ fn run_typed<T: Elem>(args: &SmnnArgs, arrays: Vec<Array>) -> Result<()> {
     if gu.shape != layer.u_shape() {
         return Err(Error::Shape {
             arg: "grad_u",
-            expected: io::shape_str(&layer.u_shape()),
-            got: io::shape_str(&gu.shape),
+            expected: fmt_shape(&layer.u_shape()),
+            got: fmt_shape(&gu.shape),
         });
     }
     let g = fwd.backward(&gu.data, &params)?;
@@ -150,9 +150,6 @@ line is printed:
 storage=reused|fresh threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
 )]
 pub struct BenchSmnnArgs {
-    /// Number of systems
-    #[arg(long)]
-    pub batch: NonZeroUsize,
     /// Number of steps T (>= 2)
     #[arg(long)]
     pub steps: usize,
@@ -174,24 +171,16 @@ pub struct BenchSmnnArgs {
     /// Allocate the layer's storage anew in every run instead of reusing the previous run's
     #[arg(long)]
     pub fresh: bool,
-    /// Element type
-    #[arg(long, value_enum, default_value_t = Dtype::F64)]
-    pub dtype: Dtype,
-    /// Timed repetitions (the median is reported)
-    #[arg(long, default_value = "10")]
-    pub reps: NonZeroUsize,
-    /// Threads of the rayon pool the batch runs on [default: all cores]
-    #[arg(long)]
-    pub threads: Option<NonZeroUsize>,
-    /// Seed of the generated inputs
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
+    // --batch, --dtype, --reps, --threads, --seed (help text on the fields of `BenchArgs`).
+    #[command(flatten)]
+    pub common: BenchArgs,
 }
 
 /// Runs `banded bench smnn`.
 pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
-    let (pool, params, threads) = thread_pool(args.threads)?;
-    let (b, t, d, o) = (args.batch.get(), args.steps, args.dims.get(), args.orders.get());
+    let common = &args.common;
+    let (pool, params, threads) = common.thread_pool()?;
+    let (b, t, d, o) = (common.batch.get(), args.steps, args.dims.get(), args.orders.get());
     let e = args.equations.unwrap_or(d);
     let options = Options { central: args.central, ..Options::default() };
     let layer = Smnn::new(
@@ -203,25 +192,23 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
             steps: &[b, t.saturating_sub(1)],
         },
     )?;
-    let times = pool.install(|| match args.dtype {
+    let times = pool.install(|| match common.dtype {
         Dtype::F32 => time_smnn::<f32>(args, &layer, &params),
         Dtype::F64 => time_smnn::<f64>(args, &layer, &params),
     })?;
-    let med = median(&times);
-    let min = times.iter().copied().fold(f64::INFINITY, f64::min);
-    let line = format!(
+    let Timings { median, min } = Timings::of(&times);
+    print_line(&format!(
         "bench=smnn batch={b} steps={t} dims={d} orders={o} equations={e} central={} backward={} dtype={} \
-         storage={} threads={threads} reps={} seed={} n={} kd={} median_s={med:.9} min_s={min:.9}",
+         storage={} threads={threads} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
         args.central,
         args.backward,
-        args.dtype.short(),
+        common.dtype.short(),
         if args.fresh { "fresh" } else { "reused" },
-        args.reps,
-        args.seed,
+        common.reps,
+        common.seed,
         layer.n(),
         layer.kd()
-    );
-    writeln!(std::io::stdout(), "{line}").map_err(|e| Error::Io { path: "<stdout>".into(), reason: e.to_string() })
+    ))
 }
 
 /// `len` values from `f`, or an error instead of an allocation abort.
@@ -236,7 +223,7 @@ fn filled<T: Elem>(len: usize, mut f: impl FnMut() -> f64) -> Result<Vec<T>> {
 }
 
 fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, params: &Params) -> Result<Vec<f64>> {
-    let mut rng = StdRng::seed_from_u64(args.seed);
+    let mut rng = StdRng::seed_from_u64(args.common.seed);
     let len = |s: &[usize]| s.iter().product::<usize>();
     let (e, d, o) = (layer.n_equations(), layer.n_dims(), layer.n_orders());
     let mut c: Vec<T> = filled(len(&layer.coefficients_shape()), || rng.random_range(-1.0..=1.0))?;
@@ -252,11 +239,12 @@ fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, params: &Params) -> Re
     let h: Vec<T> = filled(len(&layer.steps_shape()), || rng.random_range(0.05..=0.15))?;
     let gu: Vec<T> = filled(len(&layer.u_shape()), || rng.random_range(-1.0..=1.0))?;
     let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
-    let mut times = Vec::with_capacity(args.reps.get());
+    let reps = args.common.reps.get();
+    let mut times = Vec::with_capacity(reps);
     let (mut workspace, mut grads) = (Workspace::new(), Grads::default());
-    for rep in 0..=args.reps.get() {
+    for rep in 0..=reps {
         let start = Instant::now();
-        let fwd = layer.forward_with(inputs, params, workspace)?;
+        let mut fwd = layer.forward_with(inputs, params, workspace)?;
         if args.backward {
             fwd.backward_into(&gu, params, &mut grads)?;
         }

@@ -2,9 +2,10 @@
 
 use std::path::PathBuf;
 
+use banded::error::fmt_shape;
 use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
 
-use super::io::{self, Dtype, Elem, Tensor, shape_str};
+use super::io::{self, Dtype, Elem, Tensor};
 
 /// Arguments of `banded solve`.
 #[derive(Debug, clap::Args)]
@@ -65,7 +66,7 @@ impl Layout {
         let bad_ab = || Error::Shape {
             arg: "--ab",
             expected: "(batch, kd+1, n) or (kd+1, n) with batch, kd+1, n >= 1".into(),
-            got: shape_str(ab),
+            got: fmt_shape(ab),
         };
         let (batch, w, n, single) = match *ab {
             [batch, w, n] => (batch, w, n, false),
@@ -82,11 +83,11 @@ impl Layout {
             (true, &[m]) if m == n => 1,
             _ => {
                 let expected = if single {
-                    format!("({n}, nrhs) or ({n},) with nrhs >= 1, to match --ab {}", shape_str(ab))
+                    format!("({n}, nrhs) or ({n},) with nrhs >= 1, to match --ab {}", fmt_shape(ab))
                 } else {
-                    format!("({batch}, {n}, nrhs) or ({batch}, {n}) with nrhs >= 1, to match --ab {}", shape_str(ab))
+                    format!("({batch}, {n}, nrhs) or ({batch}, {n}) with nrhs >= 1, to match --ab {}", fmt_shape(ab))
                 };
-                return Err(Error::Shape { arg: "--rhs", expected, got: shape_str(rhs) });
+                return Err(Error::Shape { arg: "--rhs", expected, got: fmt_shape(rhs) });
             }
         };
         Ok(Self { batch, kd: w - 1, n, nrhs, single })
@@ -108,13 +109,13 @@ fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Te
     let Layout { batch, kd, n, nrhs, .. } = layout;
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
-    let a = BandBatch::from_lower_band(&ab.data, batch, kd, n)?;
+    let a = BandBatch::from_lower_band(&ab.data, batch, n, kd)?;
     let ab_shape = ab.shape;
     // Finiteness was checked above, with indices in the files' own shapes.
     let params = Params::default().with_check_finite(false);
     let chol = Cholesky::factor_in_place(a, &params)?;
     let shape = rhs.shape;
-    let mut x = BatchMatrix::new("rhs", rhs.data, batch, n, nrhs)?;
+    let mut x = BatchMatrix::new(rhs.data, batch, n, nrhs).map_err(|e| e.for_arg("rhs"))?;
     chol.solve_in_place(&mut x, &params)?;
     io::write_npy(&args.out, &shape, x.as_slice())?;
     if let Some(path) = &args.logdet {

@@ -89,8 +89,8 @@ pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, c
 }
 
 /// A factor stored in pack layout, read in cache-sized blocks, each [`touch`]ed first: the
-/// substitution's dependent loads then hit the cache (measured on the S-MNN factor, 128 systems
-/// of n = 9000, kd = 11: substituting from memory took 20 ms without, 10.5 ms with).
+/// substitution's dependent loads then hit the cache (without, the S-MNN substitutions took
+/// twice as long: the loads waited on memory column by column).
 pub(crate) struct InMemory<'a, T, const L: usize> {
     pub pack: &'a [[T; L]],
     pub w: usize,

@@ -7,14 +7,14 @@ use rayon::prelude::*;
 use crate::alloc::{resized_par, zeroed_vec_par};
 use crate::band::lanes::with_lanes;
 use crate::band::{BandBatch, BatchMatrix};
-use crate::error::{Error, PivotFailure, Result};
+use crate::error::{Error, PivotFailure, Result, unravel};
 use crate::llt::{Batch, Cholesky, Dims, PartialCholesky, Plan};
 use crate::par::{Par, min_len};
 use crate::params::Params;
 use crate::scalar::{Real, first_non_finite, fmt_value};
 
 use super::assemble::{PackAssembler, Sys};
-use super::{Inputs, Lhs, Smnn, unravel};
+use super::{Inputs, Lhs, Smnn};
 
 /// Where [`Smnn::assemble_bands`] writes: the band-layout storage of some systems' `M` and their
 /// diagonals (`n` per system).
@@ -270,8 +270,8 @@ impl Smnn {
     /// ([`Forward::into_workspace`]): the factor's `batch·n·(kd+1)` elements and two `batch·n`
     /// vectors are reused instead of allocated, so a training loop that calls the layer
     /// repeatedly does not page-fault (and have the OS zero) ~`8·batch·n·(kd+3)` fresh bytes
-    /// per call (measured: batch 128, T = 1000, D = O = E = 3, f64: forward+backward
-    /// 40 → 35 ms). Storage that is too small (another shape) is replaced; on an error it is
+    /// per call (an eighth of a forward+backward of 128 systems of T = 1000, D = O = E = 3).
+    /// Storage that is too small (another shape) is replaced; on an error it is
     /// freed. Results are bitwise those of [`forward`](Self::forward).
     ///
     /// Errors: as [`forward`](Self::forward).

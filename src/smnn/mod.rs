@@ -95,18 +95,6 @@ pub struct Grads<T> {
     pub steps: Vec<T>,
 }
 
-/// Multi-index of flat position `k` in a row-major array of shape `shape`.
-fn unravel(mut k: usize, shape: &[usize]) -> Vec<usize> {
-    let mut idx = vec![0; shape.len()];
-    for (i, &d) in shape.iter().enumerate().rev() {
-        if d > 0 {
-            idx[i] = k % d;
-            k /= d;
-        }
-    }
-    idx
-}
-
 /// The left-hand-side inputs of a batch: `coefficients` and `steps`.
 #[derive(Clone, Copy)]
 struct Lhs<'a, T> {

@@ -1,12 +1,12 @@
 //! The layer's options and the shape of its inputs, validated once; and the checks of the
 //! arrays of each call against that shape.
 
-use crate::error::{Error, Result, fmt_shape};
+use crate::error::{Error, Result, fmt_shape, unravel};
 use crate::llt::Cholesky;
 use crate::params::Params;
 use crate::scalar::{Real, first_non_finite, fmt_value};
 
-use super::{Inputs, unravel};
+use super::Inputs;
 
 /// Hyper-parameters of the S-MNN layer (the rows: `docs/ARCHITECTURE.md`, "The S-MNN rows").
 ///

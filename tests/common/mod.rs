@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 pub mod cli;
+pub mod lanes;
 
 /// Path of a file in `tests/data/`.
 pub fn data_path(name: &str) -> PathBuf {

@@ -182,6 +182,21 @@ fn norm(x: &[f64]) -> f64 {
     x.iter().map(|v| v * v).sum::<f64>().sqrt()
 }
 
+/// The weighted least-squares problem `min ‖A u − β‖` of system `s`: `A` (rows × `n`) and `β`.
+pub fn dense(p: &Problem, s: usize) -> (Mat<f64>, Mat<f64>) {
+    let rows = p.rows(s);
+    let m = rows.len();
+    let mut a = Mat::<f64>::zeros(m, p.n());
+    let mut beta = Mat::<f64>::zeros(m, 1);
+    for (i, row) in rows.iter().enumerate() {
+        for &(j, v, _) in &row.entries {
+            a[(i, j)] += row.w * v;
+        }
+        beta[(i, 0)] = row.w * row.rhs;
+    }
+    (a, beta)
+}
+
 pub fn reference(p: &Problem) -> Reference {
     let (n, b) = (p.n(), p.b());
     let mut out = Reference {
@@ -202,15 +217,7 @@ pub fn reference(p: &Problem) -> Reference {
     };
     for s in 0..p.batch {
         let rows = p.rows(s);
-        let m = rows.len();
-        let mut a = Mat::<f64>::zeros(m, n);
-        let mut beta = Mat::<f64>::zeros(m, 1);
-        for (i, row) in rows.iter().enumerate() {
-            for &(j, v, _) in &row.entries {
-                a[(i, j)] += row.w * v;
-            }
-            beta[(i, 0)] = row.w * row.rhs;
-        }
+        let (a, beta) = dense(p, s);
         let u = a.qr().solve_lstsq(&beta);
         let mm = a.transpose() * &a;
         let ev = mm.self_adjoint_eigenvalues(Side::Lower).expect("eigenvalues");
