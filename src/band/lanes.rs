@@ -234,7 +234,7 @@ impl<T: Real, const L: usize> Window<T, L> {
     /// Rows `k0..k1` (`rows`) of the `L` systems of `src` (`len` elements each, system after
     /// system), gathering rows `k0..min(k0 + span, len)` (at least `k1`) first unless they are
     /// in the window already.
-    #[inline(always)]
+    #[inline]
     pub(crate) fn get(&mut self, src: &[T], len: usize, rows: Range<usize>, span: usize) -> &[[T; L]] {
         let (k0, k1) = (rows.start, rows.end);
         if k0 < self.start || k1 > self.end {

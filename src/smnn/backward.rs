@@ -10,6 +10,7 @@ use crate::llt::{Cholesky, Plan};
 use crate::par::{Par, min_len};
 use crate::params::Params;
 use crate::scalar::Real;
+use crate::simd::Isa;
 
 use super::grads::PackGrads;
 use super::{Forward, GradInputs, Grads, Inputs, Outputs, Smnn, split_mut};
@@ -117,7 +118,9 @@ impl Smnn {
 
     /// [`grads_batch`](Self::grads_batch) with `L` lanes for the full packs.
     fn grads_lanes<T: Real, const L: usize>(&self, plan: Plan, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, par: Par) {
-        let isa = plan.isa;
+        // One system at a time is scalar code: the portable build of it is what the reference
+        // kernels run as (wider instruction sets only pay off across lanes).
+        let (isa, single) = (if L == 1 { Isa::Portable } else { plan.isa }, Isa::Portable);
         let [cl, rl, vl, hl, n] = self.system_lens();
         // Without `coef_steps`, `r`, `h`, `u`, `gc` and `gh` are not used (and may be empty).
         let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
@@ -127,7 +130,7 @@ impl Smnn {
         crate::par::join(
             par,
             || packs.into_par_iter().with_min_len(min_len(par, full.max(1))).for_each(|x| self.grads_pack::<T, L>(isa, x, coef_steps)),
-            || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(isa, x, coef_steps)),
+            || tail.into_par_iter().with_min_len(min_len(par, self.batch - full * L)).for_each(|x| self.grads_pack::<T, 1>(single, x, coef_steps)),
         );
     }
 
