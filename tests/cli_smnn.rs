@@ -71,7 +71,7 @@ fn vector_files() -> Vec<String> {
     files
 }
 
-/// Same tolerance as the library's vector tests (DESIGN §4).
+/// Same tolerance as the library's vector tests (docs/ARCHITECTURE.md, "Reference vectors").
 const TOL: f64 = 1e-9;
 
 #[test]

@@ -1,5 +1,5 @@
 //! The S-MNN layer against the reference vectors of the paper authors' PyTorch implementation
-//! (`tests/data/smnn_*.npz`, see DESIGN §4): forward and all four gradients, in f64.
+//! (`tests/data/smnn_*.npz`, see docs/ARCHITECTURE.md, "Reference vectors"): forward and all four gradients, in f64.
 
 mod common;
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
@@ -7,7 +7,7 @@ use banded::Params;
 use common::{npz_array, rel_err};
 
 /// The vectors are small, well-conditioned problems (κ(M) ≲ 1e4) solved in f64 by a dense
-/// reference: our banded solve differs by O(κ(M)·ε) ≈ 1e-12 relative; DESIGN §4 promises 1e-9.
+/// reference: our banded solve differs by O(κ(M)·ε) ≈ 1e-12 relative; docs/ARCHITECTURE.md promises 1e-9.
 const TOL: f64 = 1e-9;
 
 fn scalar(file: &str, key: &str) -> f64 {

@@ -90,7 +90,7 @@ fn fact(k: usize) -> f64 {
 }
 
 /// The dense formulation of the original MNN: the normal matrix `M = AᵀA` (n × n, n = T·D·O)
-/// and `Aᵀβ` accumulated row by row from the rows of DESIGN §3 (unit weights, no central
+/// and `Aᵀβ` accumulated row by row from the rows of docs/ARCHITECTURE.md ("The S-MNN rows") (unit weights, no central
 /// rows), factored by faer's dense Cholesky; `u = M⁻¹Aᵀβ`; backward `λ = M⁻¹ ∂ℓ/∂u` (one more
 /// solve) and the gradients of the right-hand sides (`∂ℓ/∂r = Cλ`, `∂ℓ/∂v = λ` on the initial
 /// rows; the remaining O(T) row sums are left out). Returns `u`.

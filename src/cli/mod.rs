@@ -6,6 +6,7 @@
 
 pub mod bench;
 pub mod io;
+pub mod npy;
 pub mod smnn;
 pub mod solve;
 

@@ -13,7 +13,7 @@ use rand::{Rng, SeedableRng};
 use super::bench::{BenchArgs, Timings, print_line};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
 
-const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, DESIGN §3): the \
+const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, Chen et al., ICLR 2025): the \
 least-squares solution u of the ODE rows given per-step coefficients, in O(T).
 
 IN.npz must hold (other keys are ignored):

@@ -8,7 +8,7 @@
 // The explicit `for l in 0..L` lane loops are the point: each is one SIMD operation.
 #![allow(clippy::needless_range_loop)]
 
-use super::shapes::Smnn;
+use super::layer::Smnn;
 use crate::band::lanes::Window;
 use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;

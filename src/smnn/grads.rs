@@ -13,7 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::assemble::{central_row, Taylor};
-use super::shapes::Smnn;
+use super::layer::Smnn;
 use crate::band::lanes::{scatter, Window};
 use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;

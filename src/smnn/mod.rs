@@ -57,11 +57,11 @@ mod backward;
 mod forward;
 mod frozen;
 mod grads;
-mod shapes;
+mod layer;
 
 pub use forward::{Forward, Workspace};
 pub use frozen::{Frozen, FrozenGrads};
-pub use shapes::{InputShapes, Options, Smnn};
+pub use layer::{InputShapes, Options, Smnn};
 
 /// The four input arrays of one call, row-major (C order), batch first, borrowed.
 ///

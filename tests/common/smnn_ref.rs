@@ -1,4 +1,4 @@
-//! A dense, test-only reference for the S-MNN layer: builds the rows of `A` of DESIGN §3
+//! A dense, test-only reference for the S-MNN layer: builds the rows of `A` of docs/ARCHITECTURE.md ("The S-MNN rows")
 //! explicitly (one system at a time), solves the least-squares problem with faer's dense QR, and
 //! takes the backward from the dense `∂ℓ/∂A = −ρλᵀ − (Aλ)uᵀ`, `∂ℓ/∂β = Aλ` by the chain rule
 //! through each row entry. Everything in f64. It shares no code with `banded::smnn`.
@@ -87,7 +87,7 @@ impl Problem {
         self.h[s * self.ht + if self.ht == 1 { 0 } else { t }]
     }
 
-    /// The rows of system `s`, following DESIGN §3 literally.
+    /// The rows of system `s`, following docs/ARCHITECTURE.md ("The S-MNN rows") literally.
     pub fn rows(&self, s: usize) -> Vec<RowSpec> {
         let (tn, en, dn, on, b) = (self.t, self.e, self.d, self.o, self.b());
         let mut rows = Vec::new();
