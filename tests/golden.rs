@@ -214,18 +214,18 @@ struct Reuse<T> {
     workspace: Workspace<T>,
 }
 
+/// One S-MNN problem: the layer's options and input shapes, its inputs and a cotangent `∂ℓ/∂u`.
+struct SmnnProblem<'a, T> {
+    options: Options,
+    shapes: InputShapes<'a>,
+    inputs: Inputs<'a, T>,
+    grad_u: &'a [T],
+}
+
 /// Forward, backward, `backward_into` a reused `Grads`, `forward_with` reused workspaces and
 /// the frozen forward/backward of one S-MNN problem.
-#[allow(clippy::too_many_arguments)]
-fn smnn_case<T: Real>(
-    g: &mut Golden,
-    case: &str,
-    options: Options,
-    shapes: InputShapes<'_>,
-    inputs: Inputs<'_, T>,
-    grad_u: &[T],
-    reuse: &mut Reuse<T>,
-) {
+fn smnn_case<T: Real>(g: &mut Golden, case: &str, problem: SmnnProblem<'_, T>, reuse: &mut Reuse<T>) {
+    let SmnnProblem { options, shapes, inputs, grad_u } = problem;
     let p = Params::default();
     let run = |g: &mut Golden, reuse: &mut Reuse<T>| -> banded::Result<()> {
         let layer = Smnn::new(options, shapes)?;
@@ -358,7 +358,7 @@ fn smnn_vector_cases<T: Real>(g: &mut Golden, reuse: &mut Reuse<T>) {
         let (c, r, v, h, gu) = (cast::<T>(&c), cast::<T>(&r), cast::<T>(&v), cast::<T>(&h), cast::<T>(&gu));
         let shapes = InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs };
         let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
-        smnn_case(g, &case, options, shapes, inputs, &gu, reuse);
+        smnn_case(g, &case, SmnnProblem { options, shapes, inputs, grad_u: &gu }, reuse);
     }
 }
 
@@ -399,7 +399,7 @@ fn smnn_random_cases<T: Real>(g: &mut Golden, reuse: &mut Reuse<T>) {
                 let shapes = InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs };
                 let (c, r, v, h, gu) = (cast::<T>(&c), cast::<T>(&r), cast::<T>(&v), cast::<T>(&h), cast::<T>(&gu));
                 let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
-                smnn_case(g, &case, options, shapes, inputs, &gu, reuse);
+                smnn_case(g, &case, SmnnProblem { options, shapes, inputs, grad_u: &gu }, reuse);
             }
         }
     }

@@ -11,7 +11,7 @@ mod smnn_ref;
 
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
 use banded::Params;
-use smnn_ref::{draw, Problem};
+use smnn_ref::{draw, Problem, Spec};
 
 const TOL: f64 = 1e-6;
 
@@ -72,24 +72,42 @@ fn check(p: &Problem) {
 
 #[test]
 fn fd_plain() {
-    check(&draw(1, 2, 6, 3, 2, 3, 2, 2, [false; 3], [1.0; 3], false, (0.2, 0.8)));
+    check(&draw(&Spec {
+        seed: 1, batch: 2, t: 6, e: 3, d: 2, o: 3, s: 2, i: 2,
+        bcast: [false; 3], weights: [1.0; 3], central: false, h: (0.2, 0.8),
+    }));
 }
 
 #[test]
 fn fd_central_weighted() {
-    check(&draw(2, 1, 7, 2, 2, 4, 1, 3, [false; 3], [0.7, 1.5, 0.8], true, (0.2, 0.8)));
+    check(&draw(&Spec {
+        seed: 2, batch: 1, t: 7, e: 2, d: 2, o: 4, s: 1, i: 3,
+        bcast: [false; 3], weights: [0.7, 1.5, 0.8], central: true, h: (0.2, 0.8),
+    }));
 }
 
 #[test]
 fn fd_broadcast() {
     // Coefficients and steps broadcast over T (their gradients are sums over the steps).
-    check(&draw(3, 2, 8, 2, 1, 3, 1, 1, [true, false, true], [1.0, 1.2, 0.9], true, (0.2, 0.8)));
-    check(&draw(4, 1, 5, 3, 2, 3, 2, 3, [false, true, false], [1.0; 3], false, (0.2, 0.8)));
+    check(&draw(&Spec {
+        seed: 3, batch: 2, t: 8, e: 2, d: 1, o: 3, s: 1, i: 1,
+        bcast: [true, false, true], weights: [1.0, 1.2, 0.9], central: true, h: (0.2, 0.8),
+    }));
+    check(&draw(&Spec {
+        seed: 4, batch: 1, t: 5, e: 3, d: 2, o: 3, s: 2, i: 3,
+        bcast: [false, true, false], weights: [1.0; 3], central: false, h: (0.2, 0.8),
+    }));
 }
 
 #[test]
 fn fd_central_low_orders() {
     // O = 2 (the central row has H^(−1)) and O = 3 (H^0 with a zero derivative).
-    check(&draw(5, 1, 9, 1, 1, 2, 1, 1, [false; 3], [1.0; 3], true, (0.2, 0.8)));
-    check(&draw(6, 1, 9, 2, 1, 3, 1, 2, [false; 3], [1.0; 3], true, (0.2, 0.8)));
+    check(&draw(&Spec {
+        seed: 5, batch: 1, t: 9, e: 1, d: 1, o: 2, s: 1, i: 1,
+        bcast: [false; 3], weights: [1.0; 3], central: true, h: (0.2, 0.8),
+    }));
+    check(&draw(&Spec {
+        seed: 6, batch: 1, t: 9, e: 2, d: 1, o: 3, s: 1, i: 2,
+        bcast: [false; 3], weights: [1.0; 3], central: true, h: (0.2, 0.8),
+    }));
 }

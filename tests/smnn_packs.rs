@@ -26,7 +26,7 @@ use banded::{Par, Params, Real};
 
 use common::lanes::{base_lanes, layout_of, sizes_for, Layout, Tail, LAYOUTS};
 use smnn_check::{check, layer};
-use smnn_ref::{draw, Problem};
+use smnn_ref::{draw, Problem, Spec};
 
 #[derive(Clone, Copy, Debug)]
 struct Shape {
@@ -76,7 +76,20 @@ const TWO: Par = Par::Rayon(std::num::NonZero::new(2).unwrap());
 /// property tests for `T` (well-conditioned in f32, see `smnn_props.rs`).
 fn problem<T: Real>(s: Shape, batch: usize, seed: u64) -> Problem {
     let h = if std::mem::size_of::<T>() == 4 { (0.5, 1.5) } else { (0.2, 1.0) };
-    draw(seed, batch, s.t, s.e, s.d, s.o, 1, s.o, [s.one_c, s.one_c, s.one_step], [1.0; 3], s.central, h)
+    draw(&Spec {
+        seed,
+        batch,
+        t: s.t,
+        e: s.e,
+        d: s.d,
+        o: s.o,
+        s: 1,
+        i: s.o,
+        bcast: [s.one_c, s.one_c, s.one_step],
+        weights: [1.0; 3],
+        central: s.central,
+        h,
+    })
 }
 
 fn to<T: Real>(x: &[f64]) -> Vec<T> {

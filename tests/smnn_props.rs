@@ -32,7 +32,7 @@ use proptest::test_runner::TestRunner;
 
 use common::lanes::{base_lanes, layout_of, sizes_for, Layout, LAYOUTS, WIDE_MAX_KD};
 use smnn_check::{check, Tally};
-use smnn_ref::{draw, Problem};
+use smnn_ref::{draw, Problem, Spec};
 
 #[derive(Clone, Debug)]
 struct Case {
@@ -54,11 +54,28 @@ struct Case {
 }
 
 impl Case {
+    /// The case of the drawn values, with `T` given where the shapes do not tell it: when
+    /// every step axis is broadcast, or the coefficients and equation right-hand sides are
+    /// and `T = 2` (one step either way).
+    fn with_t_where_needed(self) -> Case {
+        let give_t = self.give_t || self.bcast == [true; 3] || (self.bcast[0] && self.bcast[1] && self.t == 2);
+        Case { give_t, ..self }
+    }
     fn problem(&self) -> Problem {
-        draw(
-            self.seed, self.batch, self.t, self.e, self.d, self.o, self.s, self.i, self.bcast, self.weights,
-            self.central, self.h,
-        )
+        draw(&Spec {
+            seed: self.seed,
+            batch: self.batch,
+            t: self.t,
+            e: self.e,
+            d: self.d,
+            o: self.o,
+            s: self.s,
+            i: self.i,
+            bcast: self.bcast,
+            weights: self.weights,
+            central: self.central,
+            h: self.h,
+        })
     }
     /// The bandwidth of the layer's normal matrices.
     fn kd(&self) -> usize {
@@ -70,25 +87,6 @@ impl Case {
 /// The ranges a type is drawn from: the largest order `O` and the steps (see the module docs).
 fn ranges<T: Real>() -> (usize, (f64, f64)) {
     if std::mem::size_of::<T>() == 4 { (4, (0.5, 1.5)) } else { (5, (0.2, 1.0)) }
-}
-
-/// The case of the drawn values; `T` must be given when every step axis is broadcast.
-#[allow(clippy::too_many_arguments)]
-fn case(
-    (d, o, central): (usize, usize, bool),
-    t: usize,
-    e: usize,
-    batch: usize,
-    (s, i): (usize, usize),
-    bcast: [bool; 3],
-    seed: u64,
-    weights: [f64; 3],
-    give_t: bool,
-    h: (f64, f64),
-    params: Params,
-) -> Case {
-    let give_t = give_t || bcast == [true; 3] || (bcast[0] && bcast[1] && t == 2);
-    Case { seed, batch, t, e, d, o, s, i, bcast, weights, central, give_t, h, params }
 }
 
 fn weights() -> impl Strategy<Value = [f64; 3]> {
@@ -111,8 +109,9 @@ fn cases<T: Real>() -> impl Strategy<Value = Case> {
             let (_, o, _) = shape;
             (Just((shape, t, e, batch)), (1..=t.min(4), 1..=o), any::<[bool; 3]>(), any::<u64>(), weights(), any::<bool>())
         })
-        .prop_map(move |((shape, t, e, batch), si, bcast, seed, w, give_t)| {
-            case(shape, t, e, batch, si, bcast, seed, w, give_t, h, Params::default())
+        .prop_map(move |(((d, o, central), t, e, batch), (s, i), bcast, seed, weights, give_t)| {
+            Case { seed, batch, t, e, d, o, s, i, bcast, weights, central, give_t, h, params: Params::default() }
+                .with_t_where_needed()
         })
 }
 
@@ -137,11 +136,13 @@ fn packed_cases<T: Real>(layout: Layout) -> impl Strategy<Value = Case> {
             let draws = (any::<[bool; 3]>(), any::<u64>(), weights(), any::<bool>(), any::<bool>(), any::<bool>(), any::<Index>());
             (Just((shape, t, e)), (1..=t.min(4), 1..=o), draws)
         })
-        .prop_filter_map("no batch runs in this layout", move |((shape, t, e), si, (bcast, seed, w, give_t, two, reference, pick))| {
+        .prop_filter_map("no batch runs in this layout", move |(shape_t_e, (s, i), draws)| {
+            let ((d, o, central), t, e) = shape_t_e;
+            let (bcast, seed, weights, give_t, two, reference, pick) = draws;
             let kernel = if layout.is_none() && reference { Kernel::Reference } else { Kernel::Auto };
             let par = if two { Par::rayon(2) } else { Par::Seq };
             let params = Params::default().with_par(par).with_kernel(kernel);
-            let c = case(shape, t, e, 1, si, bcast, seed, w, give_t, h, params);
+            let c = Case { seed, batch: 1, t, e, d, o, s, i, bcast, weights, central, give_t, h, params }.with_t_where_needed();
             let sizes = sizes_for::<T>(layout, c.kd(), &params, 8 * base_lanes::<T>(&Params::default().with_par(par)));
             (!sizes.is_empty()).then(|| Case { batch: *pick.get(&sizes), ..c })
         })

@@ -19,7 +19,6 @@
 
 use crate::band::lanes::{block_cols, gather_band, scatter_band};
 use crate::scalar::Real;
-
 use crate::simd::Isa;
 
 use super::kernels::{Dims, backward_in, factor_window_in, forward_in, touch};

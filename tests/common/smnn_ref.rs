@@ -279,24 +279,31 @@ pub fn reference(p: &Problem) -> Reference {
     out
 }
 
-/// Draws a problem from `seed` with the given dimensions. Coefficients are uniform in
+/// What [`draw`] draws: the seed, the dimensions (`batch` systems of `t` steps, `e` equations,
+/// `d` variables of `o` orders, initial values at `s` steps in `i` orders), which of the coefficient,
+/// equation right-hand side and step axes are broadcast over `T`, the weights
+/// `[equation, initial values, smoothness]`, `central`, and the range `h` of the steps.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub seed: u64,
+    pub batch: usize,
+    pub t: usize,
+    pub e: usize,
+    pub d: usize,
+    pub o: usize,
+    pub s: usize,
+    pub i: usize,
+    pub bcast: [bool; 3],
+    pub weights: [f64; 3],
+    pub central: bool,
+    pub h: (f64, f64),
+}
+
+/// Draws a problem from `spec.seed` with the given dimensions. Coefficients are uniform in
 /// [−1, 1] plus 1.5 on the "diagonal" `(e, d = e, o = 0)` so the equations involve every
-/// variable; steps uniform in `[h_lo, h_hi]`.
-#[allow(clippy::too_many_arguments)]
-pub fn draw(
-    seed: u64,
-    batch: usize,
-    t: usize,
-    e: usize,
-    d: usize,
-    o: usize,
-    s: usize,
-    i: usize,
-    bcast: [bool; 3],
-    weights: [f64; 3],
-    central: bool,
-    (h_lo, h_hi): (f64, f64),
-) -> Problem {
+/// variable; steps uniform in `[h_lo, h_hi]` (`spec.h`).
+pub fn draw(spec: &Spec) -> Problem {
+    let Spec { seed, batch, t, e, d, o, s, i, bcast, weights, central, h: (h_lo, h_hi) } = *spec;
     let mut rng = StdRng::seed_from_u64(seed);
     let ct = if bcast[0] { 1 } else { t };
     let rt = if bcast[1] { 1 } else { t };
