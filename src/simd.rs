@@ -16,6 +16,7 @@
 /// cannot run falls back to [`Kernel::Portable`] (same bits, no SIMD instructions beyond the
 /// baseline target). [`Kernel::available`] lists those that run natively here.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum Kernel {
     /// The fastest path for the shape and CPU: packs of systems with the best instruction set

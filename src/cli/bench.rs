@@ -68,38 +68,8 @@ pub struct BenchArgs {
     pub seed: u64,
     /// The kernel (all give bitwise the same results; `auto` picks the fastest for the shape
     /// and CPU; one this CPU lacks runs as `portable`)
-    #[arg(long, value_enum, default_value_t = KernelArg::Auto)]
-    pub kernel: KernelArg,
-}
-
-/// `--kernel`: the values of [`banded::Kernel`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum KernelArg {
-    /// `Kernel::Auto`
-    Auto,
-    /// `Kernel::Reference`: one system at a time
-    Reference,
-    /// `Kernel::Portable`: packs, baseline instructions
-    Portable,
-    /// `Kernel::Avx2`
-    Avx2,
-    /// `Kernel::Avx512`
-    Avx512,
-    /// `Kernel::Neon`
-    Neon,
-}
-
-impl From<KernelArg> for Kernel {
-    fn from(k: KernelArg) -> Kernel {
-        match k {
-            KernelArg::Auto => Kernel::Auto,
-            KernelArg::Reference => Kernel::Reference,
-            KernelArg::Portable => Kernel::Portable,
-            KernelArg::Avx2 => Kernel::Avx2,
-            KernelArg::Avx512 => Kernel::Avx512,
-            KernelArg::Neon => Kernel::Neon,
-        }
-    }
+    #[arg(long, value_enum, default_value_t = Kernel::Auto)]
+    pub kernel: Kernel,
 }
 
 impl BenchArgs {
@@ -115,7 +85,7 @@ impl BenchArgs {
             arg: "--threads",
             reason: format!("cannot start {threads} threads: {e}"),
         })?;
-        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel.into());
+        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel);
         Ok((pool, params, threads))
     }
 }
