@@ -13,7 +13,7 @@ use crate::scalar::Real;
 use crate::simd::Isa;
 
 use super::grads::PackGrads;
-use super::{Forward, GradInputs, Grads, Inputs, Outputs, Smnn, split_mut};
+use super::{Forward, GradInputs, Grads, Inputs, Outputs, Smnn};
 
 /// What one backward reads: the forward's `inputs`, its output `u` and `factor`, and the
 /// cotangent `grad_u`.
@@ -28,8 +28,8 @@ impl<'a, T: Real> Forward<'a, T> {
     /// The backward for the cotangent `grad_u` = ∂ℓ/∂u (`(batch, T, D, O)`): one more solve
     /// with the forward's factor and O(T) row sums. See [`Smnn::backward`].
     ///
-    /// Errors: [`Error::Shape`](crate::Error::Shape) (`grad_u`), [`Error::NonFinite`](crate::Error::NonFinite) (`grad_u`, if
-    /// `params.check_finite()`).
+    /// Errors: [`Error::Shape`](crate::Error::Shape) (`grad_u`),
+    /// [`Error::NonFinite`](crate::Error::NonFinite) (`grad_u`, if `params.check_finite()`).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<Grads<T>> {
         let mut grads = Grads::default();
         let job = BackwardJob { inputs: self.inputs, u: &self.u, factor: &self.factor, grad_u };
@@ -53,7 +53,6 @@ impl<'a, T: Real> Forward<'a, T> {
 }
 
 impl Smnn {
-
     /// The backward from its pieces, shaped like a framework's custom-op `bwd(inputs, output,
     /// grad_output)`: the forward's `inputs`, its output `u` and factor (from
     /// [`Forward::into_parts`], or recomputed by [`freeze`](Self::freeze)), and
@@ -153,8 +152,8 @@ impl Smnn {
         }
         fn cut_mut<X>(v: &mut [X], k: usize, len: usize, m: usize, len1: usize) -> Vec<&mut [X]> {
             let (a, b) = v.split_at_mut(k * len);
-            let mut p = split_mut(a, len, k);
-            p.extend(split_mut(b, len1, m));
+            let mut p = crate::llt::pieces(a, len, k);
+            p.extend(crate::llt::pieces(b, len1, m));
             p
         }
         let [c, r, h, u, lam] = x;

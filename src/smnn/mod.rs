@@ -119,12 +119,3 @@ struct Outputs<'a, T> {
     gv: &'a mut [T],
     gh: &'a mut [T],
 }
-
-/// Splits `v` into `batch` consecutive parts of `len` (works for `len == 0`).
-fn split_mut<T>(v: &mut [T], len: usize, batch: usize) -> Vec<&mut [T]> {
-    if len == 0 {
-        (0..batch).map(|_| &mut [][..]).collect()
-    } else {
-        v.chunks_mut(len).collect()
-    }
-}
