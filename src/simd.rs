@@ -24,7 +24,8 @@ pub enum Kernel {
     /// pack (see `docs/ARCHITECTURE.md`).
     #[default]
     Auto,
-    /// One system at a time with the scalar reference kernels.
+    /// One system at a time with the scalar reference kernels (a factor already stored in packs
+    /// is still solved in packs, with the instruction set it was factored with).
     Reference,
     /// Lane-interleaved packs compiled for the baseline target (no run-time CPU features).
     Portable,

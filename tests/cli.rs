@@ -382,4 +382,25 @@ fn bench_solve_prints_one_line() {
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(field(&text, "kd_eff"), 19.0);
     assert_eq!(field(&text, "threads"), 2.0);
+    assert!(text.contains(" kernel=auto "), "{text}");
+}
+
+/// `--kernel` runs every kernel (one the CPU lacks runs as portable) and says which one was
+/// asked for; an unknown name is a usage error.
+#[test]
+fn bench_kernel_choice() {
+    let d = Dir::new();
+    for k in ["auto", "reference", "portable", "avx2", "avx512", "neon"] {
+        for cmd in [
+            &["bench", "solve", "--n", "40", "--kd", "3", "--batch", "20", "--reps", "1", "--kernel", k][..],
+            &["bench", "smnn", "--batch", "9", "--steps", "6", "--dims", "1", "--orders", "2", "--reps", "1", "--backward", "--kernel", k],
+        ] {
+            let out = d.run(cmd);
+            assert_ok(&out);
+            let text = String::from_utf8(out.stdout).unwrap();
+            assert!(text.contains(&format!(" kernel={k} ")), "{text}");
+        }
+    }
+    let out = d.run(&["bench", "solve", "--n", "5", "--kd", "1", "--batch", "1", "--kernel", "sse9"]);
+    assert_eq!(out.status.code(), Some(2));
 }

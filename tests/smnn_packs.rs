@@ -160,3 +160,23 @@ fn f64_packed_batches_match_each_system_alone_and_the_reference() {
 fn f32_packed_batches_match_each_system_alone_and_the_reference() {
     run::<f32>();
 }
+
+/// Systems long enough that each pack is assembled, factored and substituted in several cache
+/// windows (the assembly fills each window just before the factorization takes it; the
+/// backward substitution walks the windows from the end): bitwise each system alone. The
+/// dense reference is O(n³) at these sizes and is left to the cases above.
+fn long<T: Real>() {
+    // n = 1080 (kd 11) and 960 (central, kd 12): several windows of a few hundred columns.
+    for (i, (shape, par)) in [(shape(120, 3, 3, 3, false, false, false), Par::Seq), (shape(80, 3, 4, 3, true, false, false), TWO)].into_iter().enumerate() {
+        let params = Params::default().with_par(par);
+        let batch = sizes_for::<T>(Some((false, Tail::Padded)), shape.kd(), &params, 8 * base_lanes::<T>(&params))[0];
+        assert!(layout_of::<T>(batch, shape.kd(), &params).is_some(), "runs in packs");
+        check_bitwise::<T>(&problem::<T>(shape, batch, 100 + i as u64), &params);
+    }
+}
+
+#[test]
+fn long_systems_in_several_windows_match_each_system_alone() {
+    long::<f64>();
+    long::<f32>();
+}

@@ -16,7 +16,11 @@ use crate::scalar::{first_non_finite, fmt_value, Real};
 /// data[(s·n + j)·(kd+1) + d] = A_s[j + d, j]      0 ≤ d ≤ kd
 /// ```
 ///
-/// Entries with `j + d ≥ n` (below the matrix) are kept at zero.
+/// Entries with `j + d ≥ n` (below the matrix) are never read as matrix entries: batches this
+/// crate builds keep them at zero; a caller's storage wrapped by [`new`](Self::new) may hold
+/// anything there (even NaN: [`check_finite`](Self::check_finite) skips them).
+///
+/// The storage `S` is owned (`Vec<T>`, the default) or a borrowed `&[T]` ([`BandRef`]).
 ///
 /// The **interchange layout** (SciPy's `solveh_banded(ab, b, lower=True)`, one per system) is a
 /// row-major `(batch, kd + 1, n)` array with `ab[s, d, j] = A_s[j + d, j]`; entries with

@@ -23,7 +23,7 @@ the clock starts, finiteness checks off): fused into one pass over the factor \
 (Cholesky::factor_solve), or with --separate as factor_in_place then solve_in_place. One line \
 is printed:
 
-  bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. mode=fused|separate threads=.. \
+  bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. mode=fused|separate kernel=.. threads=.. \
 reps=.. seed=.. median_s=.. min_s=.. gflops=..
 
 gflops = batch * (n*k*(k+3) + 4*n*k*nrhs) / median_s / 1e9 with k = kd_eff = min(kd, n-1), \
@@ -73,6 +73,12 @@ pub struct BenchArgs {
 }
 
 impl BenchArgs {
+    /// `--kernel` as spelled on the command line (`auto`, `avx2`, …).
+    pub fn kernel_name(&self) -> String {
+        use clap::ValueEnum;
+        self.kernel.to_possible_value().map_or_else(|| format!("{:?}", self.kernel), |v| v.get_name().to_string())
+    }
+
     /// The rayon pool the benchmark runs in (`--threads`, default all cores), the parameters
     /// that use it (finiteness checks off: the generated inputs are finite), and its thread
     /// count.
@@ -125,11 +131,12 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
     let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
     let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
     print_line(&format!(
-        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} threads={threads} reps={} \
+        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} kernel={} threads={threads} reps={} \
          seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
         args.kd,
         common.dtype.short(),
         if args.separate { "separate" } else { "fused" },
+        common.kernel_name(),
         common.reps,
         common.seed
     ))

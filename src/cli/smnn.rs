@@ -147,7 +147,7 @@ Forward::backward_into, as a training loop would; --fresh allocates it anew ever
 line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
-storage=reused|fresh threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
+storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
 )]
 pub struct BenchSmnnArgs {
     /// Number of steps T (>= 2)
@@ -199,11 +199,12 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
     let Timings { median, min } = Timings::of(&times);
     print_line(&format!(
         "bench=smnn batch={b} steps={t} dims={d} orders={o} equations={e} central={} backward={} dtype={} \
-         storage={} threads={threads} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
+         storage={} kernel={} threads={threads} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
         args.central,
         args.backward,
         common.dtype.short(),
         if args.fresh { "fresh" } else { "reused" },
+        common.kernel_name(),
         common.reps,
         common.seed,
         layer.n(),

@@ -17,6 +17,8 @@
 //! layout). Every source gives the kernels the same columns, so the factor and the solution are
 //! bitwise the same whichever is used.
 
+use std::ops::Range;
+
 use crate::band::lanes::{block_cols, gather_band, scatter_band};
 use crate::scalar::Real;
 use crate::simd::Isa;
@@ -163,7 +165,7 @@ impl<T: Real, const L: usize> Factored<T, L> for Streamed<'_, T, L> {
     fn factored(&mut self, j0: usize, j1: usize) -> &[[T; L]] {
         // The window's columns are overwritten: the factorization must be over.
         (self.start, self.loaded) = (0, 0);
-        BandFactor { band: self.band, buf: self.buf, n: self.n, kd: self.kd }.into_factored(j0, j1)
+        band_columns(self.band, self.buf, self.n, self.kd, j0..j1)
     }
 }
 
@@ -176,19 +178,19 @@ pub(crate) struct BandFactor<'a, T, const L: usize> {
     pub kd: usize,
 }
 
-impl<'a, T: Real, const L: usize> BandFactor<'a, T, L> {
-    #[inline(always)]
-    fn into_factored(self, j0: usize, j1: usize) -> &'a [[T; L]] {
-        gather_band(self.band, self.buf, self.n, self.kd, j0..j1);
-        &self.buf[..(j1 - j0) * (self.kd + 1)]
-    }
-}
-
 impl<T: Real, const L: usize> Factored<T, L> for BandFactor<'_, T, L> {
     #[inline(always)]
     fn factored(&mut self, j0: usize, j1: usize) -> &[[T; L]] {
-        BandFactor { band: self.band, buf: &mut *self.buf, n: self.n, kd: self.kd }.into_factored(j0, j1)
+        band_columns(self.band, self.buf, self.n, self.kd, j0..j1)
     }
+}
+
+/// The band-layout columns `cols` of `≤ L` systems, gathered into the front of `buf`.
+#[inline(always)]
+fn band_columns<'b, T: Real, const L: usize>(band: &[T], buf: &'b mut [[T; L]], n: usize, kd: usize, cols: Range<usize>) -> &'b [[T; L]] {
+    let rows = cols.len() * (kd + 1);
+    gather_band(band, buf, n, kd, cols);
+    &buf[..rows]
 }
 
 impl<T: Real, const L: usize> Columns<T, L> for Streamed<'_, T, L> {

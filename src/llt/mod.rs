@@ -112,12 +112,13 @@ pub struct SolveGrads<T> {
 }
 
 impl<T: Real> Cholesky<T> {
-    /// Factors every system of `a` (copying it; see [`factor_in_place`](Self::factor_in_place)).
+    /// Factors every system of `a` (owned or borrowed storage, copied once into the factor's; see
+    /// [`factor_in_place`](Self::factor_in_place) to factor in an owned batch's storage).
     ///
     /// Errors: [`Error::NonFinite`] (if `params.check_finite()`);
     /// [`Error::NotPositiveDefinite`] naming the first failing system and column and listing
-    /// every failing system. To keep the factors of the systems that did succeed, use
-    /// [`factor_partial`](Self::factor_partial).
+    /// every failing system; [`Error::InvalidArgument`] if the copy cannot be allocated. To keep
+    /// the factors of the systems that did succeed, use [`factor_partial`](Self::factor_partial).
     pub fn factor<S: AsRef<[T]>>(a: &BandBatch<T, S>, params: &Params) -> Result<Self> {
         if params.check_finite() {
             a.check_finite("ab")?;
@@ -280,9 +281,12 @@ impl<T: Real> Cholesky<T> {
         self.shape().2
     }
 
-    /// Solves `A_s X_s = B_s` for every system: `b` is `(batch, n, nrhs)`, the result too.
+    /// Solves `A_s X_s = B_s` for every system: `b` is `(batch, n, nrhs)` (owned or borrowed),
+    /// the result too, in new storage ([`solve_in_place`](Self::solve_in_place) writes into
+    /// `b` instead).
     ///
-    /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`rhs`), [`Error::NonFinite`].
+    /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`rhs`), [`Error::NonFinite`],
+    /// [`Error::InvalidArgument`] (the result cannot be allocated).
     pub fn solve<S: AsRef<[T]>>(&self, b: &BatchMatrix<T, S>, params: &Params) -> Result<BatchMatrix<T>> {
         let mut x = b.to_owned()?;
         self.solve_in_place(&mut x, params)?;
