@@ -64,6 +64,15 @@ pub enum Error {
         /// What was expected and what was got.
         reason: String,
     },
+    /// The CUDA backend failed: no driver or NVRTC library, no such device, a kernel that did
+    /// not compile (with the compiler's log), or a driver call that returned an error.
+    #[error("CUDA: {what}: {reason}")]
+    Cuda {
+        /// What was being done (e.g. `opening device 0`, `NVRTC compiling llt.cu for sm_90`).
+        what: String,
+        /// Why it failed.
+        reason: String,
+    },
     /// Reading or writing a file failed (CLI and I/O helpers).
     #[error("{path}: {reason}")]
     Io {

@@ -10,6 +10,8 @@ mod params;
 pub mod scalar;
 mod simd;
 pub mod smnn;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 
 pub use band::{BandBatch, BandRef, BatchMatrix, BatchMut, BatchRef};
 pub use error::{Error, PivotFailure, Result};

@@ -40,11 +40,11 @@ pub(crate) struct Taylor<T> {
     /// The unweighted Gram matrix `G(1) = Σ a(1) a(1)ᵀ`, `2O × 2O` row-major, full.
     pub(crate) gram1_full: Vec<T>,
     /// The unweighted Gram matrix at `h = 1`, lower triangle packed row by row.
-    gram1: Vec<T>,
+    pub(crate) gram1: Vec<T>,
     /// `o_i + o_j` for each packed Gram entry.
-    gram_pow: Vec<usize>,
+    pub(crate) gram_pow: Vec<usize>,
     /// For each packed Gram entry, its position in the band relative to `(t·b + d·O)·(kd + 1)`.
-    gram_off: Vec<usize>,
+    pub(crate) gram_off: Vec<usize>,
 }
 
 impl<T: Real> Taylor<T> {

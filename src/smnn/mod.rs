@@ -52,7 +52,7 @@
 //! O(T·(E·b² + D·O²·K)), factor O(n·kd²), each solve O(n·kd), backward row sums O(T·(E·b + D·O·K));
 //! memory O(n·kd). Systems run in parallel under [`Params::par`](crate::Params).
 
-mod assemble;
+pub(crate) mod assemble;
 mod backward;
 mod forward;
 mod frozen;

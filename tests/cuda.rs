@@ -1,0 +1,318 @@
+//! The CUDA backend (`banded::cuda`) against the CPU backend.
+//!
+//! - With the `cuda-emulator` feature, every kernel of `gpu/` runs on the CPU through the host
+//!   emulator (the same `.cu` sources compiled as C++) behind the same API: band factor,
+//!   solve, log-determinant and the solve's backward (property tests over shapes, kd ≥ n − 1
+//!   included), the S-MNN forward, backward and frozen path (broadcast axes, weights, central
+//!   smoothness), and the error paths, all compared with the CPU backend (f64 to 1e-12 of the
+//!   result's scale, f32 to 1e3·ε_f32).
+//! - The same checks on a real device when one is present (`CudaBackend::new(0)` succeeds);
+//!   otherwise they say they were skipped.
+//! - Every `gpu/*.cu` compiles with NVRTC for sm_80 and sm_90 without an error or a warning:
+//!   skipped with a message where libnvrtc is absent, except under `CI`, where it must run.
+
+mod common;
+#[path = "common/smnn_ref.rs"]
+mod smnn_ref;
+
+use banded::cuda::{CudaBackend, CudaReal, DeviceCholesky, DeviceInputs, nvrtc};
+use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params};
+use common::rel_err;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use smnn_ref::{Spec, draw};
+
+fn f64s<T: CudaReal>(x: &[T]) -> Vec<f64> {
+    x.iter().map(|v| v.as_f64()).collect()
+}
+
+/// The tolerance of a comparison with the CPU backend, relative to the result's scale.
+fn tol<T: CudaReal>() -> f64 {
+    if T::NAME == "float64" { 1e-12 } else { 1e3 * f32::EPSILON as f64 }
+}
+
+fn close<T: CudaReal>(what: &str, got: &[T], want: &[T]) {
+    let e = rel_err(&f64s(got), &f64s(want));
+    assert!(e <= tol::<T>(), "{what}: relative error {e:.3e} > {:.1e} ({})", tol::<T>(), T::NAME);
+}
+
+/// A random SPD band batch (diagonally dominant) and right-hand sides / cotangents.
+fn band_problem<T: CudaReal>(seed: u64, batch: usize, n: usize, kd: usize, nrhs: usize) -> (BandBatch<T>, BatchMatrix<T>, BatchMatrix<T>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let ab = BandBatch::from_fn(batch, n, kd, |_, i, j| T::from_f64(if i == j { 2.0 * kd as f64 + 1.0 + rng.random::<f64>() } else { rng.random_range(-1.0..1.0) })).unwrap();
+    let mut m = || BatchMatrix::new((0..batch * n * nrhs).map(|_| T::from_f64(rng.random_range(-1.0..1.0))).collect::<Vec<T>>(), batch, n, nrhs).unwrap();
+    (ab, m(), m())
+}
+
+/// Factor, solve, log-determinant and backward on `gpu` against the CPU.
+fn band_case<T: CudaReal>(gpu: &CudaBackend, seed: u64, batch: usize, n: usize, kd: usize, nrhs: usize) {
+    let p = Params::default();
+    let (ab, b, gx) = band_problem::<T>(seed, batch, n, kd, nrhs);
+    let cpu = Cholesky::factor(&ab, &p).unwrap();
+    let x = cpu.solve(&b, &p).unwrap();
+    let grads = cpu.backward(&x, &gx, &p).unwrap();
+
+    let dev = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap();
+    let case = format!("batch {batch}, n {n}, kd {kd}, nrhs {nrhs}");
+    close(&format!("L ({case})"), dev.l().to_host().unwrap().as_slice(), cpu.l().as_slice());
+    let db = gpu.upload(b.as_slice(), &b.shape()).unwrap();
+    let dx = dev.solve(&db, &p).unwrap();
+    close(&format!("x ({case})"), &dx.to_host().unwrap(), x.as_slice());
+    close(&format!("logdet ({case})"), &dev.logdet().unwrap().to_host().unwrap(), &cpu.logdet());
+    let dg = dev.backward(&dx, &gpu.upload(gx.as_slice(), &gx.shape()).unwrap(), &p).unwrap();
+    close(&format!("grad_rhs ({case})"), &dg.rhs.to_host().unwrap(), grads.rhs.as_slice());
+    close(&format!("grad_ab ({case})"), dg.ab.to_host().unwrap().as_slice(), grads.ab.as_slice());
+    // In place: the same factor, the same solution.
+    let l2 = DeviceCholesky::factor_in_place(gpu.upload_band(&ab).unwrap(), &p).unwrap();
+    let mut dx2 = gpu.upload(b.as_slice(), &b.shape()).unwrap();
+    l2.solve_in_place(&mut dx2, &p).unwrap();
+    assert_eq!(dx2.to_host().unwrap(), dx.to_host().unwrap(), "solve_in_place ({case})");
+}
+
+/// The error paths: not positive definite (every failing system), non-finite input (index as
+/// on the CPU), bad shapes, arrays of another backend.
+fn band_errors(gpu: &CudaBackend) {
+    let p = Params::default();
+    let (mut ab, b, _) = band_problem::<f64>(7, 5, 12, 2, 1);
+    let len = ab.system_len();
+    // Systems 1 and 3 indefinite at columns 4 and 0.
+    let mut data = ab.as_slice().to_vec();
+    data[len + 4 * 3] = -50.0;
+    data[3 * len] = 0.0;
+    ab = BandBatch::new(data, 5, 12, 2).unwrap();
+    let want = Cholesky::factor(&ab, &p).unwrap_err();
+    let got = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap_err();
+    assert_eq!(got, want);
+    assert!(matches!(&got, Error::NotPositiveDefinite { system: 1, column: 4, failures } if failures.len() == 2), "{got}");
+
+    let mut data = ab.as_slice().to_vec();
+    data[2 * len + 5 * 3 + 1] = f64::NAN;
+    let ab = BandBatch::new(data, 5, 12, 2).unwrap();
+    let want = Cholesky::factor(&ab, &p).unwrap_err();
+    let got = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap_err();
+    assert_eq!(got, want, "non-finite ab");
+
+    let (ab, _, _) = band_problem::<f64>(8, 5, 12, 2, 1);
+    let l = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap();
+    let wrong = gpu.upload(&vec![0.0; 5 * 11], &[5, 11, 1]).unwrap();
+    assert!(matches!(l.solve(&wrong, &p), Err(Error::Shape { arg: "rhs", .. })));
+    let mut bad = b.as_slice().to_vec();
+    bad[13] = f64::INFINITY;
+    let want = Cholesky::factor(&ab, &p).unwrap().solve(&BatchMatrix::new(bad.clone(), 5, 12, 1).unwrap(), &p).unwrap_err();
+    let got = l.solve(&gpu.upload(&bad, &[5, 12, 1]).unwrap(), &p).unwrap_err();
+    assert_eq!(got, want, "non-finite rhs");
+    assert!(matches!(gpu.upload(&[1.0f64; 3], &[2, 2]), Err(Error::Shape { arg: "data", .. })));
+    assert!(matches!(gpu.upload::<f64>(&[], &[0, 2]), Err(Error::Shape { .. })));
+}
+
+fn layer_of(p: &smnn_ref::Problem) -> Smnn {
+    let (cs, rs, vs, hs) = p.shapes();
+    let opts = Options { n_steps: Some(p.t), weight_equation: p.w_eq, weight_init_var: p.w_init, weight_smooth: p.w_s, central: p.central };
+    Smnn::new(opts, InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs }).unwrap()
+}
+
+/// The S-MNN forward, backward and frozen path on `gpu` against the CPU layer.
+fn smnn_case<T: CudaReal>(gpu: &CudaBackend, spec: &Spec) {
+    let pr = draw(spec);
+    let layer = layer_of(&pr);
+    let cv = |x: &[f64]| x.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
+    let (c, r, v, h, gu) = (cv(&pr.c), cv(&pr.r), cv(&pr.v), cv(&pr.h), cv(&pr.grad_u));
+    let p = Params::default();
+    let fwd = layer.forward(Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h }, &p).unwrap();
+    let g = fwd.backward(&gu, &p).unwrap();
+
+    let up = |x: &[T], shape: &[usize]| gpu.upload(x, shape).unwrap();
+    let (dc, dr, dv, dh) = (up(&c, &layer.coefficients_shape()), up(&r, &layer.rhs_equation_shape()), up(&v, &layer.init_vars_shape()), up(&h, &layer.steps_shape()));
+    let dgu = up(&gu, &layer.u_shape());
+    let dfwd = layer.forward_cuda(DeviceInputs { coefficients: &dc, rhs_equation: &dr, init_vars: &dv, steps: &dh }, &p).unwrap();
+    let what = format!("{spec:?}");
+    close(&format!("u {what}"), &dfwd.u().to_host().unwrap(), fwd.u());
+    close(&format!("L {what}"), dfwd.factor().l().to_host().unwrap().as_slice(), fwd.factor().l().as_slice());
+    let dg = dfwd.backward(&dgu, &p).unwrap();
+    close(&format!("grad_coefficients {what}"), &dg.coefficients.to_host().unwrap(), &g.coefficients);
+    close(&format!("grad_rhs_equation {what}"), &dg.rhs_equation.to_host().unwrap(), &g.rhs_equation);
+    close(&format!("grad_init_vars {what}"), &dg.init_vars.to_host().unwrap(), &g.init_vars);
+    close(&format!("grad_steps {what}"), &dg.steps.to_host().unwrap(), &g.steps);
+
+    let frozen = layer.freeze_cuda(&dc, &dh, &p).unwrap();
+    assert_eq!(frozen.forward(&dr, &dv, &p).unwrap().to_host().unwrap(), dfwd.u().to_host().unwrap(), "frozen forward {what}");
+    let fg = frozen.backward(&dgu, &p).unwrap();
+    assert_eq!(fg.rhs_equation.to_host().unwrap(), dg.rhs_equation.to_host().unwrap(), "frozen grad_rhs_equation {what}");
+    assert_eq!(fg.init_vars.to_host().unwrap(), dg.init_vars.to_host().unwrap(), "frozen grad_init_vars {what}");
+}
+
+fn smnn_specs() -> Vec<Spec> {
+    let base = Spec { seed: 1, batch: 3, t: 9, e: 2, d: 2, o: 3, s: 1, i: 2, bcast: [false; 3], weights: [1.0, 1.0, 1.0], central: false, h: (0.5, 1.0) };
+    vec![
+        base,
+        Spec { seed: 2, central: true, ..base },
+        Spec { seed: 3, bcast: [true, true, true], weights: [0.7, 2.0, 1.3], ..base },
+        Spec { seed: 4, bcast: [true, false, true], central: true, o: 4, i: 3, s: 2, ..base },
+        Spec { seed: 5, batch: 1, t: 2, e: 1, d: 1, o: 2, s: 1, i: 1, ..base },
+        Spec { seed: 6, batch: 9, t: 17, e: 3, d: 3, o: 3, s: 1, i: 2, central: true, ..base },
+        Spec { seed: 7, o: 5, central: true, h: (0.8, 1.0), ..base },
+    ]
+}
+
+/// The S-MNN error paths on the device: non-positive steps, shapes, a singular normal matrix.
+fn smnn_errors(gpu: &CudaBackend) {
+    let pr = draw(&smnn_specs()[0]);
+    let layer = layer_of(&pr);
+    let p = Params::default();
+    let up = |x: &[f64], shape: &[usize]| gpu.upload(x, shape).unwrap();
+    let (c, r, v) = (up(&pr.c, &layer.coefficients_shape()), up(&pr.r, &layer.rhs_equation_shape()), up(&pr.v, &layer.init_vars_shape()));
+    let mut h = pr.h.clone();
+    h[5] = -0.1;
+    let cpu = layer.forward(Inputs { coefficients: &pr.c, rhs_equation: &pr.r, init_vars: &pr.v, steps: &h }, &p).unwrap_err();
+    let dh = up(&h, &layer.steps_shape());
+    let got = layer.forward_cuda(DeviceInputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &dh }, &p).unwrap_err();
+    assert_eq!(got, cpu, "negative step");
+    let dh = up(&pr.h, &layer.steps_shape());
+    let got = layer.forward_cuda(DeviceInputs { coefficients: &c, rhs_equation: &r, init_vars: &c, steps: &dh }, &p).unwrap_err();
+    assert!(matches!(got, Error::Shape { arg: "init_vars", .. }), "{got}");
+    // All-zero coefficients and no initial values: the equations fix nothing, M is singular.
+    let zero = vec![0.0; pr.c.len()];
+    let cpu = layer.forward(Inputs { coefficients: &zero, rhs_equation: &pr.r, init_vars: &pr.v, steps: &pr.h }, &Params::default());
+    let dzero = up(&zero, &layer.coefficients_shape());
+    let got = layer.forward_cuda(DeviceInputs { coefficients: &dzero, rhs_equation: &r, init_vars: &v, steps: &dh }, &p).map(|f| f.u().len());
+    match (cpu, got) {
+        (Err(a), Err(b)) => assert_eq!(a, b, "singular M"),
+        (Ok(_), Ok(_)) => panic!("expected a singular M"),
+        (a, b) => panic!("CPU {:?} vs device {:?}", a.err(), b.err()),
+    }
+}
+
+#[test]
+fn no_cuda_is_an_error_not_a_panic() {
+    // A device that no machine has: always an error (no CUDA, or too few devices).
+    let e = CudaBackend::new(1 << 20).unwrap_err();
+    assert!(matches!(e, Error::Cuda { .. }), "{e}");
+    match CudaBackend::new(0) {
+        Ok(gpu) => eprintln!("device present: {}", gpu.describe()),
+        Err(e) => {
+            assert!(matches!(e, Error::Cuda { .. }), "{e}");
+            eprintln!("no CUDA device here: {e}");
+        }
+    }
+}
+
+#[test]
+fn nvrtc_compiles_every_kernel_without_warnings() {
+    if !nvrtc::nvrtc_present() {
+        assert!(std::env::var_os("CI").is_none(), "CI must run the NVRTC compile test: libnvrtc is not on LD_LIBRARY_PATH");
+        eprintln!("skipped: libnvrtc not found (pip install nvidia-cuda-nvrtc and put its lib folder on LD_LIBRARY_PATH)");
+        return;
+    }
+    for (name, src) in nvrtc::KERNEL_SOURCES {
+        for arch in ["sm_80", "sm_90"] {
+            let out = nvrtc::compile(name, src, arch).unwrap_or_else(|e| panic!("{e}"));
+            assert!(out.log.is_empty(), "{name} for {arch}: NVRTC said:\n{}", out.log);
+            for kernel in kernel_names(src) {
+                for suffix in ["f32", "f64"] {
+                    assert!(out.ptx.contains(&format!(".entry {kernel}_{suffix}(")), "{name} for {arch}: no entry {kernel}_{suffix}");
+                }
+            }
+        }
+    }
+    // A broken source reports NVRTC's log.
+    let e = nvrtc::compile("broken.cu", "__global__ void k() { undefined_thing(); }", "sm_90").unwrap_err();
+    assert!(e.to_string().contains("undefined_thing"), "{e}");
+}
+
+/// The kernels a source declares with `BANDED_KERNEL(name, …)`.
+fn kernel_names(src: &str) -> Vec<&str> {
+    src.match_indices("BANDED_KERNEL(").map(|(i, m)| src[i + m.len()..].split(',').next().unwrap().trim()).collect()
+}
+
+/// A real device if this machine has one.
+fn device() -> Option<CudaBackend> {
+    match CudaBackend::new(0) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("skipped: no CUDA device ({e})");
+            None
+        }
+    }
+}
+
+#[test]
+fn device_band_ops_match_cpu() {
+    let Some(gpu) = device() else { return };
+    for (batch, n, kd, nrhs) in [(1, 1, 0, 1), (7, 40, 3, 2), (33, 100, 17, 1), (16, 20, 30, 3), (4096, 64, 4, 1)] {
+        band_case::<f64>(&gpu, 1, batch, n, kd, nrhs);
+        band_case::<f32>(&gpu, 2, batch, n, kd, nrhs);
+    }
+    band_errors(&gpu);
+}
+
+#[test]
+fn device_smnn_matches_cpu() {
+    let Some(gpu) = device() else { return };
+    for spec in smnn_specs() {
+        smnn_case::<f64>(&gpu, &spec);
+        smnn_case::<f32>(&gpu, &Spec { h: (0.8, 1.0), ..spec });
+    }
+    smnn_errors(&gpu);
+}
+
+#[cfg(feature = "cuda-emulator")]
+mod emulator {
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        #[test]
+        fn band_ops_match_cpu(seed in 0u64..1000, batch in 1usize..10, n in 1usize..40, kd in 0usize..12, nrhs in 1usize..4) {
+            let gpu = CudaBackend::emulator();
+            band_case::<f64>(&gpu, seed, batch, n, kd, nrhs);
+            band_case::<f32>(&gpu, seed, batch, n, kd, nrhs);
+        }
+    }
+
+    #[test]
+    fn band_edges_match_cpu() {
+        let gpu = CudaBackend::emulator();
+        // kd ≥ n − 1 (the whole lower triangle), kd = 0, one system, more than one block of threads.
+        for (batch, n, kd, nrhs) in [(1, 1, 0, 1), (2, 5, 4, 2), (3, 5, 9, 1), (4, 30, 0, 2), (300, 6, 2, 1)] {
+            band_case::<f64>(&gpu, 3, batch, n, kd, nrhs);
+            band_case::<f32>(&gpu, 4, batch, n, kd, nrhs);
+        }
+    }
+
+    #[test]
+    fn band_errors_match_cpu() {
+        band_errors(&CudaBackend::emulator());
+    }
+
+    #[test]
+    fn smnn_matches_cpu() {
+        let gpu = CudaBackend::emulator();
+        for spec in smnn_specs() {
+            smnn_case::<f64>(&gpu, &spec);
+            smnn_case::<f32>(&gpu, &Spec { h: (0.8, 1.0), ..spec });
+        }
+    }
+
+    #[test]
+    fn smnn_errors_match_cpu() {
+        smnn_errors(&CudaBackend::emulator());
+    }
+
+    #[test]
+    fn arrays_round_trip_and_stay_on_their_backend() {
+        let gpu = CudaBackend::emulator();
+        let data: Vec<f64> = (0..24).map(|x| x as f64).collect();
+        let a = gpu.upload(&data, &[2, 3, 4]).unwrap();
+        assert_eq!(a.to_host().unwrap(), data);
+        assert_eq!((a.batch(), a.system_len(), a.len()), (2, 12, 24));
+        // An array of another handle is refused, not misread.
+        let other = CudaBackend::emulator();
+        let (ab, _, _) = band_problem::<f64>(1, 2, 4, 1, 1);
+        let l = DeviceCholesky::factor(&other.upload_band(&ab).unwrap(), &Params::default()).unwrap();
+        let b = gpu.upload(&[1.0; 8], &[2, 4, 1]).unwrap();
+        assert!(matches!(l.solve(&b, &Params::default()), Err(Error::InvalidArgument { arg: "rhs", .. })));
+    }
+}
