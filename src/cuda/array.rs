@@ -133,7 +133,7 @@ impl<T: CudaReal> DeviceArray<T> {
         unsafe { self.backend.launch(&name, batch, &[&self.buf.ptr(), &first.ptr_mut(), &b, &m, &n, &w, &p])? };
         let first = self.backend.copy_to_host(&first, batch)?;
         let Some((s, k)) = first.iter().enumerate().find(|&(_, &k)| k >= 0).map(|(s, &k)| (s, k as usize)) else { return Ok(None) };
-        let value = self.backend.copy_to_host(&self.buf, (k * batch + s) + 1)?[k * batch + s];
+        let value = self.backend.copy_element(&self.buf, k * batch + s)?;
         Ok(Some((s, k, value)))
     }
 

@@ -194,10 +194,9 @@ impl CudaBackend {
     pub(crate) fn copy_to_host<T: Elem>(&self, buf: &Buffer<T>, len: usize) -> Result<Vec<T>> {
         match &buf.0 {
             Mem::Device(s) => {
-                let Inner::Device(d) = &*self.inner else { unreachable!("device buffer of the emulator") };
                 let mut out = vec![T::default(); len];
                 if len > 0 {
-                    driver(|| "copying to the host".into(), d.stream.memcpy_dtoh(&s.slice(..len), &mut out))?;
+                    driver(|| "copying to the host".into(), s.stream().memcpy_dtoh(&s.slice(..len), &mut out))?;
                 }
                 Ok(out)
             }
@@ -205,12 +204,23 @@ impl CudaBackend {
         }
     }
 
+    /// Element `index` of `buf` on the host (one element copied).
+    pub(crate) fn copy_element<T: Elem>(&self, buf: &Buffer<T>, index: usize) -> Result<T> {
+        match &buf.0 {
+            Mem::Device(s) => {
+                let mut out = [T::default()];
+                driver(|| "copying to the host".into(), s.stream().memcpy_dtoh(&s.slice(index..index + 1), &mut out))?;
+                Ok(out[0])
+            }
+            Mem::Host(v) => Ok(v[index]),
+        }
+    }
+
     /// A copy of `buf` (on the device).
     pub(crate) fn duplicate<T: Elem>(&self, buf: &Buffer<T>) -> Result<Buffer<T>> {
         Ok(Buffer(match &buf.0 {
             Mem::Device(s) => {
-                let Inner::Device(d) = &*self.inner else { unreachable!("device buffer of the emulator") };
-                Mem::Device(driver(|| "copying on the device".into(), d.stream.clone_dtod(s))?)
+                Mem::Device(driver(|| "copying on the device".into(), s.stream().clone_dtod(s))?)
             }
             Mem::Host(v) => Mem::Host(v.clone()),
         }))
