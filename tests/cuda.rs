@@ -6,6 +6,7 @@
 //!   included), the S-MNN forward, backward and frozen path (broadcast axes, weights, central
 //!   smoothness), and the error paths, all compared with the CPU backend (f64 to 1e-12 of the
 //!   result's scale, f32 to 1e3·ε_f32).
+//! - The reference vectors of `tests/data/` through the device path, against the files.
 //! - The same checks on a real device when one is present (`CudaBackend::new(0)` succeeds);
 //!   otherwise they say they were skipped.
 //! - Every `gpu/*.cu` compiles with NVRTC for sm_80 and sm_90 without an error or a warning:
@@ -184,6 +185,64 @@ fn smnn_errors(gpu: &CudaBackend) {
     }
 }
 
+/// The reference vectors (`tests/data/`: SciPy/LAPACK for the band solver, the paper's dense
+/// formulation for S-MNN) through the device path, against the files' values with the CPU
+/// vector tests' tolerances (1e-10 band, 1e-9 S-MNN).
+fn reference_vectors(gpu: &CudaBackend) {
+    let p = Params::default();
+    for file in ["band_tridiag.npz", "band_kd4.npz", "band_kd17.npz", "band_dense_edge.npz"] {
+        let (abs, ab) = common::npz_array(file, "ab");
+        let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
+        let (rs, rhs) = common::npz_array(file, "rhs");
+        let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
+        let l = DeviceCholesky::factor(&gpu.upload_band(&a).unwrap(), &p).unwrap();
+        let x = l.solve(&gpu.upload(&rhs, &rs).unwrap(), &p).unwrap();
+        let check = |what: &str, got: &[f64], key: &str| {
+            let e = rel_err(got, &common::npz_array(file, key).1);
+            assert!(e < 1e-10, "{file}: {what} {e:.2e}");
+        };
+        check("x", &x.to_host().unwrap(), "x");
+        check("logdet", &l.logdet().unwrap().to_host().unwrap(), "logdet");
+        let (_, gx) = common::npz_array(file, "grad_x");
+        let g = l.backward(&x, &gpu.upload(&gx, &rs).unwrap(), &p).unwrap();
+        check("grad_rhs", &g.rhs.to_host().unwrap(), "grad_rhs");
+        let mut gab = g.ab.to_host().unwrap().to_lower_band();
+        let mut want = common::npz_array(file, "grad_ab").1;
+        // SciPy's ignored corner entries (below the matrix) are not part of the gradient.
+        for s in 0..batch {
+            for d in 0..=kd {
+                for j in n.saturating_sub(d)..n {
+                    gab[(s * (kd + 1) + d) * n + j] = 0.0;
+                    want[(s * (kd + 1) + d) * n + j] = 0.0;
+                }
+            }
+        }
+        let e = rel_err(&gab, &want);
+        assert!(e < 1e-10, "{file}: grad_ab {e:.2e}");
+    }
+    for file in ["smnn_tiny.npz", "smnn_tiny_central.npz", "smnn_broadcast.npz", "smnn_scalar_ode.npz", "smnn_weighted.npz"] {
+        let arr = |key: &str| common::npz_array(file, key);
+        let scalar = |key: &str| common::smnn_npz_scalar(file, key);
+        let ((cs, c), (rs, r), (vs, v), (hs, h)) = (arr("coefficients"), arr("rhs_equation"), arr("init_vars"), arr("steps"));
+        let options = Options {
+            n_steps: Some(scalar("n_steps") as usize),
+            weight_equation: scalar("weight_equation"),
+            weight_init_var: scalar("weight_init_var"),
+            weight_smooth: scalar("weight_smooth"),
+            central: scalar("central") != 0.0,
+        };
+        let layer = Smnn::new(options, InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs }).unwrap();
+        let up = |x: &[f64], shape: &[usize]| gpu.upload(x, shape).unwrap();
+        let (dc, dr, dv, dh) = (up(&c, &cs), up(&r, &rs), up(&v, &vs), up(&h, &hs));
+        let fwd = layer.forward_cuda(DeviceInputs { coefficients: &dc, rhs_equation: &dr, init_vars: &dv, steps: &dh }, &p).unwrap();
+        let g = fwd.backward(&up(&arr("grad_u").1, &layer.u_shape()), &p).unwrap();
+        for (key, got) in [("u", fwd.u()), ("grad_coefficients", &g.coefficients), ("grad_rhs_equation", &g.rhs_equation), ("grad_init_vars", &g.init_vars), ("grad_steps", &g.steps)] {
+            let e = rel_err(&got.to_host().unwrap(), &arr(key).1);
+            assert!(e < 1e-9, "{file}: {key} {e:.2e}");
+        }
+    }
+}
+
 #[test]
 fn no_cuda_is_an_error_not_a_panic() {
     // A device that no machine has: always an error (no CUDA, or too few devices).
@@ -245,6 +304,7 @@ fn device_band_ops_match_cpu() {
         band_case::<f32>(&gpu, 2, batch, n, kd, nrhs);
     }
     band_errors(&gpu);
+    reference_vectors(&gpu);
 }
 
 #[test]
@@ -294,6 +354,11 @@ mod emulator {
             smnn_case::<f64>(&gpu, &spec);
             smnn_case::<f32>(&gpu, &Spec { h: (0.8, 1.0), ..spec });
         }
+    }
+
+    #[test]
+    fn reference_vectors_match() {
+        reference_vectors(&CudaBackend::emulator());
     }
 
     #[test]
