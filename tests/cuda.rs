@@ -222,15 +222,8 @@ fn reference_vectors(gpu: &CudaBackend) {
     }
     for file in ["smnn_tiny.npz", "smnn_tiny_central.npz", "smnn_broadcast.npz", "smnn_scalar_ode.npz", "smnn_weighted.npz"] {
         let arr = |key: &str| common::npz_array(file, key);
-        let scalar = |key: &str| common::smnn_npz_scalar(file, key);
         let ((cs, c), (rs, r), (vs, v), (hs, h)) = (arr("coefficients"), arr("rhs_equation"), arr("init_vars"), arr("steps"));
-        let options = Options {
-            n_steps: Some(scalar("n_steps") as usize),
-            weight_equation: scalar("weight_equation"),
-            weight_init_var: scalar("weight_init_var"),
-            weight_smooth: scalar("weight_smooth"),
-            central: scalar("central") != 0.0,
-        };
+        let options = common::smnn_npz_options(file);
         let layer = Smnn::new(options, InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs }).unwrap();
         let up = |x: &[f64], shape: &[usize]| gpu.upload(x, shape).unwrap();
         let (dc, dr, dv, dh) = (up(&c, &cs), up(&r, &rs), up(&v, &vs), up(&h, &hs));

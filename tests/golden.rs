@@ -342,19 +342,12 @@ fn smnn_vector_cases<T: Real>(g: &mut Golden, reuse: &mut Reuse<T>) {
     assert!(files.len() >= 5, "{files:?}");
     for file in &files {
         let case = format!("smnn_file/{}/{}", file.trim_end_matches(".npz"), T::NAME);
-        let scalar = |key| common::smnn_npz_scalar(file, key);
         let (cs, c) = npz_array(file, "coefficients");
         let (rs, r) = npz_array(file, "rhs_equation");
         let (vs, v) = npz_array(file, "init_vars");
         let (hs, h) = npz_array(file, "steps");
         let (_, gu) = npz_array(file, "grad_u");
-        let options = Options {
-            n_steps: Some(scalar("n_steps") as usize),
-            weight_equation: scalar("weight_equation"),
-            weight_init_var: scalar("weight_init_var"),
-            weight_smooth: scalar("weight_smooth"),
-            central: scalar("central") != 0.0,
-        };
+        let options = common::smnn_npz_options(file);
         let (c, r, v, h, gu) = (cast::<T>(&c), cast::<T>(&r), cast::<T>(&v), cast::<T>(&h), cast::<T>(&gu));
         let shapes = InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs };
         let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };

@@ -2,7 +2,7 @@
 //! (`tests/data/smnn_*.npz`, see docs/ARCHITECTURE.md, "Reference vectors"): forward and all four gradients, in f64.
 
 mod common;
-use banded::smnn::{InputShapes, Inputs, Options, Smnn};
+use banded::smnn::{InputShapes, Inputs, Smnn};
 use banded::Params;
 use common::{npz_array, rel_err};
 
@@ -10,22 +10,12 @@ use common::{npz_array, rel_err};
 /// reference: our banded solve differs by O(κ(M)·ε) ≈ 1e-12 relative; docs/ARCHITECTURE.md promises 1e-9.
 const TOL: f64 = 1e-9;
 
-fn scalar(file: &str, key: &str) -> f64 {
-    common::smnn_npz_scalar(file, key)
-}
-
 fn check(file: &str) {
     let (cs, c) = npz_array(file, "coefficients");
     let (rs, r) = npz_array(file, "rhs_equation");
     let (vs, v) = npz_array(file, "init_vars");
     let (hs, h) = npz_array(file, "steps");
-    let options = Options {
-        n_steps: Some(scalar(file, "n_steps") as usize),
-        weight_equation: scalar(file, "weight_equation"),
-        weight_init_var: scalar(file, "weight_init_var"),
-        weight_smooth: scalar(file, "weight_smooth"),
-        central: scalar(file, "central") != 0.0,
-    };
+    let options = common::smnn_npz_options(file);
     let layer = Smnn::new(options, InputShapes { coefficients: &cs, rhs_equation: &rs, init_vars: &vs, steps: &hs })
         .unwrap();
     let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };

@@ -223,6 +223,15 @@ impl Smnn {
         Ok(x)
     }
 
+    /// `λ = M⁻¹ grad_u` after checking `grad_u` (backend, shape, finiteness).
+    fn lambda_cuda<T: CudaReal>(&self, backend: &CudaBackend, factor: &DeviceCholesky<T>, grad_u: &DeviceArray<T>, params: &Params) -> Result<DeviceArray<T>> {
+        grad_u.expect("grad_u", backend, &self.u_shape())?;
+        if params.check_finite() {
+            grad_u.check_finite("grad_u")?;
+        }
+        self.solve_cuda(factor, grad_u.try_clone()?, "grad_u")
+    }
+
     /// The row sums of the backward (gpu/smnn.cu `smnn_grads`) into zeroed outputs.
     fn grads_cuda<T: CudaReal>(&self, backend: &CudaBackend, x: [Option<&DeviceArray<T>>; 5], out: [Option<&mut DeviceArray<T>>; 4]) -> Result<()> {
         let p = |a: Option<&DeviceArray<T>>| a.map_or(NULL, |a| a.buf.ptr());
@@ -288,11 +297,7 @@ impl<'a, T: CudaReal> DeviceForward<'a, T> {
     pub fn backward(&self, grad_u: &DeviceArray<T>, params: &Params) -> Result<DeviceGrads<T>> {
         let l = &self.layer;
         let backend = self.u.backend().clone();
-        grad_u.expect("grad_u", &backend, &l.u_shape())?;
-        if params.check_finite() {
-            grad_u.check_finite("grad_u")?;
-        }
-        let lam = l.solve_cuda(&self.factor, grad_u.try_clone()?, "grad_u")?;
+        let lam = l.lambda_cuda(&backend, &self.factor, grad_u, params)?;
         let x = self.inputs;
         let mut g = DeviceGrads {
             coefficients: DeviceArray::zeros(&backend, &l.coefficients_shape())?,
@@ -335,11 +340,7 @@ impl<T: CudaReal> DeviceFrozen<T> {
     pub fn backward(&self, grad_u: &DeviceArray<T>, params: &Params) -> Result<DeviceFrozenGrads<T>> {
         let l = &self.layer;
         let backend = self.coefficients.backend().clone();
-        grad_u.expect("grad_u", &backend, &l.u_shape())?;
-        if params.check_finite() {
-            grad_u.check_finite("grad_u")?;
-        }
-        let lam = l.solve_cuda(&self.factor, grad_u.try_clone()?, "grad_u")?;
+        let lam = l.lambda_cuda(&backend, &self.factor, grad_u, params)?;
         let mut g = DeviceFrozenGrads {
             rhs_equation: DeviceArray::zeros(&backend, &l.rhs_equation_shape())?,
             init_vars: DeviceArray::zeros(&backend, &l.init_vars_shape())?,

@@ -37,3 +37,15 @@ pub fn smnn_npz_scalar(file: &str, key: &str) -> f64 {
         _ => arr.into_vec::<f64>().expect("f64 array")[0],
     }
 }
+
+/// The layer options stored in an S-MNN vector file (`n_steps`, the weights, `central`).
+pub fn smnn_npz_options(file: &str) -> banded::smnn::Options {
+    let scalar = |key| smnn_npz_scalar(file, key);
+    banded::smnn::Options {
+        n_steps: Some(scalar("n_steps") as usize),
+        weight_equation: scalar("weight_equation"),
+        weight_init_var: scalar("weight_init_var"),
+        weight_smooth: scalar("weight_smooth"),
+        central: scalar("central") != 0.0,
+    }
+}
