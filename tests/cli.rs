@@ -404,3 +404,189 @@ fn bench_kernel_choice() {
     let out = d.run(&["bench", "solve", "--n", "5", "--kd", "1", "--batch", "1", "--kernel", "sse9"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+// ---------------------------------------------------------------------------------------------
+// --device
+
+/// The keys of a bench line, in order.
+#[cfg(feature = "cuda-emulator")]
+fn keys(line: &str) -> Vec<&str> {
+    line.split_whitespace().map(|t| t.split_once('=').map_or(t, |(k, _)| k)).collect()
+}
+
+/// Asserts that `got` (written with a `--device`) holds the shape and dtype of `want` (written
+/// on the CPU) and its values within `tol` of `want`'s scale.
+fn assert_close_npy(want_path: &Path, got_path: &Path, tol: f64) {
+    let (want_shape, want, want_descr) = read(want_path);
+    let (got_shape, got, got_descr) = read(got_path);
+    assert_eq!((&got_shape, &got_descr), (&want_shape, &want_descr), "{}", got_path.display());
+    let e = rel_err(&got, &want);
+    assert!(e <= tol, "{}: relative error {e:.3e} > {tol:.1e}", got_path.display());
+}
+
+/// `--device cuda[:N]` where it cannot run (a build without the `cuda` feature, or no NVIDIA
+/// driver / libnvrtc / such a device): one clean error line about CUDA, exit status 1, no
+/// output file. Where it can run (a GPU and a `cuda` build), the CPU's outputs.
+#[test]
+fn device_cuda_fails_cleanly_where_cuda_cannot_run() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x_cpu.npy"]));
+    for device in ["cuda", "cuda:0", "cuda:1"] {
+        let out = d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--device", device]);
+        if cfg!(feature = "cuda") && out.status.success() {
+            assert_close_npy(&d.file("x_cpu.npy"), &d.file("x.npy"), 1e-12);
+            std::fs::remove_file(d.file("x.npy")).unwrap();
+            continue;
+        }
+        let err = assert_fails(&out);
+        assert!(err.contains("CUDA") || err.contains("cuda"), "{err}");
+        if !cfg!(feature = "cuda") {
+            assert!(err.contains("built without the `cuda` feature: cargo build --features cuda"), "{err}");
+        }
+        assert!(!d.file("x.npy").exists(), "--device {device}: output written on failure");
+    }
+    let out = d.run(&["bench", "solve", "--n", "20", "--kd", "2", "--batch", "3", "--reps", "1", "--device", "cuda"]);
+    if !(cfg!(feature = "cuda") && out.status.success()) {
+        let err = assert_fails(&out);
+        assert!(err.contains("CUDA") || err.contains("cuda"), "{err}");
+    }
+}
+
+/// `--device emulator` in a build without the `cuda-emulator` feature: a clean error that says
+/// how to build it.
+#[cfg(not(feature = "cuda-emulator"))]
+#[test]
+fn device_emulator_needs_its_feature() {
+    let d = Dir::new();
+    for args in [
+        &["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--device", "emulator"][..],
+        &["bench", "solve", "--n", "20", "--kd", "2", "--batch", "3", "--device", "emulator"],
+    ] {
+        let err = assert_fails(&d.run(args));
+        assert!(err.contains("built without the `cuda-emulator` feature: cargo build --features cuda-emulator"), "{err}");
+    }
+}
+
+/// A `--device` that is not cpu, cuda, cuda:N or emulator is a usage error (exit 2) that says
+/// what is accepted.
+#[test]
+fn bad_device_is_a_usage_error() {
+    let d = Dir::new();
+    for device in ["tpu", "gpu", "CPU", "cuda:", "cuda:x", "cuda:-1", "cuda:0:1", ""] {
+        for cmd in [&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy"][..], &["bench", "solve", "--n", "5", "--kd", "1", "--batch", "1"]] {
+            let mut args = cmd.to_vec();
+            args.extend(["--device", device]);
+            let out = d.run(&args);
+            let err = stderr(&out);
+            assert_eq!(out.status.code(), Some(2), "--device {device:?}: {err}");
+            assert!(err.contains("--device") && err.contains("expected") && err.contains("cuda:N"), "{err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+}
+
+/// `banded solve --device emulator` (the CUDA kernels on the CPU) writes the CPU's files: every
+/// right-hand side shape, log det, L, a band wider than the matrix, f64 to 1e-12 and f32 to
+/// 1e3·ε of the result's scale.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn emulator_solve_matches_the_cpu() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("ab0.npy"), &[W, N], &r.ab[..W * N]);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    write(&d.file("rhs2.npy"), &[B, N], &column(&r.rhs, 1));
+    write(&d.file("rhs0.npy"), &[N, R], &r.rhs[..N * R]);
+    write(&d.file("rhs1.npy"), &[N], &column(&r.rhs, 0)[..N]);
+    let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+    write(&d.file("ab32.npy"), &[B, W, N], &to32(&r.ab));
+    write(&d.file("rhs32.npy"), &[B, N, R], &to32(&r.rhs));
+    // kd = 4 >= n = 3: the band is stored wider than the matrix.
+    write(&d.file("wide.npy"), &[2, 5, 3], &(0..30).map(|k| if k % 15 < 3 { 6.0 + k as f64 } else { 0.5 }).collect::<Vec<f64>>());
+    write(&d.file("wide_rhs.npy"), &[2, 3], &[1.0f64, -2.0, 3.0, 0.5, 0.25, -1.0]);
+    let f32_tol = 1e3 * f64::from(f32::EPSILON);
+    for (ab, rhs, tol) in [
+        ("ab.npy", "rhs.npy", 1e-12),
+        ("ab.npy", "rhs2.npy", 1e-12),
+        ("ab0.npy", "rhs0.npy", 1e-12),
+        ("ab0.npy", "rhs1.npy", 1e-12),
+        ("wide.npy", "wide_rhs.npy", 1e-12),
+        ("ab32.npy", "rhs32.npy", f32_tol),
+        ("ab32.npy", "rhs.npy", 1e-12),
+    ] {
+        for (device, suffix) in [("cpu", "cpu"), ("emulator", "dev")] {
+            let (x, ld, l) = (format!("x_{suffix}.npy"), format!("ld_{suffix}.npy"), format!("l_{suffix}.npy"));
+            let out = d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", &x, "--logdet", &ld, "--cholesky", &l, "--device", device]);
+            assert_ok(&out);
+        }
+        for name in ["x", "ld", "l"] {
+            assert_close_npy(&d.file(&format!("{name}_cpu.npy")), &d.file(&format!("{name}_dev.npy")), tol);
+        }
+    }
+    // Against SciPy too.
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--device", "emulator"]));
+    assert!(rel_err(&read(&d.file("x.npy")).1, &r.x) < 1e-10);
+}
+
+/// Bad inputs give the CPU's error line, word for word, on the emulator.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn emulator_errors_match_the_cpu() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    let mut nan = r.ab.clone();
+    nan[(W + 2) * N + 3] = f64::NAN;
+    write(&d.file("nan.npy"), &[B, W, N], &nan);
+    let mut inf = r.rhs.clone();
+    inf[5] = f64::INFINITY;
+    write(&d.file("inf.npy"), &[B, N, R], &inf);
+    let mut npd = r.ab.clone();
+    npd[W * N + 7] = -5.0;
+    npd[3] = -50.0;
+    write(&d.file("npd.npy"), &[B, W, N], &npd);
+    write(&d.file("rhs_n.npy"), &[B, N - 1, R], &r.rhs[..B * (N - 1) * R]);
+    for (ab, rhs, out) in [
+        ("nan.npy", "rhs.npy", "x.npy"),
+        ("ab.npy", "inf.npy", "x.npy"),
+        ("npd.npy", "rhs.npy", "x.npy"),
+        ("ab.npy", "rhs_n.npy", "x.npy"),
+        ("missing.npy", "rhs.npy", "x.npy"),
+        ("ab.npy", "rhs.npy", "no/such/dir/x.npy"),
+    ] {
+        let cpu = assert_fails(&d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", out]));
+        let dev = assert_fails(&d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", out, "--device", "emulator"]));
+        assert_eq!(dev, cpu, "{ab} {rhs} {out}");
+    }
+}
+
+/// `banded bench solve --device emulator`: one line, the CPU line's keys with `kernel=`
+/// replaced by `device=`; `--threads` and `--kernel` (CPU only) are refused.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn bench_solve_on_the_emulator() {
+    let d = Dir::new();
+    let base = ["bench", "solve", "--n", "30", "--kd", "3", "--batch", "5", "--nrhs", "2", "--reps", "3"];
+    let cpu = String::from_utf8(d.run(&base).stdout).unwrap();
+    let cpu_keys: Vec<&str> = keys(&cpu).into_iter().map(|k| if k == "kernel" { "device" } else { k }).collect();
+    for extra in [&["--device", "emulator"][..], &["--device", "emulator", "--dtype", "f32", "--separate", "--seed", "3"]] {
+        let out = d.run(&[&base[..], extra].concat());
+        assert_ok(&out);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert_eq!(keys(&text), cpu_keys, "{text}");
+        assert!(text.contains(" mode=separate device=emulator threads=1 "), "{text}");
+        assert!(field(&text, "median_s") >= 0.0 && field(&text, "min_s") <= field(&text, "median_s"), "{text}");
+        assert!(field(&text, "gflops") >= 0.0);
+        assert_eq!(field(&text, "reps"), 3.0);
+    }
+    for (flag, value) in [("--threads", "2"), ("--kernel", "avx2")] {
+        let err = assert_fails(&d.run(&[&base[..], &["--device", "emulator", flag, value]].concat()));
+        assert!(err.contains(flag) && err.contains("not used with --device emulator"), "{err}");
+    }
+}

@@ -149,15 +149,19 @@ fn float32_files_give_float32_outputs() {
     assert!(!read_out(&dir.path().join("out.npz"), "u").2);
 }
 
-#[test]
-fn bad_inputs_fail_cleanly() {
+/// One bad input: the arrays, the command, extra flags, and a piece of the error line (`ok`:
+/// no error).
+type BadCase = (Vec<Entry>, &'static str, Vec<&'static str>, &'static str);
+
+/// Bad inputs derived from `smnn_tiny.npz`.
+fn bad_cases() -> Vec<BadCase> {
     let base = tiny();
     let set = |i: usize, f: &dyn Fn(&mut Entry)| {
         let mut a = base.clone();
         f(&mut a[i]);
         a
     };
-    let cases: Vec<(Vec<Entry>, &str, Vec<&str>, &str)> = vec![
+    vec![
         // missing array
         (base[1..].to_vec(), "forward", vec![], "no array `coefficients`"),
         (base[..4].to_vec(), "backward", vec![], "no array `grad_u`"),
@@ -184,8 +188,13 @@ fn bad_inputs_fail_cleanly() {
         (base.clone(), "forward", vec!["--weight-equation", "nan"], "weight_equation"),
         // singular normal matrix
         (set(0, &|e| e.2.iter_mut().for_each(|x| *x = 0.0)), "forward", vec!["--weight-init", "0"], "not positive definite"),
-    ];
-    for (arrays, cmd, extra, want) in cases {
+    ]
+}
+
+#[test]
+fn bad_inputs_fail_cleanly() {
+    let base = tiny();
+    for (arrays, cmd, extra, want) in bad_cases() {
         let o = run_with(&arrays, cmd, &extra);
         if want == "ok" {
             assert_ok(&o);
@@ -247,4 +256,164 @@ fn bench_prints_one_line() {
     let line =
         assert_fails(&banded(&["bench", "smnn", "--batch", "1", "--steps", "5", "--dims", "1", "--orders", "1", "--central"], dir.path()));
     assert!(line.contains("central"), "{line}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// --device
+
+/// The keys of a bench line, in order.
+#[cfg(feature = "cuda-emulator")]
+fn keys(line: &str) -> Vec<&str> {
+    line.split_whitespace().map(|t| t.split_once('=').map_or(t, |(k, _)| k)).collect()
+}
+
+/// Asserts that every array of `want` (written on the CPU) is in `got` (written with a
+/// `--device`) with the same shape and dtype, its values within `tol` of `want`'s scale.
+fn assert_close_npz(want: &Path, got: &Path, tol: f64) {
+    let names = |path: &Path| {
+        let mut v: Vec<String> = npyz::npz::NpzArchive::open(path).unwrap().array_names().map(String::from).collect();
+        v.sort();
+        v
+    };
+    let (names, got_names) = (names(want), names(got));
+    assert_eq!(got_names, names);
+    for key in &names {
+        let (want_shape, w, want_f32) = read_out(want, key);
+        let (got_shape, g, got_f32) = read_out(got, key);
+        assert_eq!((got_shape, got_f32), (want_shape, want_f32), "{key}");
+        let e = rel_err(&g, &w);
+        assert!(e <= tol, "{key}: relative error {e:.3e} > {tol:.1e}");
+    }
+}
+
+/// `--device cuda[:N]` where it cannot run (a build without the `cuda` feature, or no NVIDIA
+/// driver / libnvrtc / such a device): one clean error line about CUDA, exit status 1, no
+/// output. Where it can run (a GPU and a `cuda` build), the CPU's outputs.
+#[test]
+fn device_cuda_fails_cleanly_where_cuda_cannot_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::data_path("smnn_tiny.npz");
+    let input = input.to_str().unwrap();
+    for cmd in ["forward", "backward"] {
+        assert_ok(&banded(&["smnn", cmd, "--inputs", input, "--out", "cpu.npz"], dir.path()));
+        for device in ["cuda", "cuda:0", "cuda:1"] {
+            let o = banded(&["smnn", cmd, "--inputs", input, "--out", "dev.npz", "--device", device], dir.path());
+            if cfg!(feature = "cuda") && o.status.success() {
+                assert_close_npz(&dir.path().join("cpu.npz"), &dir.path().join("dev.npz"), 1e-12);
+                std::fs::remove_file(dir.path().join("dev.npz")).unwrap();
+                continue;
+            }
+            let line = assert_fails(&o);
+            assert!(line.contains("CUDA") || line.contains("cuda"), "{line}");
+            if !cfg!(feature = "cuda") {
+                assert!(line.contains("built without the `cuda` feature: cargo build --features cuda"), "{line}");
+            }
+            assert!(!dir.path().join("dev.npz").exists(), "smnn {cmd} --device {device}: output written on failure");
+        }
+    }
+    let o = banded(&["bench", "smnn", "--batch", "2", "--steps", "5", "--dims", "1", "--orders", "2", "--reps", "1", "--device", "cuda"], dir.path());
+    if !(cfg!(feature = "cuda") && o.status.success()) {
+        let line = assert_fails(&o);
+        assert!(line.contains("CUDA") || line.contains("cuda"), "{line}");
+    }
+}
+
+/// A `--device` that is not cpu, cuda, cuda:N or emulator is a usage error (exit 2).
+#[test]
+fn bad_device_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["smnn", "forward", "--inputs", "in.npz", "--out", "o.npz", "--device", "tpu"][..],
+        &["smnn", "backward", "--inputs", "in.npz", "--out", "o.npz", "--device", "cuda:gpu"],
+        &["bench", "smnn", "--batch", "1", "--steps", "5", "--dims", "1", "--orders", "2", "--device", "tpu"],
+    ] {
+        let o = banded(args, dir.path());
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("--device") && err.contains("expected") && err.contains("cuda:N"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// `--device emulator` in a build without the `cuda-emulator` feature: a clean error.
+#[cfg(not(feature = "cuda-emulator"))]
+#[test]
+fn device_emulator_needs_its_feature() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = common::data_path("smnn_tiny.npz");
+    let o = banded(&["smnn", "forward", "--inputs", input.to_str().unwrap(), "--out", "o.npz", "--device", "emulator"], dir.path());
+    let line = assert_fails(&o);
+    assert!(line.contains("cargo build --features cuda-emulator"), "{line}");
+}
+
+/// `banded smnn forward|backward --device emulator` (the CUDA kernels on the CPU) writes the
+/// CPU's files for every reference vector (f64, to 1e-12 of each array's scale) and for f32
+/// and mixed-dtype files.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn emulator_matches_the_cpu() {
+    let dir = tempfile::tempdir().unwrap();
+    for file in vector_files() {
+        let input = common::data_path(&file);
+        for cmd in ["forward", "backward"] {
+            for (device, out) in [("cpu", "cpu.npz"), ("emulator", "dev.npz")] {
+                let mut args: Vec<String> = ["smnn", cmd, "--inputs", input.to_str().unwrap(), "--out", out, "--device", device].map(String::from).to_vec();
+                args.extend(flags(&file));
+                let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+                assert_ok(&banded(&argv, dir.path()));
+            }
+            assert_close_npz(&dir.path().join("cpu.npz"), &dir.path().join("dev.npz"), 1e-12);
+        }
+    }
+    let all32: Vec<Entry> = tiny().into_iter().map(|(n, s, v, _)| (n, s, v, true)).collect();
+    let mut mixed = all32.clone();
+    mixed[0].3 = false;
+    for (arrays, tol) in [(all32, 1e3 * f64::from(f32::EPSILON)), (mixed, 1e-12)] {
+        write_npz(&dir.path().join("in.npz"), &arrays);
+        for (device, out) in [("cpu", "cpu.npz"), ("emulator", "dev.npz")] {
+            assert_ok(&banded(&["smnn", "backward", "--inputs", "in.npz", "--out", out, "--device", device], dir.path()));
+        }
+        assert_close_npz(&dir.path().join("cpu.npz"), &dir.path().join("dev.npz"), tol);
+    }
+}
+
+/// Every bad input gives the CPU's error line, word for word, on the emulator.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn emulator_errors_match_the_cpu() {
+    for (arrays, cmd, extra, want) in bad_cases() {
+        let cpu = run_with(&arrays, cmd, &extra);
+        let mut extra = extra.clone();
+        extra.extend(["--device", "emulator"]);
+        let dev = run_with(&arrays, cmd, &extra);
+        if want == "ok" {
+            assert_ok(&dev);
+            continue;
+        }
+        assert_eq!(assert_fails(&dev), assert_fails(&cpu), "{cmd} {extra:?}");
+    }
+}
+
+/// `banded bench smnn --device emulator`: one line, the CPU line's keys with `kernel=`
+/// replaced by `device=`, storage=fresh; `--threads` (CPU only) is refused.
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn bench_on_the_emulator() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = ["bench", "smnn", "--batch", "3", "--steps", "12", "--dims", "2", "--orders", "3", "--reps", "2"];
+    let cpu = String::from_utf8(banded(&base, dir.path()).stdout).unwrap();
+    let cpu_keys: Vec<&str> = keys(&cpu).into_iter().map(|k| if k == "kernel" { "device" } else { k }).collect();
+    for extra in [&["--device", "emulator"][..], &["--device", "emulator", "--backward", "--central", "--dtype", "f32", "--equations", "3"]] {
+        let o = banded(&[&base[..], extra].concat(), dir.path());
+        assert_ok(&o);
+        let out = String::from_utf8(o.stdout).unwrap();
+        assert_eq!(out.trim_end().lines().count(), 1, "{out}");
+        assert_eq!(keys(&out), cpu_keys, "{out}");
+        assert!(out.starts_with("bench=smnn ") && out.contains(" storage=fresh device=emulator threads=1 "), "{out}");
+        assert_eq!(out.contains("backward=true"), extra.contains(&"--backward"), "{out}");
+        let med = out.split_whitespace().find_map(|w| w.strip_prefix("median_s=")).expect("median_s=");
+        assert!(med.parse::<f64>().unwrap() >= 0.0);
+    }
+    let line = assert_fails(&banded(&[&base[..], &["--device", "emulator", "--threads", "2"]].concat(), dir.path()));
+    assert!(line.contains("--threads") && line.contains("not used with --device emulator"), "{line}");
 }

@@ -20,7 +20,6 @@ use banded::cuda::{CudaBackend, CudaReal, DeviceCholesky, DeviceInputs, nvrtc};
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
 use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params};
 use common::rel_err;
-use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use smnn_ref::{Spec, draw};
@@ -313,6 +312,7 @@ fn device_smnn_matches_cpu() {
 #[cfg(feature = "cuda-emulator")]
 mod emulator {
     use super::*;
+    use proptest::prelude::*;
 
     proptest! {
         #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]

@@ -5,8 +5,11 @@ use std::num::NonZeroUsize;
 use std::time::Instant;
 
 use banded::band::random_spd_problem;
-use banded::{Cholesky, Error, Kernel, Par, Params, Result};
+#[cfg(feature = "cuda")]
+use banded::cuda::{CudaBackend, DeviceCholesky};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Result};
 
+use super::device::{Backend, DeviceArg};
 use super::io::{Dtype, Elem};
 
 /// Arguments of `banded bench solve`.
@@ -28,7 +31,14 @@ reps=.. seed=.. median_s=.. min_s=.. gflops=..
 
 gflops = batch * (n*k*(k+3) + 4*n*k*nrhs) / median_s / 1e9 with k = kd_eff = min(kd, n-1), \
 the effective bandwidth (a band wider than the matrix is stored and counted as k = n-1). \
-kd = 0 (diagonal) counts 0 flops."
+kd = 0 (diagonal) counts 0 flops.
+
+With --device cuda[:N] (or emulator) the systems are generated on the host and uploaded once; \
+each run factors a copy of the band made on the device before the clock starts \
+(DeviceCholesky::factor_in_place, then solve_in_place on a copy of the right-hand sides: two \
+launches, so mode=separate), timed with CUDA events (wall clock on the emulator). The line is \
+the same but for kernel=.., which becomes device=.. (e.g. device=cuda:0(NVIDIA_H200,sm_90)), \
+and threads=1 (one host thread drives the device)."
 )]
 pub struct BenchSolveArgs {
     /// Order of each matrix
@@ -41,9 +51,11 @@ pub struct BenchSolveArgs {
     #[arg(long, default_value = "1")]
     pub nrhs: NonZeroUsize,
     /// Time factor_in_place then solve_in_place (two passes) instead of the fused factor_solve
+    /// (a CUDA device always does)
     #[arg(long)]
     pub separate: bool,
-    // --batch, --dtype, --reps, --threads, --seed (help text on the fields of `BenchArgs`).
+    // --batch, --dtype, --reps, --threads, --seed, --kernel, --device (help text on the fields
+    // of `BenchArgs`).
     #[command(flatten)]
     pub common: BenchArgs,
 }
@@ -60,23 +72,59 @@ pub struct BenchArgs {
     /// Timed repetitions (the median is reported)
     #[arg(long, default_value = "10")]
     pub reps: NonZeroUsize,
-    /// Threads of the rayon pool the batch runs on [default: all cores]
+    /// Threads of the rayon pool the batch runs on (CPU only) [default: all cores]
     #[arg(long)]
     pub threads: Option<NonZeroUsize>,
     /// Seed of the generated inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The kernel (all give bitwise the same results; `auto` picks the fastest for the shape
-    /// and CPU; one this CPU lacks runs as `portable`)
-    #[arg(long, value_enum, default_value_t = Kernel::Auto)]
-    pub kernel: Kernel,
+    /// The kernel (CPU only; all give bitwise the same results; `auto` picks the fastest for
+    /// the shape and CPU; one this CPU lacks runs as `portable`) [default: auto]
+    #[arg(long, value_enum)]
+    pub kernel: Option<Kernel>,
+    // --device (help text on `DeviceArg`).
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 impl BenchArgs {
+    /// `--kernel` (default `auto`).
+    pub fn kernel(&self) -> Kernel {
+        self.kernel.unwrap_or(Kernel::Auto)
+    }
+
     /// `--kernel` as spelled on the command line (`auto`, `avx2`, …).
     pub fn kernel_name(&self) -> String {
         use clap::ValueEnum;
-        self.kernel.to_possible_value().map_or_else(|| format!("{:?}", self.kernel), |v| v.get_name().to_string())
+        let kernel = self.kernel();
+        kernel.to_possible_value().map_or_else(|| format!("{kernel:?}"), |v| v.get_name().to_string())
+    }
+
+    /// Opens `--device`: on the CPU, the rayon pool of `--threads` ([`thread_pool`](Self::thread_pool)).
+    ///
+    /// Errors: those of [`Device::open`](super::device::Device::open) and of
+    /// [`thread_pool`](Self::thread_pool); [`Error::InvalidArgument`] for `--threads` or
+    /// `--kernel` with a device other than the CPU (they set up the CPU's work only).
+    pub fn runner(&self) -> Result<Runner> {
+        match self.device.open()? {
+            Backend::Cpu => {
+                let (pool, params, threads) = self.thread_pool()?;
+                Ok(Runner::Cpu { pool, params, threads })
+            }
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(gpu) => {
+                let device = self.device.device;
+                if self.threads.is_some() {
+                    let reason = format!("sets the CPU's thread pool; not used with --device {device}");
+                    return Err(Error::InvalidArgument { arg: "--threads", reason });
+                }
+                if self.kernel.is_some() {
+                    let reason = format!("chooses the CPU's kernel; not used with --device {device}");
+                    return Err(Error::InvalidArgument { arg: "--kernel", reason });
+                }
+                Ok(Runner::Cuda(gpu))
+            }
+        }
     }
 
     /// The rayon pool the benchmark runs in (`--threads`, default all cores), the parameters
@@ -91,9 +139,62 @@ impl BenchArgs {
             arg: "--threads",
             reason: format!("cannot start {threads} threads: {e}"),
         })?;
-        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel);
+        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel());
         Ok((pool, params, threads))
     }
+}
+
+/// Where a benchmark runs ([`BenchArgs::runner`]), with what it needs there.
+pub enum Runner {
+    /// The CPU: the rayon pool of `--threads`, the parameters that use it (finiteness checks
+    /// off), its thread count.
+    Cpu {
+        /// The pool.
+        pool: rayon::ThreadPool,
+        /// Parameters running on `pool`.
+        params: Params,
+        /// `pool`'s thread count.
+        threads: usize,
+    },
+    /// A CUDA device or the emulator.
+    #[cfg(feature = "cuda")]
+    Cuda(CudaBackend),
+}
+
+impl Runner {
+    /// Runs `f` in the CPU's pool (directly on a device, whose work is queued by this thread).
+    pub fn install<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        match self {
+            Runner::Cpu { pool, .. } => pool.install(f),
+            #[cfg(feature = "cuda")]
+            Runner::Cuda(_) => f(),
+        }
+    }
+
+    /// Whether this is the CPU.
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Runner::Cpu { .. })
+    }
+
+    /// The result line's fields that say where it ran: `kernel=… threads=…` on the CPU,
+    /// `device=… threads=1` on a device (its [`CudaBackend::describe`] without spaces, e.g.
+    /// `device=cuda:0(NVIDIA_H200,sm_90)`, so that the line still splits on whitespace).
+    pub fn fields(&self, common: &BenchArgs) -> String {
+        match self {
+            Runner::Cpu { threads, .. } => format!("kernel={} threads={threads}", common.kernel_name()),
+            #[cfg(feature = "cuda")]
+            Runner::Cuda(gpu) => {
+                let device = gpu.describe().replace(" (", "(").replace(", ", ",");
+                format!("device={} threads=1", device.split_whitespace().collect::<Vec<_>>().join("_"))
+            }
+        }
+    }
+}
+
+/// One untimed warm-up run, then `reps` timed ones: `run` returns the seconds of one run.
+pub fn warm_then_time(reps: usize, mut run: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
+    run()?;
+    (0..reps).map(|_| run()).collect()
 }
 
 /// Median and minimum of a benchmark's timings, in seconds.
@@ -120,10 +221,10 @@ pub fn print_line(line: &str) -> Result<()> {
 /// Runs `banded bench solve`.
 pub fn solve(args: &BenchSolveArgs) -> Result<()> {
     let common = &args.common;
-    let (pool, params, threads) = common.thread_pool()?;
-    let times = pool.install(|| match common.dtype {
-        Dtype::F32 => time_solve::<f32>(args, &params),
-        Dtype::F64 => time_solve::<f64>(args, &params),
+    let runner = common.runner()?;
+    let times = runner.install(|| match common.dtype {
+        Dtype::F32 => time_solve::<f32>(args, &runner),
+        Dtype::F64 => time_solve::<f64>(args, &runner),
     })?;
     let (n, batch, nrhs) = (args.n.get(), common.batch.get(), args.nrhs.get());
     let kd_eff = args.kd.min(n - 1);
@@ -131,12 +232,12 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
     let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
     let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
     print_line(&format!(
-        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} kernel={} threads={threads} reps={} \
+        "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} {} reps={} \
          seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
         args.kd,
         common.dtype.short(),
-        if args.separate { "separate" } else { "fused" },
-        common.kernel_name(),
+        if args.separate || !runner.is_cpu() { "separate" } else { "fused" },
+        runner.fields(common),
         common.reps,
         common.seed
     ))
@@ -160,16 +261,24 @@ pub fn median(times: &[f64]) -> f64 {
 }
 
 /// One warm-up, then `reps` timed factor+solve runs; seconds per run.
-fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64>> {
+fn time_solve<T: Elem>(args: &BenchSolveArgs, runner: &Runner) -> Result<Vec<f64>> {
     let (n, batch, nrhs) = (args.n.get(), args.common.batch.get(), args.nrhs.get());
     let kd = args.kd.min(n - 1);
     let (a, b) = random_spd_problem::<T>(args.common.seed, batch, n, kd, nrhs)?;
     let reps = args.common.reps.get();
-    let mut times = Vec::with_capacity(reps);
-    for rep in 0..=reps {
+    match runner {
+        Runner::Cpu { params, .. } => time_solve_cpu(args.separate, &a, &b, params, reps),
+        #[cfg(feature = "cuda")]
+        Runner::Cuda(gpu) => time_solve_cuda(gpu, &a, &b, reps),
+    }
+}
+
+/// On the CPU: inputs copied before the clock starts, fused or separate.
+fn time_solve_cpu<T: Elem>(separate: bool, a: &BandBatch<T>, b: &BatchMatrix<T>, params: &Params, reps: usize) -> Result<Vec<f64>> {
+    warm_then_time(reps, || {
         let (a_run, mut x) = (a.clone(), b.clone());
         let start = Instant::now();
-        let chol = if args.separate {
+        let chol = if separate {
             let chol = Cholesky::factor_in_place(a_run, params)?;
             chol.solve_in_place(&mut x, params)?;
             chol
@@ -177,12 +286,31 @@ fn time_solve<T: Elem>(args: &BenchSolveArgs, params: &Params) -> Result<Vec<f64
             Cholesky::factor_solve(a_run, &mut x, params)?
         };
         let elapsed = start.elapsed().as_secs_f64();
-        if rep > 0 {
-            times.push(elapsed);
-        }
         drop((chol, x));
-    }
-    Ok(times)
+        Ok(elapsed)
+    })
+}
+
+/// On a device: the inputs uploaded once; each run copies them on the device before the clock
+/// starts (the factor and the solve overwrite their inputs), then factors and solves, timed by
+/// [`CudaBackend::time_ms`].
+#[cfg(feature = "cuda")]
+fn time_solve_cuda<T: Elem>(gpu: &CudaBackend, a: &BandBatch<T>, b: &BatchMatrix<T>, reps: usize) -> Result<Vec<f64>> {
+    let (a, b) = (gpu.upload_band(a)?, gpu.upload(b.as_slice(), &b.shape())?);
+    let params = Params::default().with_check_finite(false);
+    warm_then_time(reps, || {
+        let (mut a_run, mut x, mut chol) = (Some(a.try_clone()?), b.try_clone()?, None);
+        let ms = gpu.time_ms(0, 1, || {
+            if let Some(a_run) = a_run.take() {
+                let l = DeviceCholesky::factor_in_place(a_run, &params)?;
+                l.solve_in_place(&mut x, &params)?;
+                chol = Some(l);
+            }
+            Ok(())
+        })?;
+        drop((chol, x));
+        Ok(ms.iter().sum::<f64>() / 1e3)
+    })
 }
 
 // Test-only: the unwrap/expect/panic sites below are compiled under `cfg(test)` alone and

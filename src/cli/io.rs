@@ -137,8 +137,8 @@ impl Array {
 }
 
 /// The element types an [`Array`] can hold (`f32`, `f64`): what generic code over the file's
-/// dtype needs.
-pub trait Elem: Real + npyz::Serialize + npyz::AutoSerialize {
+/// dtype needs, on every `--device` ([`DeviceReal`](super::device::DeviceReal)).
+pub trait Elem: Real + npyz::Serialize + npyz::AutoSerialize + super::device::DeviceReal {
     /// Wraps a tensor of this type into an [`Array`].
     fn wrap(t: Tensor<Self>) -> Array;
     /// Converts a `float32` tensor (no copy when `Self = f32`).

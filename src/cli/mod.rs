@@ -3,8 +3,11 @@
 //! Adding a command takes a few lines: a module with a `clap::Args` struct and a `run`
 //! function, a variant in [`Command`] (or in [`BenchCommand`] for `banded bench …`), and an arm
 //! in [`run`]. Errors are [`banded::Error`]; `main` prints `error: {e}` on one line and exits 1.
+//! A command that can run on a CUDA device flattens [`device::DeviceArg`] (`--device`) into its
+//! arguments and dispatches on the [`device::Backend`] it opens.
 
 pub mod bench;
+pub mod device;
 pub mod io;
 pub mod npy;
 pub mod smnn;

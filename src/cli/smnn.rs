@@ -4,13 +4,16 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Instant;
 
+#[cfg(feature = "cuda")]
+use banded::cuda::{CudaBackend, DeviceArray, DeviceInputs};
 use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
 use banded::error::fmt_shape;
 use banded::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::bench::{BenchArgs, Timings, print_line};
+use super::bench::{BenchArgs, Runner, Timings, print_line, warm_then_time};
+use super::device::{Backend, DeviceArg};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
 
 const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, Chen et al., ICLR 2025): the \
@@ -27,7 +30,11 @@ and, for `backward`, grad_u (batch, T, D, O), the cotangent dl/du. An axis of si
 'or 1' is broadcast over the steps; when all of them are, give --n-steps. OUT.npz gets u \
 (batch, T, D, O) and, for `backward`, grad_coefficients, grad_rhs_equation, grad_init_vars, \
 grad_steps (each with its input's shape). Arrays are float64 or float32; all float32 means \
-float32 work and outputs, otherwise float64.";
+float32 work and outputs, otherwise float64.
+
+With --device cuda[:N] (or emulator) the layer runs on that device (Smnn::forward_cuda, \
+DeviceForward::backward); the files read and written, and the errors, are the same as on the \
+CPU.";
 
 /// The `banded smnn …` commands.
 #[derive(Debug, clap::Subcommand)]
@@ -64,6 +71,9 @@ pub struct SmnnArgs {
     /// Weight of the smoothness rows
     #[arg(long, value_name = "W", default_value_t = 1.0, allow_negative_numbers = true)]
     pub weight_smooth: f64,
+    // --device (help text on `DeviceArg`).
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 impl SmnnArgs {
@@ -84,6 +94,7 @@ pub fn run(cmd: &SmnnCommand) -> Result<()> {
         SmnnCommand::Forward(a) => (a, false),
         SmnnCommand::Backward(a) => (a, true),
     };
+    let backend = args.device.open()?;
     let mut npz = Npz::open(&args.inputs)?;
     let mut arrays = Vec::with_capacity(5);
     for name in ["coefficients", "rhs_equation", "init_vars", "steps"] {
@@ -95,12 +106,12 @@ pub fn run(cmd: &SmnnCommand) -> Result<()> {
     drop(npz);
     let dtype = arrays.iter().fold(Dtype::F32, |d, a| Dtype::promote(d, a.dtype()));
     match dtype {
-        Dtype::F32 => run_typed::<f32>(args, arrays),
-        Dtype::F64 => run_typed::<f64>(args, arrays),
+        Dtype::F32 => run_typed::<f32>(args, &backend, arrays),
+        Dtype::F64 => run_typed::<f64>(args, &backend, arrays),
     }
 }
 
-fn run_typed<T: Elem>(args: &SmnnArgs, arrays: Vec<Array>) -> Result<()> {
+fn run_typed<T: Elem>(args: &SmnnArgs, backend: &Backend, arrays: Vec<Array>) -> Result<()> {
     let t: Vec<Tensor<T>> = arrays.into_iter().map(Array::into_tensor).collect();
     let layer = Smnn::new(
         args.options(),
@@ -108,20 +119,15 @@ fn run_typed<T: Elem>(args: &SmnnArgs, arrays: Vec<Array>) -> Result<()> {
     )?;
     let inputs = Inputs { coefficients: &t[0].data, rhs_equation: &t[1].data, init_vars: &t[2].data, steps: &t[3].data };
     let params = Params::default();
-    let fwd = layer.forward(inputs, &params)?;
-    let u = Tensor::new("u", layer.u_shape().to_vec(), fwd.u().to_vec())?.into_array();
-    if t.len() < 5 {
+    let (u, grads) = match backend {
+        Backend::Cpu => layer_cpu(&layer, inputs, t.get(4), &params)?,
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(gpu) => layer_cuda(&layer, gpu, inputs, t.get(4), &params)?,
+    };
+    let u = Tensor::new("u", layer.u_shape().to_vec(), u)?.into_array();
+    let Some(g) = grads else {
         return io::write_npz(&args.out, &[("u", &u)]);
-    }
-    let gu = &t[4];
-    if gu.shape != layer.u_shape() {
-        return Err(Error::Shape {
-            arg: "grad_u",
-            expected: fmt_shape(&layer.u_shape()),
-            got: fmt_shape(&gu.shape),
-        });
-    }
-    let g = fwd.backward(&gu.data, &params)?;
+    };
     let gc = Tensor::new("grad_coefficients", layer.coefficients_shape().to_vec(), g.coefficients)?.into_array();
     let gr = Tensor::new("grad_rhs_equation", layer.rhs_equation_shape().to_vec(), g.rhs_equation)?.into_array();
     let gv = Tensor::new("grad_init_vars", layer.init_vars_shape().to_vec(), g.init_vars)?.into_array();
@@ -130,6 +136,76 @@ fn run_typed<T: Elem>(args: &SmnnArgs, arrays: Vec<Array>) -> Result<()> {
         &args.out,
         &[("u", &u), ("grad_coefficients", &gc), ("grad_rhs_equation", &gr), ("grad_init_vars", &gv), ("grad_steps", &gh)],
     )
+}
+
+/// `grad_u`'s data, or [`Error::Shape`] unless it has `u`'s shape (checked after the forward,
+/// as the library would).
+fn checked_grad_u<'a, T>(layer: &Smnn, grad_u: &'a Tensor<T>) -> Result<&'a [T]> {
+    if grad_u.shape != layer.u_shape() {
+        return Err(Error::Shape { arg: "grad_u", expected: fmt_shape(&layer.u_shape()), got: fmt_shape(&grad_u.shape) });
+    }
+    Ok(&grad_u.data)
+}
+
+/// `u` and, given `grad_u`, the gradients: the layer on the CPU.
+fn layer_cpu<T: Elem>(layer: &Smnn, inputs: Inputs<'_, T>, grad_u: Option<&Tensor<T>>, params: &Params) -> Result<(Vec<T>, Option<Grads<T>>)> {
+    let fwd = layer.forward(inputs, params)?;
+    let grads = grad_u.map(|gu| fwd.backward(checked_grad_u(layer, gu)?, params)).transpose()?;
+    Ok((fwd.u().to_vec(), grads))
+}
+
+/// [`layer_cpu`] on a CUDA device (or the emulator): one upload of each input, one download
+/// of each output.
+#[cfg(feature = "cuda")]
+fn layer_cuda<T: Elem>(
+    layer: &Smnn,
+    gpu: &CudaBackend,
+    inputs: Inputs<'_, T>,
+    grad_u: Option<&Tensor<T>>,
+    params: &Params,
+) -> Result<(Vec<T>, Option<Grads<T>>)> {
+    let on_device = upload_inputs(layer, gpu, inputs)?;
+    let fwd = layer.forward_cuda(on_device.inputs(), params)?;
+    let grads = match grad_u {
+        None => None,
+        Some(gu) => {
+            let g = fwd.backward(&gpu.upload(checked_grad_u(layer, gu)?, &layer.u_shape())?, params)?;
+            Some(Grads {
+                coefficients: g.coefficients.to_host()?,
+                rhs_equation: g.rhs_equation.to_host()?,
+                init_vars: g.init_vars.to_host()?,
+                steps: g.steps.to_host()?,
+            })
+        }
+    };
+    Ok((fwd.u().to_host()?, grads))
+}
+
+/// The four inputs of the layer on a device.
+#[cfg(feature = "cuda")]
+struct UploadedInputs<T: Elem> {
+    coefficients: DeviceArray<T>,
+    rhs_equation: DeviceArray<T>,
+    init_vars: DeviceArray<T>,
+    steps: DeviceArray<T>,
+}
+
+#[cfg(feature = "cuda")]
+impl<T: Elem> UploadedInputs<T> {
+    fn inputs(&self) -> DeviceInputs<'_, T> {
+        DeviceInputs { coefficients: &self.coefficients, rhs_equation: &self.rhs_equation, init_vars: &self.init_vars, steps: &self.steps }
+    }
+}
+
+/// Uploads `inputs`, each in the layer's shape for it.
+#[cfg(feature = "cuda")]
+fn upload_inputs<T: Elem>(layer: &Smnn, gpu: &CudaBackend, inputs: Inputs<'_, T>) -> Result<UploadedInputs<T>> {
+    Ok(UploadedInputs {
+        coefficients: gpu.upload(inputs.coefficients, &layer.coefficients_shape()).map_err(|e| e.for_arg("coefficients"))?,
+        rhs_equation: gpu.upload(inputs.rhs_equation, &layer.rhs_equation_shape()).map_err(|e| e.for_arg("rhs_equation"))?,
+        init_vars: gpu.upload(inputs.init_vars, &layer.init_vars_shape()).map_err(|e| e.for_arg("init_vars"))?,
+        steps: gpu.upload(inputs.steps, &layer.steps_shape()).map_err(|e| e.for_arg("steps"))?,
+    })
 }
 
 /// Arguments of `banded bench smnn`.
@@ -147,7 +223,13 @@ Forward::backward_into, as a training loop would; --fresh allocates it anew ever
 line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
-storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.."
+storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=..
+
+With --device cuda[:N] (or emulator) the inputs are generated on the host and uploaded once; \
+each run is Smnn::forward_cuda (and DeviceForward::backward), timed with CUDA events (wall \
+clock on the emulator). The device path allocates its storage in every run, so storage=fresh; \
+kernel=.. becomes device=.. (e.g. device=cuda:0(NVIDIA_H200,sm_90)) and threads=1 (one host \
+thread drives the device); the other fields are the same."
 )]
 pub struct BenchSmnnArgs {
     /// Number of steps T (>= 2)
@@ -169,9 +251,11 @@ pub struct BenchSmnnArgs {
     #[arg(long)]
     pub backward: bool,
     /// Allocate the layer's storage anew in every run instead of reusing the previous run's
+    /// (a CUDA device always does)
     #[arg(long)]
     pub fresh: bool,
-    // --batch, --dtype, --reps, --threads, --seed (help text on the fields of `BenchArgs`).
+    // --batch, --dtype, --reps, --threads, --seed, --kernel, --device (help text on the fields
+    // of `BenchArgs`).
     #[command(flatten)]
     pub common: BenchArgs,
 }
@@ -179,7 +263,7 @@ pub struct BenchSmnnArgs {
 /// Runs `banded bench smnn`.
 pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
     let common = &args.common;
-    let (pool, params, threads) = common.thread_pool()?;
+    let runner = common.runner()?;
     let (b, t, d, o) = (common.batch.get(), args.steps, args.dims.get(), args.orders.get());
     let e = args.equations.unwrap_or(d);
     let options = Options { central: args.central, ..Options::default() };
@@ -192,19 +276,19 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
             steps: &[b, t.saturating_sub(1)],
         },
     )?;
-    let times = pool.install(|| match common.dtype {
-        Dtype::F32 => time_smnn::<f32>(args, &layer, &params),
-        Dtype::F64 => time_smnn::<f64>(args, &layer, &params),
+    let times = runner.install(|| match common.dtype {
+        Dtype::F32 => time_smnn::<f32>(args, &layer, &runner),
+        Dtype::F64 => time_smnn::<f64>(args, &layer, &runner),
     })?;
     let Timings { median, min } = Timings::of(&times);
     print_line(&format!(
         "bench=smnn batch={b} steps={t} dims={d} orders={o} equations={e} central={} backward={} dtype={} \
-         storage={} kernel={} threads={threads} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
+         storage={} {} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
         args.central,
         args.backward,
         common.dtype.short(),
-        if args.fresh { "fresh" } else { "reused" },
-        common.kernel_name(),
+        if args.fresh || !runner.is_cpu() { "fresh" } else { "reused" },
+        runner.fields(common),
         common.reps,
         common.seed,
         layer.n(),
@@ -223,37 +307,82 @@ fn filled<T: Elem>(len: usize, mut f: impl FnMut() -> f64) -> Result<Vec<T>> {
     Ok(v)
 }
 
-fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, params: &Params) -> Result<Vec<f64>> {
-    let mut rng = StdRng::seed_from_u64(args.common.seed);
-    let len = |s: &[usize]| s.iter().product::<usize>();
-    let (e, d, o) = (layer.n_equations(), layer.n_dims(), layer.n_orders());
-    let mut c: Vec<T> = filled(len(&layer.coefficients_shape()), || rng.random_range(-1.0..=1.0))?;
-    let b = d * o;
-    for row in 0..layer.batch() * layer.n_steps() {
-        for ee in 0..e.min(d) {
-            let k = (row * e + ee) * b + ee * o;
-            c[k] = c[k] + T::from_f64(1.5);
+/// The generated inputs of `banded bench smnn` and the cotangent `grad_u`, each in the
+/// layer's shape for it.
+struct Generated<T> {
+    coefficients: Vec<T>,
+    rhs_equation: Vec<T>,
+    init_vars: Vec<T>,
+    steps: Vec<T>,
+    grad_u: Vec<T>,
+}
+
+impl<T: Elem> Generated<T> {
+    /// Draws the inputs from `seed` (see the command's help).
+    fn new(seed: u64, layer: &Smnn) -> Result<Self> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let len = |s: &[usize]| s.iter().product::<usize>();
+        let (e, d, o) = (layer.n_equations(), layer.n_dims(), layer.n_orders());
+        let mut c: Vec<T> = filled(len(&layer.coefficients_shape()), || rng.random_range(-1.0..=1.0))?;
+        let b = d * o;
+        for row in 0..layer.batch() * layer.n_steps() {
+            for ee in 0..e.min(d) {
+                let k = (row * e + ee) * b + ee * o;
+                c[k] = c[k] + T::from_f64(1.5);
+            }
         }
+        let r: Vec<T> = filled(len(&layer.rhs_equation_shape()), || rng.random_range(-1.0..=1.0))?;
+        let v: Vec<T> = filled(len(&layer.init_vars_shape()), || rng.random_range(-1.0..=1.0))?;
+        let h: Vec<T> = filled(len(&layer.steps_shape()), || rng.random_range(0.05..=0.15))?;
+        let gu: Vec<T> = filled(len(&layer.u_shape()), || rng.random_range(-1.0..=1.0))?;
+        Ok(Self { coefficients: c, rhs_equation: r, init_vars: v, steps: h, grad_u: gu })
     }
-    let r: Vec<T> = filled(len(&layer.rhs_equation_shape()), || rng.random_range(-1.0..=1.0))?;
-    let v: Vec<T> = filled(len(&layer.init_vars_shape()), || rng.random_range(-1.0..=1.0))?;
-    let h: Vec<T> = filled(len(&layer.steps_shape()), || rng.random_range(0.05..=0.15))?;
-    let gu: Vec<T> = filled(len(&layer.u_shape()), || rng.random_range(-1.0..=1.0))?;
-    let inputs = Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h };
-    let reps = args.common.reps.get();
-    let mut times = Vec::with_capacity(reps);
-    let (mut workspace, mut grads) = (Workspace::new(), Grads::default());
-    for rep in 0..=reps {
+
+    fn inputs(&self) -> Inputs<'_, T> {
+        Inputs { coefficients: &self.coefficients, rhs_equation: &self.rhs_equation, init_vars: &self.init_vars, steps: &self.steps }
+    }
+}
+
+/// One warm-up, then `reps` timed runs of the forward (and backward); seconds per run.
+fn time_smnn<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, runner: &Runner) -> Result<Vec<f64>> {
+    let data = Generated::<T>::new(args.common.seed, layer)?;
+    match runner {
+        Runner::Cpu { params, .. } => time_smnn_cpu(args, layer, &data, params),
+        #[cfg(feature = "cuda")]
+        Runner::Cuda(gpu) => time_smnn_cuda(args, layer, gpu, &data),
+    }
+}
+
+/// On the CPU: each run in the storage the previous one left (unless `--fresh`).
+fn time_smnn_cpu<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, data: &Generated<T>, params: &Params) -> Result<Vec<f64>> {
+    let mut storage = Some((Workspace::new(), Grads::default()));
+    warm_then_time(args.common.reps.get(), || {
+        let (workspace, mut grads) = storage.take().unwrap_or_default();
         let start = Instant::now();
-        let mut fwd = layer.forward_with(inputs, params, workspace)?;
+        let mut fwd = layer.forward_with(data.inputs(), params, workspace)?;
         if args.backward {
-            fwd.backward_into(&gu, params, &mut grads)?;
+            fwd.backward_into(&data.grad_u, params, &mut grads)?;
         }
         let elapsed = start.elapsed().as_secs_f64();
-        (workspace, grads) = if args.fresh { (Workspace::new(), Grads::default()) } else { (fwd.into_workspace(), grads) };
-        if rep > 0 {
-            times.push(elapsed);
+        if !args.fresh {
+            storage = Some((fwd.into_workspace(), grads));
         }
-    }
-    Ok(times)
+        Ok(elapsed)
+    })
+}
+
+/// On a device: the inputs uploaded once, each run timed by [`CudaBackend::time_ms`].
+#[cfg(feature = "cuda")]
+fn time_smnn_cuda<T: Elem>(args: &BenchSmnnArgs, layer: &Smnn, gpu: &CudaBackend, data: &Generated<T>) -> Result<Vec<f64>> {
+    let on_device = upload_inputs(layer, gpu, data.inputs())?;
+    let grad_u = gpu.upload(&data.grad_u, &layer.u_shape())?;
+    let params = Params::default().with_check_finite(false);
+    let ms = gpu.time_ms(1, args.common.reps.get(), || {
+        let fwd = layer.forward_cuda(on_device.inputs(), &params)?;
+        if args.backward {
+            fwd.backward(&grad_u, &params)?;
+        }
+        Ok(())
+    })?;
+    Ok(ms.iter().map(|t| t / 1e3).collect())
 }

@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
+#[cfg(feature = "cuda")]
+use banded::cuda::{CudaBackend, DeviceCholesky};
 use banded::error::fmt_shape;
 use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
 
+use super::device::{Backend, DeviceArg};
 use super::io::{self, Dtype, Elem, Tensor};
 
 /// Arguments of `banded solve`.
@@ -28,7 +31,10 @@ factor, lower band) with AB's shape.
 Arrays are float64 or float32 (either byte order; C or Fortran order). Both float32: the \
 work and the outputs are float32. Otherwise float64 (NumPy's promotion; a float32 input is \
 widened exactly). NaN or infinity in the band of AB or in RHS is an error, as is a matrix \
-that is not positive definite (the message names the system and the column)."
+that is not positive definite (the message names the system and the column).
+
+With --device cuda[:N] (or emulator) the factor, the solve and log det run on that device; the \
+files read and written, and the errors, are the same as on the CPU."
 )]
 pub struct SolveArgs {
     /// Lower band of A: (batch, kd+1, n) or (kd+1, n), .npy
@@ -47,6 +53,9 @@ pub struct SolveArgs {
     /// SciPy's cholesky_banded(ab, lower=True) (the ignored entries are written as 0), .npy
     #[arg(long, value_name = "L.npy")]
     pub cholesky: Option<PathBuf>,
+    // --device (help text on `DeviceArg`).
+    #[command(flatten)]
+    pub device: DeviceArg,
 }
 
 /// How the files' shapes map onto the batch.
@@ -96,35 +105,72 @@ impl Layout {
 
 /// Runs `banded solve`.
 pub fn run(args: &SolveArgs) -> Result<()> {
+    let backend = args.device.open()?;
     let ab = io::read_npy(&args.ab)?;
     let rhs = io::read_npy(&args.rhs)?;
     let layout = Layout::of(ab.shape(), rhs.shape())?;
     match Dtype::promote(ab.dtype(), rhs.dtype()) {
-        Dtype::F32 => solve_typed::<f32>(args, layout, ab.into_tensor(), rhs.into_tensor()),
-        Dtype::F64 => solve_typed::<f64>(args, layout, ab.into_tensor(), rhs.into_tensor()),
+        Dtype::F32 => solve_typed::<f32>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor()),
+        Dtype::F64 => solve_typed::<f64>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor()),
     }
 }
 
-fn solve_typed<T: Elem>(args: &SolveArgs, layout: Layout, ab: Tensor<T>, rhs: Tensor<T>) -> Result<()> {
-    let Layout { batch, kd, n, nrhs, .. } = layout;
+/// What `banded solve` writes: X (row-major `(batch, n, nrhs)`), and log det A_s and the
+/// lower band of L (AB's layout) when asked for.
+struct Solution<T> {
+    x: Vec<T>,
+    logdet: Option<Vec<T>>,
+    l: Option<Vec<T>>,
+}
+
+fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, rhs: Tensor<T>) -> Result<()> {
+    let Layout { batch, kd, n, .. } = layout;
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
     let a = BandBatch::from_lower_band(&ab.data, batch, n, kd)?;
-    let ab_shape = ab.shape;
     // Finiteness was checked above, with indices in the files' own shapes.
     let params = Params::default().with_check_finite(false);
-    let chol = Cholesky::factor_in_place(a, &params)?;
-    let shape = rhs.shape;
-    let mut x = BatchMatrix::new(rhs.data, batch, n, nrhs).map_err(|e| e.for_arg("rhs"))?;
-    chol.solve_in_place(&mut x, &params)?;
-    io::write_npy(&args.out, &shape, x.as_slice())?;
-    if let Some(path) = &args.logdet {
-        io::write_npy(path, &[batch], &chol.logdet())?;
+    let solution = match backend {
+        Backend::Cpu => solve_cpu(args, layout, a, rhs.data, &params)?,
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(gpu) => solve_cuda(args, layout, gpu, &a, &rhs.data, &params)?,
+    };
+    io::write_npy(&args.out, &rhs.shape, &solution.x)?;
+    if let (Some(path), Some(logdet)) = (&args.logdet, &solution.logdet) {
+        io::write_npy(path, &[batch], logdet)?;
     }
-    if let Some(path) = &args.cholesky {
-        io::write_npy(path, &ab_shape, &chol.l().to_lower_band())?;
+    if let (Some(path), Some(l)) = (&args.cholesky, &solution.l) {
+        io::write_npy(path, &ab.shape, l)?;
     }
     Ok(())
+}
+
+/// Factor and solve on the CPU, in place.
+fn solve_cpu<T: Elem>(args: &SolveArgs, layout: Layout, a: BandBatch<T>, rhs: Vec<T>, params: &Params) -> Result<Solution<T>> {
+    let Layout { batch, n, nrhs, .. } = layout;
+    let chol = Cholesky::factor_in_place(a, params)?;
+    let mut x = BatchMatrix::new(rhs, batch, n, nrhs).map_err(|e| e.for_arg("rhs"))?;
+    chol.solve_in_place(&mut x, params)?;
+    Ok(Solution {
+        x: x.into_vec(),
+        logdet: args.logdet.is_some().then(|| chol.logdet()),
+        l: args.cholesky.is_some().then(|| chol.l().to_lower_band()),
+    })
+}
+
+/// Factor and solve on a CUDA device (or the emulator): one upload of the band and of the
+/// right-hand sides, one download of each output.
+#[cfg(feature = "cuda")]
+fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &BandBatch<T>, rhs: &[T], params: &Params) -> Result<Solution<T>> {
+    let Layout { batch, n, nrhs, .. } = layout;
+    let chol = DeviceCholesky::factor_in_place(gpu.upload_band(a)?, params)?;
+    let mut x = gpu.upload(rhs, &[batch, n, nrhs]).map_err(|e| e.for_arg("rhs"))?;
+    chol.solve_in_place(&mut x, params)?;
+    Ok(Solution {
+        x: x.to_host()?,
+        logdet: args.logdet.is_some().then(|| chol.logdet()?.to_host()).transpose()?,
+        l: args.cholesky.is_some().then(|| Ok(chol.l().to_host()?.to_lower_band())).transpose()?,
+    })
 }
 
 /// NaN/infinity check of the band entries that are used (`j < n − d`; the others are ignored,
