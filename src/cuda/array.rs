@@ -58,7 +58,7 @@ impl<T: CudaReal> DeviceArray<T> {
         Ok(Self { backend: backend.clone(), buf: backend.alloc(len)?, shape: shape.to_vec() })
     }
 
-    /// A copy of this array (on the device).
+    /// A copy of this array (on the device, no host copy). Errors: [`Error::Cuda`] (allocation).
     pub fn try_clone(&self) -> Result<Self> {
         Ok(Self { backend: self.backend.clone(), buf: self.backend.duplicate(&self.buf)?, shape: self.shape.clone() })
     }

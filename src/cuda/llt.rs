@@ -50,7 +50,7 @@ impl<T: CudaReal> DeviceBand<T> {
     pub fn to_host(&self) -> Result<BandBatch<T>> {
         Ok(BandBatch::from_parts(self.batch(), self.n, self.kd, self.array.to_host()?))
     }
-    /// A copy on the device.
+    /// A copy on the device. Errors: [`Error::Cuda`] (allocation).
     pub fn try_clone(&self) -> Result<Self> {
         Ok(Self { array: self.array.try_clone()?, n: self.n, kd: self.kd })
     }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 /// The shared header every kernel file is compiled with (prepended).
 const COMMON: &str = include_str!("../../gpu/common.cuh");
 
-/// The kernel sources, by file name: each is compiled after [`COMMON`].
+/// The kernel sources, by file name: each is compiled after `gpu/common.cuh`.
 pub const KERNEL_SOURCES: [(&str, &str); 3] = [
     ("layout.cu", include_str!("../../gpu/layout.cu")),
     ("llt.cu", include_str!("../../gpu/llt.cu")),

@@ -66,6 +66,12 @@ struct Tables<T: CudaReal> {
     ngram: usize,
 }
 
+impl<T: CudaReal> std::fmt::Debug for Tables<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tables {{ ngram: {} }}", self.ngram)
+    }
+}
+
 impl<T: CudaReal> Tables<T> {
     fn new(backend: &CudaBackend, layer: &Smnn) -> Result<Self> {
         let t = Taylor::<T>::new(layer);
@@ -117,6 +123,8 @@ pub struct DeviceForward<'a, T: CudaReal> {
     inputs: DeviceInputs<'a, T>,
     factor: DeviceCholesky<T>,
     u: DeviceArray<T>,
+    /// The layer's Taylor tables, uploaded once for the forward's assembly and the backward.
+    tables: Tables<T>,
 }
 
 /// A layer with its left-hand side fixed and `M` factored on the device ([`Smnn::freeze_cuda`];
@@ -187,11 +195,10 @@ impl Smnn {
 
     /// Assembles `M` on the device and factors it with the relative pivot test of
     /// [`Smnn::forward`] (a pivot not above `2(kd+1)·ε` times its diagonal entry fails).
-    fn factor_cuda<T: CudaReal>(&self, backend: &CudaBackend, c: &DeviceArray<T>, h: &DeviceArray<T>) -> Result<DeviceCholesky<T>> {
+    fn factor_cuda<T: CudaReal>(&self, backend: &CudaBackend, c: &DeviceArray<T>, h: &DeviceArray<T>, tables: &Tables<T>) -> Result<DeviceCholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
         let mut band = DeviceArray::<T>::zeros(backend, &[batch, n, kd + 1])?;
         let mut diag = DeviceArray::<T>::zeros(backend, &[batch, n])?;
-        let tables = Tables::<T>::new(backend, self)?;
         let name = format!("smnn_assemble_{}", T::SUFFIX);
         let (sh, wt, b) = (self.device_shape(), self.device_weights::<T>(), batch as i64);
         // SAFETY: `c`, `h` have the layer's shapes (checked); `band` holds `batch·n·(kd+1)`
@@ -232,18 +239,21 @@ impl Smnn {
         self.solve_cuda(factor, grad_u.try_clone()?, "grad_u")
     }
 
-    /// The row sums of the backward (gpu/smnn.cu `smnn_grads`) into zeroed outputs.
-    fn grads_cuda<T: CudaReal>(&self, backend: &CudaBackend, x: [Option<&DeviceArray<T>>; 5], out: [Option<&mut DeviceArray<T>>; 4]) -> Result<()> {
+    /// The row sums of the backward (gpu/smnn.cu `smnn_grads`). With `tables` (this layer's)
+    /// all four gradients; without, only those of `rhs_equation` and `init_vars` (the kernel
+    /// then reads no table).
+    fn grads_cuda<T: CudaReal>(&self, backend: &CudaBackend, x: [Option<&DeviceArray<T>>; 5], out: [Option<&mut DeviceArray<T>>; 4], tables: Option<&Tables<T>>) -> Result<()> {
         let p = |a: Option<&DeviceArray<T>>| a.map_or(NULL, |a| a.buf.ptr());
         let coef_steps = out[0].is_some() as i64;
         let [gc, gr, gv, gh] = out.map(|a| a.map_or(NULL, |a| a.buf.ptr_mut()));
-        let tables = Tables::<T>::new(backend, self)?;
+        let tables = tables.map_or(TablePtrs { gram1: NULL, gram_pow: NULL, gram_off: NULL, gram_full: NULL, ngram: 0 }, Tables::ptrs);
+        debug_assert_eq!(coef_steps == 1, tables.ngram > 0, "all four gradients need the tables");
         let name = format!("smnn_grads_{}", T::SUFFIX);
         let (sh, wt, b) = (self.device_shape(), self.device_weights::<T>(), self.batch as i64);
         let [c, r, h, u, lam] = x.map(p);
         // SAFETY: every array has the layer's shape for its role (checked by the callers);
         // without `coef_steps` the kernel reads neither `r`, `h`, `u` nor writes `gc`, `gh`.
-        unsafe { backend.launch(&name, self.batch, &[&c, &r, &h, &u, &lam, &gc, &gr, &gv, &gh, &tables.ptrs(), &sh, &wt, &coef_steps, &b]) }
+        unsafe { backend.launch(&name, self.batch, &[&c, &r, &h, &u, &lam, &gc, &gr, &gv, &gh, &tables, &sh, &wt, &coef_steps, &b]) }
     }
 
     /// The forward on the device (as [`forward`](Self::forward)): checks the inputs, assembles
@@ -257,9 +267,10 @@ impl Smnn {
         self.check_lhs_cuda(&backend, inputs.coefficients, inputs.steps, params)?;
         self.check_rhs_cuda(&backend, inputs.rhs_equation, inputs.init_vars, params)?;
         let rhs = self.rhs_cuda(&backend, inputs.coefficients, inputs.rhs_equation, inputs.init_vars)?;
-        let factor = self.factor_cuda(&backend, inputs.coefficients, inputs.steps)?;
+        let tables = Tables::new(&backend, self)?;
+        let factor = self.factor_cuda(&backend, inputs.coefficients, inputs.steps, &tables)?;
         let u = self.solve_cuda(&factor, rhs, "u")?;
-        Ok(DeviceForward { layer: *self, inputs, factor, u })
+        Ok(DeviceForward { layer: *self, inputs, factor, u, tables })
     }
 
     /// Freezes the left-hand side on the device (as [`freeze`](Self::freeze)): checks and
@@ -269,7 +280,7 @@ impl Smnn {
     pub fn freeze_cuda<T: CudaReal>(&self, coefficients: &DeviceArray<T>, steps: &DeviceArray<T>, params: &Params) -> Result<DeviceFrozen<T>> {
         let backend = coefficients.backend().clone();
         self.check_lhs_cuda(&backend, coefficients, steps, params)?;
-        let factor = self.factor_cuda(&backend, coefficients, steps)?;
+        let factor = self.factor_cuda(&backend, coefficients, steps, &Tables::new(&backend, self)?)?;
         Ok(DeviceFrozen { layer: *self, coefficients: coefficients.try_clone()?, factor })
     }
 }
@@ -306,7 +317,7 @@ impl<'a, T: CudaReal> DeviceForward<'a, T> {
             steps: DeviceArray::zeros(&backend, &l.steps_shape())?,
         };
         let inputs = [Some(x.coefficients), Some(x.rhs_equation), Some(x.steps), Some(&self.u), Some(&lam)];
-        l.grads_cuda(&backend, inputs, [Some(&mut g.coefficients), Some(&mut g.rhs_equation), Some(&mut g.init_vars), Some(&mut g.steps)])?;
+        l.grads_cuda(&backend, inputs, [Some(&mut g.coefficients), Some(&mut g.rhs_equation), Some(&mut g.init_vars), Some(&mut g.steps)], Some(&self.tables))?;
         Ok(g)
     }
 }
@@ -345,7 +356,7 @@ impl<T: CudaReal> DeviceFrozen<T> {
             rhs_equation: DeviceArray::zeros(&backend, &l.rhs_equation_shape())?,
             init_vars: DeviceArray::zeros(&backend, &l.init_vars_shape())?,
         };
-        l.grads_cuda(&backend, [Some(&self.coefficients), None, None, None, Some(&lam)], [None, Some(&mut g.rhs_equation), Some(&mut g.init_vars), None])?;
+        l.grads_cuda(&backend, [Some(&self.coefficients), None, None, None, Some(&lam)], [None, Some(&mut g.rhs_equation), Some(&mut g.init_vars), None], None)?;
         Ok(g)
     }
 }
