@@ -12,6 +12,10 @@ mod simd;
 pub mod smnn;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+// The command-line tool (`src/main.rs` is its `main`); see the module's docs.
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 
 pub use band::{BandBatch, BandRef, BatchMatrix, BatchMut, BatchRef};
 pub use error::{Error, PivotFailure, Result};

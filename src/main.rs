@@ -1,9 +1,8 @@
-//! The `banded` binary: see `banded --help` and [`cli`].
-
-mod cli;
+//! The `banded` binary: see `banded --help` and `banded::cli`.
 
 use std::process::ExitCode;
 
+use banded::cli;
 use clap::Parser;
 
 fn main() -> ExitCode {

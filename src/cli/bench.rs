@@ -4,10 +4,10 @@ use std::io::Write as _;
 use std::num::NonZeroUsize;
 use std::time::Instant;
 
-use banded::band::random_spd_problem;
+use crate::band::random_spd_problem;
 #[cfg(feature = "cuda")]
-use banded::cuda::{CudaBackend, DeviceCholesky};
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Result};
+use crate::cuda::{CudaBackend, DeviceCholesky};
+use crate::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Result};
 
 use super::device::{Backend, DeviceArg};
 use super::io::{Dtype, Elem};

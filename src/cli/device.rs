@@ -3,15 +3,15 @@
 //!
 //! The flag parses the same on every build; a device the build cannot run (no `cuda` or no
 //! `cuda-emulator` feature) is an error when it is opened, as is a machine without CUDA
-//! ([`Error::Cuda`](banded::Error::Cuda) from `CudaBackend::new`): one `error: …` line and
+//! ([`Error::Cuda`](crate::Error::Cuda) from `CudaBackend::new`): one `error: …` line and
 //! exit status 1, before any file is read.
 
 use std::fmt;
 use std::str::FromStr;
 
 #[cfg(feature = "cuda")]
-use banded::cuda::CudaBackend;
-use banded::Result;
+use crate::cuda::CudaBackend;
+use crate::Result;
 
 /// The value of `--device`: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `emulator`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,8 +85,8 @@ impl Device {
     /// Opens the device: on CUDA, creates the context and compiles the kernels (a few
     /// seconds).
     ///
-    /// Errors: [`Error::InvalidArgument`](banded::Error::InvalidArgument) (`--device`) when this
-    /// build lacks the feature the device needs; [`Error::Cuda`](banded::Error::Cuda) when CUDA
+    /// Errors: [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`--device`) when this
+    /// build lacks the feature the device needs; [`Error::Cuda`](crate::Error::Cuda) when CUDA
     /// cannot open it (no driver, no libnvrtc, no device `N`).
     pub fn open(self) -> Result<Backend> {
         match self {
@@ -126,20 +126,20 @@ fn open_emulator() -> Result<Backend> {
 
 /// The error for a device this build cannot run.
 #[cfg(not(feature = "cuda-emulator"))]
-fn not_built(device: Device, feature: &str) -> banded::Error {
-    banded::Error::InvalidArgument {
+fn not_built(device: Device, feature: &str) -> crate::Error {
+    crate::Error::InvalidArgument {
         arg: "--device",
         reason: format!("{device}: this banded was built without the `{feature}` feature: cargo build --features {feature}"),
     }
 }
 
 /// The element types the commands compute in (`f32`, `f64`): with the `cuda` feature, also
-/// [`CudaReal`](banded::cuda::CudaReal), so that every command's generic code can run on
+/// [`CudaReal`](crate::cuda::CudaReal), so that every command's generic code can run on
 /// either backend. A supertrait of [`io::Elem`](super::io::Elem).
 #[cfg(feature = "cuda")]
-pub trait DeviceReal: banded::cuda::CudaReal {}
+pub trait DeviceReal: crate::cuda::CudaReal {}
 #[cfg(feature = "cuda")]
-impl<T: banded::cuda::CudaReal> DeviceReal for T {}
+impl<T: crate::cuda::CudaReal> DeviceReal for T {}
 
 /// The element types the commands compute in (`f32`, `f64`): without the `cuda` feature, no
 /// requirement. A supertrait of [`io::Elem`](super::io::Elem).

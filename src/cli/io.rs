@@ -1,6 +1,6 @@
 //! NumPy `.npy` / `.npz` reading and writing of `float32` / `float64` arrays.
 //!
-//! Every function returns [`banded::Error`]: file problems are [`Error::Io`] naming the file
+//! Every function returns [`crate::Error`]: file problems are [`Error::Io`] naming the file
 //! (and, inside an `.npz`, the array), so the CLI prints one line and exits.
 //!
 //! # Reading
@@ -28,8 +28,8 @@ use std::fmt;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 
-use banded::error::{fmt_shape, unravel};
-use banded::{Error, Real, Result};
+use crate::error::{fmt_shape, unravel};
+use crate::{Error, Real, Result};
 
 /// Element type of an array: NumPy's `float32` or `float64`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, clap::ValueEnum)]

@@ -1,8 +1,10 @@
-//! The `banded` command-line tool: clap definitions and dispatch.
+//! The `banded` command-line tool: clap definitions and dispatch (`src/main.rs` is its `main`).
+//! Public but hidden, and not a stable API: the fuzz targets (`fuzz/`) and the tests call the
+//! tool's own `.npy` reader and commands through it.
 //!
 //! Adding a command takes a few lines: a module with a `clap::Args` struct and a `run`
 //! function, a variant in [`Command`] (or in [`BenchCommand`] for `banded bench …`), and an arm
-//! in [`run`]. Errors are [`banded::Error`]; `main` prints `error: {e}` on one line and exits 1.
+//! in [`run`]. Errors are [`crate::Error`]; `main` prints `error: {e}` on one line and exits 1.
 //! A command that can run on a CUDA device flattens [`device::DeviceArg`] (`--device`) into its
 //! arguments and dispatches on the [`device::Backend`] it opens.
 
@@ -13,7 +15,7 @@ pub mod npy;
 pub mod smnn;
 pub mod solve;
 
-use banded::Result;
+use crate::Result;
 use clap::{Parser, Subcommand};
 
 /// Batched banded SPD solver: solve from NumPy files, and benchmarks.

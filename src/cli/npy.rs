@@ -5,8 +5,8 @@ use std::fmt;
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use banded::Result;
-use banded::error::fmt_shape;
+use crate::Result;
+use crate::error::fmt_shape;
 use npyz::{DType, Endianness, NpyHeader, Order, TypeChar, WriterBuilder};
 
 use super::io::{Array, Dtype, Elem, Tensor, guarded, io_err, num_elements};
@@ -277,7 +277,7 @@ mod tests {
 
     use super::*;
     use crate::cli::io::*;
-    use banded::Error;
+    use crate::Error;
 
     /// Reads every array of an `.npz` archive, by name.
     fn read_npz(path: impl AsRef<Path>) -> Result<BTreeMap<String, Array>> {

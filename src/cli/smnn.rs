@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 #[cfg(feature = "cuda")]
-use banded::cuda::{CudaBackend, DeviceArray, DeviceInputs};
-use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
-use banded::error::fmt_shape;
-use banded::{Error, Params, Result};
+use crate::cuda::{CudaBackend, DeviceArray, DeviceInputs};
+use crate::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
+use crate::error::fmt_shape;
+use crate::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 

@@ -3,9 +3,9 @@
 use std::path::PathBuf;
 
 #[cfg(feature = "cuda")]
-use banded::cuda::{CudaBackend, DeviceCholesky};
-use banded::error::fmt_shape;
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
+use crate::cuda::{CudaBackend, DeviceCholesky};
+use crate::error::fmt_shape;
+use crate::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
 
 use super::device::{Backend, DeviceArg};
 use super::io::{self, Dtype, Elem, Tensor};
