@@ -73,6 +73,22 @@ pub enum Error {
         /// Why it failed.
         reason: String,
     },
+    /// A result overflowed (to ±∞ or NaN) although every input was finite and every matrix was
+    /// accepted as positive definite: the system is too ill-conditioned, or its values too
+    /// large, for the precision (e.g. a solution beyond f32's 3.4e38). Checked when
+    /// [`Params::check_finite`](crate::Params::check_finite) is on, as the inputs are.
+    #[error(
+        "result `{arg}` overflows to {value} at index {index:?} although every input is finite: the \
+         system is too ill-conditioned or its values too large for the precision"
+    )]
+    Overflow {
+        /// Name of the result (as in the documentation of the call that computes it).
+        arg: &'static str,
+        /// Multi-index of the first non-finite entry of the result, in its interchange shape.
+        index: Vec<usize>,
+        /// The value found there, printed (`NaN`, `inf`, `-inf`).
+        value: String,
+    },
     /// Reading or writing a file failed (CLI and I/O helpers).
     #[error("{path}: {reason}")]
     Io {
@@ -97,6 +113,16 @@ impl Error {
             Error::Shape { expected, got, .. } => Error::Shape { arg, expected, got },
             Error::NonFinite { index, value, .. } => Error::NonFinite { arg, index, value },
             Error::InvalidArgument { reason, .. } => Error::InvalidArgument { arg, reason },
+            Error::Overflow { index, value, .. } => Error::Overflow { arg, index, value },
+            other => other,
+        }
+    }
+
+    /// [`Error::NonFinite`] found in a *result* (by the input checks run on it) as
+    /// [`Error::Overflow`]; other errors unchanged.
+    pub(crate) fn into_overflow(self) -> Self {
+        match self {
+            Error::NonFinite { arg, index, value } => Error::Overflow { arg, index, value },
             other => other,
         }
     }

@@ -12,7 +12,8 @@ pub use faer::Par;
 pub(crate) fn min_len(par: Par, batch: usize) -> usize {
     match par {
         Par::Seq => batch.max(1),
-        Par::Rayon(k) => batch.div_ceil(4 * k.get()).max(1),
+        // Saturating: `Par::rayon(usize::MAX)` is a valid (if odd) request.
+        Par::Rayon(k) => batch.div_ceil(k.get().saturating_mul(4)).max(1),
     }
 }
 

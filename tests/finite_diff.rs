@@ -46,7 +46,7 @@ fn backward_matches_central_differences() {
         let bm = BatchMatrix::new(b.clone(), batch, n, nrhs).unwrap();
         let x = chol.solve(&bm, &p).unwrap();
         let grad = chol.backward(&x, &BatchMatrix::new(g.clone(), batch, n, nrhs).unwrap(), &p).unwrap();
-        let gab = grad.ab.to_lower_band();
+        let gab = grad.ab.to_lower_band().unwrap();
 
         let h = 1e-5;
         let fd = |ab: &[f64], b: &[f64]| loss(ab, b, &g, batch, kd, n, nrhs);

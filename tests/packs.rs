@@ -20,7 +20,7 @@ use common::lanes::{base_lanes, tail, Tail};
 
 /// Bandwidths: diagonal, narrow, the widest double-width band (8), just past it (9), and wide
 /// bands, some wider than the matrix.
-const KDS: [usize; 7] = [0, 1, 2, 8, 9, 17, 33];
+const KDS: [usize; 9] = [0, 1, 2, 8, 9, 17, 31, 32, 33];
 
 /// The packed runs compared with the reference: every available kernel but the reference on
 /// one thread, and the default kernel on two (the lane policy depends on the threads: some

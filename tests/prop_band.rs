@@ -149,8 +149,8 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
     let gx = BatchMatrix::new(to_t(&c.g), c.batch, n, nrhs).unwrap();
     let grad = chol.backward(&x, &gx, &p).unwrap();
     let logdet = chol.logdet();
-    let l_band = chol.l().to_lower_band();
-    let gab = grad.ab.to_lower_band();
+    let l_band = chol.l().to_lower_band().unwrap();
+    let gab = grad.ab.to_lower_band().unwrap();
 
     for s in 0..c.batch {
         // The dense reference.

@@ -293,6 +293,7 @@ mod x86 {
             return false;
         }
         let size = std::mem::size_of::<T>();
+        debug_assert!(size == 4 || size == 8, "Real is sealed to f32 and f64");
         if size == 8 && L.is_multiple_of(4) {
             // SAFETY: AVX2 was detected just above; `Real` is sealed to f32 and f64, so an
             // 8-byte `T` is f64; the caller's guarantees carry over.
@@ -312,6 +313,9 @@ mod x86 {
         ($name:ident, $t:ty, $w:literal, $load:ident, $store:ident, $tile:ident) => {
             #[target_feature(enable = "avx2,fma")]
             unsafe fn $name(sys: *const *mut $t, lanes: usize, dst: *mut $t, rows: usize, to_rows: bool) {
+                // Whole tiles of lanes only: a remainder would be skipped (not read out of
+                // bounds), so this guards the callers' arithmetic, not the memory.
+                debug_assert!(lanes > 0 && lanes % $w == 0, "{lanes} lanes in tiles of {}", $w);
                 // SAFETY: (whole body) the caller guarantees `sys[0..lanes]` valid for `rows`
                 // elements and `dst` for `lanes·rows`; every access is at index `< rows`
                 // (`< lanes·rows`).

@@ -133,17 +133,20 @@ impl<T: Real> BandBatch<T> {
         Self { batch, n, kd, data, elem: PhantomData }
     }
 
-    /// Keeps only the listed systems (in the given order).
-    pub(crate) fn select(&self, systems: &[usize]) -> Option<Self> {
+    /// Keeps only the listed systems (in the given order; each `< batch`): `None` if the list
+    /// is empty; [`Error::InvalidArgument`] if the copy cannot be allocated.
+    pub(crate) fn select(&self, systems: &[usize]) -> Result<Option<Self>> {
         if systems.is_empty() {
-            return None;
+            return Ok(None);
         }
         let len = self.system_len();
-        let mut data = Vec::with_capacity(systems.len() * len);
+        // `systems.len() ≤ batch`: the product is at most the batch's own length.
+        let mut data = crate::alloc::with_capacity("factor", systems.len() * len)?;
         for &s in systems {
-            data.extend_from_slice(self.system(s)?);
+            debug_assert!(s < self.batch);
+            data.extend_from_slice(&self.data[s * len..(s + 1) * len]);
         }
-        Some(Self::from_parts(systems.len(), self.n, self.kd, data))
+        Ok(Some(Self::from_parts(systems.len(), self.n, self.kd, data)))
     }
 }
 
@@ -177,9 +180,11 @@ impl<T: Real, S: AsRef<[T]>> BandBatch<T, S> {
     }
 
     /// Writes the interchange layout `(batch, kd + 1, n)` (row-major); ignored entries are 0.
-    pub fn to_lower_band(&self) -> Vec<T> {
+    ///
+    /// Errors: [`Error::InvalidArgument`] if the copy cannot be allocated.
+    pub fn to_lower_band(&self) -> Result<Vec<T>> {
         let (n, w) = (self.n, self.kd + 1);
-        let mut ab = vec![T::zero(); self.as_slice().len()];
+        let mut ab = crate::alloc::zeroed_vec("ab", self.as_slice().len())?;
         for (dst, sys) in ab.chunks_exact_mut(n * w).zip(self.as_slice().chunks_exact(n * w)) {
             for d in 0..w.min(n) {
                 for j in 0..n - d {
@@ -187,7 +192,7 @@ impl<T: Real, S: AsRef<[T]>> BandBatch<T, S> {
                 }
             }
         }
-        ab
+        Ok(ab)
     }
 
     /// Number of systems.

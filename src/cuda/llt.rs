@@ -182,7 +182,11 @@ impl<T: CudaReal> DeviceCholesky<T> {
         if params.check_finite() {
             b.check_finite("rhs")?;
         }
-        solve_buffer(self.backend(), &self.l.array.buf, &mut b.buf, (self.batch(), self.n(), self.kd(), nrhs))
+        solve_buffer(self.backend(), &self.l.array.buf, &mut b.buf, (self.batch(), self.n(), self.kd(), nrhs))?;
+        if params.check_finite() {
+            b.check_finite("x").map_err(Error::into_overflow)?;
+        }
+        Ok(())
     }
 
     /// `log det A_s = 2 Σ_j log L_s[j, j]`, shape `(batch,)`, on the device. Cost O(n).
@@ -216,6 +220,10 @@ impl<T: CudaReal> DeviceCholesky<T> {
         let name = format!("band_gradient_{}", T::SUFFIX);
         // SAFETY: `x`, `lambda` hold `batch·n·nrhs` elements, `g` `batch·n·(kd+1)`.
         unsafe { self.backend().launch(&name, batch, &[&x.buf.ptr(), &lambda.buf.ptr(), &g.buf.ptr_mut(), &b, &n64, &kd64, &r64])? };
+        if params.check_finite() {
+            lambda.check_finite("grad_rhs").map_err(Error::into_overflow)?;
+            g.check_finite_band("grad_ab", n, kd).map_err(Error::into_overflow)?;
+        }
         Ok(DeviceSolveGrads { rhs: lambda, ab: DeviceBand { array: g, n, kd } })
     }
 }

@@ -170,6 +170,7 @@ impl Smnn {
 
     /// Checks `coefficients` and `steps` (backend, shape, finiteness, positive steps).
     fn check_lhs_cuda<T: CudaReal>(&self, backend: &CudaBackend, c: &DeviceArray<T>, h: &DeviceArray<T>, params: &Params) -> Result<()> {
+        self.check_weights::<T>()?;
         c.expect("coefficients", backend, &self.coefficients_shape())?;
         h.expect("steps", backend, &self.steps_shape())?;
         if params.check_finite() {
@@ -219,14 +220,15 @@ impl Smnn {
         Ok(rhs)
     }
 
-    /// `M⁻¹ x` for `x` of `u`'s shape, checked finite afterwards (as the CPU's `solve_vec`),
-    /// returned as `(batch, T, D, O)`.
-    fn solve_cuda<T: CudaReal>(&self, factor: &DeviceCholesky<T>, x: DeviceArray<T>, arg: &'static str) -> Result<DeviceArray<T>> {
+    /// `M⁻¹ x` for `x` of `u`'s shape, checked finite afterwards (as the CPU's `solve_vec`:
+    /// [`Error::Overflow`] with `params.check_finite()`, else [`Error::NonFinite`]), returned as
+    /// `(batch, T, D, O)`.
+    fn solve_cuda<T: CudaReal>(&self, factor: &DeviceCholesky<T>, x: DeviceArray<T>, arg: &'static str, params: &Params) -> Result<DeviceArray<T>> {
         let mut x = x.reshaped(&[self.batch, self.n(), 1]);
         let backend = x.backend().clone();
         solve_buffer(&backend, &factor.l().array().buf, &mut x.buf, (self.batch, self.n(), self.kd, 1))?;
         let x = x.reshaped(&self.u_shape());
-        x.check_finite(arg)?;
+        x.check_finite(arg).map_err(|e| if params.check_finite() { e.into_overflow() } else { e })?;
         Ok(x)
     }
 
@@ -236,7 +238,7 @@ impl Smnn {
         if params.check_finite() {
             grad_u.check_finite("grad_u")?;
         }
-        self.solve_cuda(factor, grad_u.try_clone()?, "grad_u")
+        self.solve_cuda(factor, grad_u.try_clone()?, "lambda", params)
     }
 
     /// The row sums of the backward (gpu/smnn.cu `smnn_grads`). With `tables` (this layer's)
@@ -269,7 +271,7 @@ impl Smnn {
         let rhs = self.rhs_cuda(&backend, inputs.coefficients, inputs.rhs_equation, inputs.init_vars)?;
         let tables = Tables::new(&backend, self)?;
         let factor = self.factor_cuda(&backend, inputs.coefficients, inputs.steps, &tables)?;
-        let u = self.solve_cuda(&factor, rhs, "u")?;
+        let u = self.solve_cuda(&factor, rhs, "u", params)?;
         Ok(DeviceForward { layer: *self, inputs, factor, u, tables })
     }
 
@@ -318,6 +320,11 @@ impl<'a, T: CudaReal> DeviceForward<'a, T> {
         };
         let inputs = [Some(x.coefficients), Some(x.rhs_equation), Some(x.steps), Some(&self.u), Some(&lam)];
         l.grads_cuda(&backend, inputs, [Some(&mut g.coefficients), Some(&mut g.rhs_equation), Some(&mut g.init_vars), Some(&mut g.steps)], Some(&self.tables))?;
+        if params.check_finite() {
+            for (arg, a) in [("grad_coefficients", &g.coefficients), ("grad_rhs_equation", &g.rhs_equation), ("grad_init_vars", &g.init_vars), ("grad_steps", &g.steps)] {
+                a.check_finite(arg).map_err(Error::into_overflow)?;
+            }
+        }
         Ok(g)
     }
 }
@@ -341,7 +348,7 @@ impl<T: CudaReal> DeviceFrozen<T> {
         let backend = self.coefficients.backend();
         l.check_rhs_cuda(backend, rhs_equation, init_vars, params)?;
         let rhs = l.rhs_cuda(backend, &self.coefficients, rhs_equation, init_vars)?;
-        l.solve_cuda(&self.factor, rhs, "u")
+        l.solve_cuda(&self.factor, rhs, "u", params)
     }
 
     /// ∂ℓ/∂rhs_equation and ∂ℓ/∂init_vars for `grad_u` (as
@@ -357,6 +364,10 @@ impl<T: CudaReal> DeviceFrozen<T> {
             init_vars: DeviceArray::zeros(&backend, &l.init_vars_shape())?,
         };
         l.grads_cuda(&backend, [Some(&self.coefficients), None, None, None, Some(&lam)], [None, Some(&mut g.rhs_equation), Some(&mut g.init_vars), None], None)?;
+        if params.check_finite() {
+            g.rhs_equation.check_finite("grad_rhs_equation").map_err(Error::into_overflow)?;
+            g.init_vars.check_finite("grad_init_vars").map_err(Error::into_overflow)?;
+        }
         Ok(g)
     }
 }

@@ -144,9 +144,14 @@ impl<T: Real> Cholesky<T> {
     /// Errors: [`Error::Shape`] (`b` is not `(batch, n, ·)`); [`Error::NonFinite`] (`ab` or
     /// `rhs`, if `params.check_finite()`); [`Error::NotPositiveDefinite`] as
     /// [`factor`](Self::factor), and then `b` holds unspecified values (the systems that factored
-    /// are solved, the others are not).
+    /// are solved, the others are not); [`Error::Overflow`] (`x`, if `params.check_finite()`) as
+    /// [`solve`](Self::solve).
     pub fn factor_solve<S: AsRef<[T]> + AsMut<[T]>>(a: BandBatch<T>, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<Self> {
-        Self::factor_partial_solve(a, Some(b.view_mut()), params)?.complete()
+        let factor = Self::factor_partial_solve(a, Some(b.view_mut()), params)?.complete()?;
+        if params.check_finite() {
+            b.check_finite("x").map_err(Error::into_overflow)?;
+        }
+        Ok(factor)
     }
 
     /// Factors every system it can: never fails for a non-positive-definite system, but
@@ -185,7 +190,7 @@ impl<T: Real> Cholesky<T> {
             let status = with_lanes!(plan.lanes, L => factor_packs::<T, L>(plan.isa, &mut data, job));
             (Store::Packed(Packed { data, isa: plan.isa, lanes: plan.lanes, batch, n, kd }), status)
         };
-        Ok(Self::partial(store, status, batch))
+        Self::partial(store, status, batch)
     }
 
     /// [`factor_partial_solve`](Self::factor_partial_solve) of the `job.batch` systems of
@@ -194,7 +199,7 @@ impl<T: Real> Cholesky<T> {
     /// their storage (any contents), then the other systems in the band layout, already filled.
     /// See `batched::factor_filled` for `sides` and `make_fill`. Unchecked: the caller
     /// guarantees lengths and finiteness.
-    pub(crate) fn factor_filled<const L: usize, S, G, F>(plan: Plan, mut data: Vec<T>, job: Batch<'_, T>, sides: Vec<S>, make_fill: &G) -> PartialCholesky<T>
+    pub(crate) fn factor_filled<const L: usize, S, G, F>(plan: Plan, mut data: Vec<T>, job: Batch<'_, T>, sides: Vec<S>, make_fill: &G) -> Result<PartialCholesky<T>>
     where
         S: Send,
         G: Fn(usize, S) -> F + Sync,
@@ -206,8 +211,9 @@ impl<T: Real> Cholesky<T> {
         Self::partial(Store::Packed(Packed { data, isa: plan.isa, lanes: L, batch, n, kd }), status, batch)
     }
 
-    /// The [`PartialCholesky`] of a factored `store` with per-system `status`.
-    fn partial(store: Store<T>, status: Status, batch: usize) -> PartialCholesky<T> {
+    /// The [`PartialCholesky`] of a factored `store` with per-system `status`. Errors only if
+    /// the copy of the systems that factored cannot be allocated (when some failed).
+    fn partial(store: Store<T>, status: Status, batch: usize) -> Result<PartialCholesky<T>> {
         let failures: Vec<PivotFailure> = status
             .iter()
             .enumerate()
@@ -215,12 +221,12 @@ impl<T: Real> Cholesky<T> {
             .collect();
         if failures.is_empty() {
             let factor = Some(Self { store, band: OnceLock::new() });
-            return PartialCholesky { factor, systems: (0..batch).collect(), failures };
+            return Ok(PartialCholesky { factor, systems: (0..batch).collect(), failures });
         }
         let systems: Vec<usize> = (0..batch).filter(|&s| status[s].is_ok()).collect();
         let all = Self { store, band: OnceLock::new() }.into_l();
-        let factor = all.select(&systems).map(|l| Self { store: Store::Band(l), band: OnceLock::new() });
-        PartialCholesky { factor, systems, failures }
+        let factor = all.select(&systems)?.map(|l| Self { store: Store::Band(l), band: OnceLock::new() });
+        Ok(PartialCholesky { factor, systems, failures })
     }
 
     /// The factor `L` (lower band, same layout as the input). When the factor is stored as
@@ -285,7 +291,9 @@ impl<T: Real> Cholesky<T> {
     /// the result too, in new storage ([`solve_in_place`](Self::solve_in_place) writes into
     /// `b` instead).
     ///
-    /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`rhs`), [`Error::NonFinite`],
+    /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`rhs`), [`Error::NonFinite`]
+    /// (`rhs`), [`Error::Overflow`] (`x`: a solution beyond the largest finite value; both checks
+    /// only if `params.check_finite()`, then `x` is scanned once more, O(n·nrhs) per system),
     /// [`Error::InvalidArgument`] (the result cannot be allocated).
     pub fn solve<S: AsRef<[T]>>(&self, b: &BatchMatrix<T, S>, params: &Params) -> Result<BatchMatrix<T>> {
         let mut x = b.to_owned()?;
@@ -293,7 +301,8 @@ impl<T: Real> Cholesky<T> {
         Ok(x)
     }
 
-    /// [`solve`](Self::solve) overwriting `b` with the solution.
+    /// [`solve`](Self::solve) overwriting `b` with the solution (also on [`Error::Overflow`]:
+    /// `b` then holds it, overflowed entries included).
     pub fn solve_in_place<S: AsRef<[T]> + AsMut<[T]>>(&self, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<()> {
         b.expect_systems("rhs", self.batch(), self.n())?;
         if params.check_finite() {
@@ -304,6 +313,9 @@ impl<T: Real> Cholesky<T> {
         match &self.store {
             Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
             Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job),
+        }
+        if params.check_finite() {
+            b.check_finite("x").map_err(Error::into_overflow)?;
         }
         Ok(())
     }
@@ -334,7 +346,9 @@ impl<T: Real> Cholesky<T> {
     /// stands for both `A[i,j]` and `A[j,i]`). Nothing outside the band is formed.
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`x`, `grad_x`),
-    /// [`Error::NonFinite`].
+    /// [`Error::NonFinite`] (`x`, `grad_x`), [`Error::Overflow`] (`grad_rhs`, `grad_ab`: a
+    /// gradient beyond the largest finite value); the finiteness checks only if
+    /// `params.check_finite()`.
     pub fn backward<S1: AsRef<[T]>, S2: AsRef<[T]>>(&self, x: &BatchMatrix<T, S1>, grad_x: &BatchMatrix<T, S2>, params: &Params) -> Result<SolveGrads<T>> {
         x.expect_systems("x", self.batch(), self.n())?;
         grad_x.expect_shape("grad_x", x.shape())?;
@@ -352,6 +366,10 @@ impl<T: Real> Cholesky<T> {
             .zip(lambda.as_slice().par_chunks(n * nrhs))
             .with_min_len(min_len(params.par(), self.batch()))
             .for_each(|((g, x), lam)| band_gradient_system(x, lam, Dims { n, kd, nrhs }, g));
+        if params.check_finite() {
+            lambda.check_finite("grad_rhs").map_err(Error::into_overflow)?;
+            ab.check_finite("grad_ab").map_err(Error::into_overflow)?;
+        }
         Ok(SolveGrads { rhs: lambda, ab })
     }
 }

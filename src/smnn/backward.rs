@@ -29,7 +29,8 @@ impl<'a, T: Real> Forward<'a, T> {
     /// with the forward's factor and O(T) row sums. See [`Smnn::backward`].
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape) (`grad_u`),
-    /// [`Error::NonFinite`](crate::Error::NonFinite) (`grad_u`, if `params.check_finite()`).
+    /// [`Error::NonFinite`](crate::Error::NonFinite) (`grad_u`, if `params.check_finite()`);
+    /// [`Error::Overflow`](crate::Error::Overflow) as [`Smnn::backward`].
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<Grads<T>> {
         let mut grads = Grads::default();
         let job = BackwardJob { inputs: self.inputs, u: &self.u, factor: &self.factor, grad_u };
@@ -66,7 +67,9 @@ impl Smnn {
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape) (an input, `u`, `grad_u`, or a `factor` of another shape);
     /// [`Error::NonFinite`](crate::Error::NonFinite) (an input, `u` or `grad_u`, if `params.check_finite()`);
-    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps` ≤ 0).
+    /// [`Error::Overflow`](crate::Error::Overflow) (with that check: `lambda` = `M⁻¹ grad_u` or a gradient
+    /// `grad_coefficients`, `grad_rhs_equation`, `grad_init_vars`, `grad_steps` overflowed);
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps` ≤ 0; a weight whose square overflows `T`).
     pub fn backward<T: Real>(
         &self,
         inputs: Inputs<'_, T>,
@@ -91,7 +94,7 @@ impl Smnn {
         Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite())?;
         let mut lam = reuse("grad_u", lam, grad_u.len())?;
         lam.extend_from_slice(grad_u);
-        let lam = self.solve_vec(factor, lam, "grad_u", params)?;
+        let lam = self.solve_vec(factor, lam, "lambda", params)?;
         let [cl, rl, vl, hl, _] = self.system_lens();
         let (b, par) = (self.batch, params.par());
         // Every coefficient gradient is written (not accumulated) by the row sums, so that
@@ -103,6 +106,12 @@ impl Smnn {
         let x = GradInputs { c: inputs.coefficients, r: inputs.rhs_equation, h: inputs.steps, u, lam: &lam };
         let out = Outputs { gc: &mut g.coefficients, gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut g.steps };
         self.grads_batch(x, out, true, params);
+        if params.check_finite() {
+            Self::check_result("grad_coefficients", &g.coefficients, &self.coefficients_shape(), params)?;
+            Self::check_result("grad_rhs_equation", &g.rhs_equation, &self.rhs_equation_shape(), params)?;
+            Self::check_result("grad_init_vars", &g.init_vars, &self.init_vars_shape(), params)?;
+            Self::check_result("grad_steps", &g.steps, &self.steps_shape(), params)?;
+        }
         Ok(lam)
     }
 

@@ -7,11 +7,11 @@ use rayon::prelude::*;
 use crate::alloc::{resized_par, zeroed_vec_par};
 use crate::band::lanes::with_lanes;
 use crate::band::{BandBatch, BatchMatrix};
-use crate::error::{Error, PivotFailure, Result, unravel};
+use crate::error::{Error, PivotFailure, Result};
 use crate::llt::{Batch, Cholesky, Dims, PartialCholesky, Plan};
 use crate::par::{Par, min_len};
 use crate::params::Params;
-use crate::scalar::{Real, first_non_finite, fmt_value};
+use crate::scalar::{Real, fmt_value};
 
 use super::assemble::{PackAssembler, Sys};
 use super::{Inputs, Lhs, Smnn};
@@ -133,7 +133,7 @@ impl Smnn {
                 None => (&mut [][..], 0),
             };
             let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs, par };
-            with_lanes!(plan.lanes, L => self.factor_packs::<T, L>(plan, lhs, data, &mut ws.diag, job))
+            with_lanes!(plan.lanes, L => self.factor_packs::<T, L>(plan, lhs, data, &mut ws.diag, job))?
         } else {
             self.assemble_bands(lhs, Normal { band: &mut data, diag: &mut ws.diag }, par);
             Cholesky::factor_partial_solve(BandBatch::from_parts(batch, n, kd, data), rhs.map(|r| r.view_mut()), &params.with_check_finite(false))?
@@ -163,6 +163,13 @@ impl Smnn {
             Some(f) if failures.is_empty() => Ok(f),
             _ => {
                 failures.sort_by_key(|f| f.system);
+                // A failure at an overflowed diagonal entry is the inputs' size, not singularity.
+                if params.check_finite()
+                    && let Some(f) = failures.iter().find(|f| !diag[f.system * n + f.column].is_finite())
+                {
+                    let value = fmt_value(diag[f.system * n + f.column]);
+                    return Err(Error::Overflow { arg: "normal_matrix", index: vec![f.system, f.column, f.column], value });
+                }
                 let first = failures.first().copied().unwrap_or(PivotFailure { system: 0, column: 0 });
                 Err(Error::NotPositiveDefinite { system: first.system, column: first.column, failures })
             }
@@ -189,7 +196,7 @@ impl Smnn {
     /// factorization takes it, in cache, so the storage `data` (any contents) is written once;
     /// the other `batch % L` systems are assembled in the band layout first. Their diagonals go
     /// to `diag` (`n` per system) for the pivot test; `job.rhs` is solved in the same pass.
-    fn factor_packs<'d, T: Real, const L: usize>(&self, plan: Plan, lhs: Lhs<'_, T>, data: Vec<T>, diag: &'d mut [T], job: Batch<'_, T>) -> PartialCholesky<T> {
+    fn factor_packs<'d, T: Real, const L: usize>(&self, plan: Plan, lhs: Lhs<'_, T>, data: Vec<T>, diag: &'d mut [T], job: Batch<'_, T>) -> Result<PartialCholesky<T>> {
         let (n, w) = (self.n(), self.kd + 1);
         let [cl, _, _, hl, _] = self.system_lens();
         let full = self.batch / L;
@@ -221,14 +228,14 @@ impl Smnn {
     pub(super) fn solve_vec<T: Real>(&self, factor: &Cholesky<T>, b: Vec<T>, arg: &'static str, params: &Params) -> Result<Vec<T>> {
         let mut x = BatchMatrix::named(arg, b, self.batch, self.n(), 1)?;
         factor.solve_in_place(&mut x, &params.with_check_finite(false))?;
-        self.finite(arg, x.into_vec())
+        self.finite(arg, x.into_vec(), params)
     }
 
-    /// `x` (shaped like `u`), or [`Error::NonFinite`](crate::Error::NonFinite) naming `arg` at its first NaN or ±∞.
-    pub(super) fn finite<T: Real>(&self, arg: &'static str, x: Vec<T>) -> Result<Vec<T>> {
-        if let Some(k) = first_non_finite(&x) {
-            return Err(Error::NonFinite { arg, index: unravel(k, &self.u_shape()), value: fmt_value(x[k]) });
-        }
+    /// The result `x` (shaped like `u`), or an error naming `arg` at its first NaN or ±∞:
+    /// [`Error::Overflow`](crate::Error::Overflow) if `params.check_finite()` (the inputs were
+    /// checked: the result overflowed), [`Error::NonFinite`](crate::Error::NonFinite) otherwise.
+    pub(super) fn finite<T: Real>(&self, arg: &'static str, x: Vec<T>, params: &Params) -> Result<Vec<T>> {
+        Self::check_result(arg, &x, &self.u_shape(), params)?;
         Ok(x)
     }
 
@@ -256,8 +263,12 @@ impl Smnn {
     /// kept in the returned [`Forward`] for the backward).
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape) (an input's length does not match its shape);
-    /// [`Error::NonFinite`](crate::Error::NonFinite) (an input holds NaN or ±∞, if `params.check_finite()`; or `u`
-    /// overflowed); [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps`: a step size ≤ 0);
+    /// [`Error::NonFinite`](crate::Error::NonFinite) (an input holds NaN or ±∞, if `params.check_finite()`;
+    /// or, without that check, `u` is not finite); [`Error::Overflow`](crate::Error::Overflow) (with the check:
+    /// `u` overflowed, or `normal_matrix` — a diagonal entry of `M`, index `(system, unknown, unknown)`
+    /// — did, from inputs too large for the precision);
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument) (`steps`: a step size ≤ 0; a weight whose square
+    /// overflows `T`);
     /// [`Error::NotPositiveDefinite`](crate::Error::NotPositiveDefinite) (the normal matrix of a system is numerically singular or
     /// indefinite: a Cholesky pivot is not above `2(kd+1)·ε` times its diagonal entry, which
     /// implies `κ₂(M) ≳ 1/(2(kd+1)ε)`; every failing system is listed, `column` is the unknown
@@ -281,7 +292,7 @@ impl Smnn {
         let mut rhs = self.assemble_rhs_batch(&inputs, std::mem::take(&mut workspace.u), params)?;
         let lhs = Lhs { coefficients: inputs.coefficients, steps: inputs.steps };
         let factor = self.factor_unchecked(lhs, Some(&mut rhs), &mut workspace, params)?;
-        let u = self.finite("u", rhs.into_vec())?;
+        let u = self.finite("u", rhs.into_vec(), params)?;
         Ok(Forward { layer: *self, inputs, factor, u, spare: workspace.diag })
     }
 }

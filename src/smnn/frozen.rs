@@ -63,7 +63,8 @@ impl<T: Real> Frozen<T> {
     /// `init_vars` `(batch, S, D, I)`. Cost per system O(T·E·b + n·kd).
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape), [`Error::NonFinite`](crate::Error::NonFinite)
-    /// (an input, if `params.check_finite()`, or an overflowing `u`).
+    /// (an input, if `params.check_finite()`), [`Error::Overflow`](crate::Error::Overflow) (`u`
+    /// overflowed, with that check).
     pub fn forward(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<Vec<T>> {
         self.layer.check_rhs(rhs_equation, init_vars, params)?;
         self.layer.solve_u(&self.factor, &self.inputs(rhs_equation, init_vars), params)
@@ -75,11 +76,12 @@ impl<T: Real> Frozen<T> {
     /// Cost per system O(n·kd + T·E·b).
     ///
     /// Errors: [`Error::Shape`](crate::Error::Shape), [`Error::NonFinite`](crate::Error::NonFinite)
-    /// (`grad_u`, if `params.check_finite()`).
+    /// (`grad_u`, if `params.check_finite()`), [`Error::Overflow`](crate::Error::Overflow) (`lambda`,
+    /// `grad_rhs_equation`, `grad_init_vars` overflowed, with that check).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<FrozenGrads<T>> {
         let l = &self.layer;
         Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite())?;
-        let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "grad_u", params)?;
+        let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "lambda", params)?;
         let [_, rl, vl, _, _] = l.system_lens();
         let b = l.batch;
         let mut g = FrozenGrads {
@@ -90,6 +92,10 @@ impl<T: Real> Frozen<T> {
         let out = Outputs { gc: &mut [], gr: &mut g.rhs_equation, gv: &mut g.init_vars, gh: &mut [] };
         let x = GradInputs { c: &self.coefficients, r: &[], h: &[], u: &[], lam: &lam };
         l.grads_batch(x, out, false, params);
+        if params.check_finite() {
+            Smnn::check_result("grad_rhs_equation", &g.rhs_equation, &l.rhs_equation_shape(), params)?;
+            Smnn::check_result("grad_init_vars", &g.init_vars, &l.init_vars_shape(), params)?;
+        }
         Ok(g)
     }
 }

@@ -292,8 +292,41 @@ impl Smnn {
         Ok(())
     }
 
-    /// Checks `coefficients` and `steps` (lengths, finiteness, positive steps).
+    /// Errors if the result `data` (of `shape`) holds a NaN or ±∞: [`Error::Overflow`] if
+    /// `params.check_finite()` (the inputs were checked, so the result overflowed),
+    /// [`Error::NonFinite`] otherwise (a non-finite input may have caused it).
+    pub(super) fn check_result<T: Real>(arg: &'static str, data: &[T], shape: &[usize], params: &Params) -> Result<()> {
+        if let Some(k) = first_non_finite(data) {
+            let e = Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) };
+            return Err(if params.check_finite() { e.into_overflow() } else { e });
+        }
+        Ok(())
+    }
+
+    /// Errors with [`Error::InvalidArgument`] naming the weight if a weight, which enters the
+    /// normal matrix squared, has a square that is not finite in `T` (e.g. 1e20 in f32).
+    pub(crate) fn check_weights<T: Real>(&self) -> Result<()> {
+        let o = &self.opts;
+        for (arg, w) in [("weight_equation", o.weight_equation), ("weight_init_var", o.weight_init_var), ("weight_smooth", o.weight_smooth)] {
+            if !T::from_f64(w * w).is_finite() {
+                return Err(Error::InvalidArgument {
+                    arg,
+                    reason: format!(
+                        "{w:e} enters the normal matrix squared ({:e}), which overflows {} (largest finite {:e})",
+                        w * w,
+                        T::NAME,
+                        T::max_value().as_f64()
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the weights for `T` (see [`check_weights`](Self::check_weights)), `coefficients`
+    /// and `steps` (lengths, finiteness, positive steps).
     pub(super) fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
+        self.check_weights::<T>()?;
         Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite())?;
         Self::check_array("steps", steps, &self.steps_shape(), params.check_finite())?;
         if let Some(k) = steps.iter().position(|&h| h.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater)) {
