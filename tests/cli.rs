@@ -590,3 +590,55 @@ fn bench_solve_on_the_emulator() {
         assert!(err.contains(flag) && err.contains("not used with --device emulator"), "{err}");
     }
 }
+
+#[test]
+fn keep_going_writes_the_other_systems() {
+    // Three systems: 0 and 2 the reference's, 1 indefinite (diagonal −1 at column 7).
+    let r = reference();
+    let d = Dir::new();
+    let mut ab = r.ab[..W * N].to_vec();
+    let mut bad = r.ab[..W * N].to_vec();
+    bad[7] = -1.0;
+    ab.extend(&bad);
+    ab.extend(&r.ab[W * N..]);
+    let mut rhs = r.rhs[..N * R].to_vec();
+    rhs.extend(&r.rhs[..N * R]);
+    rhs.extend(&r.rhs[N * R..]);
+    write(&d.file("ab.npy"), &[3, W, N], &ab);
+    write(&d.file("rhs.npy"), &[3, N, R], &rhs);
+    let args = ["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--logdet", "ld.npy", "--cholesky", "l.npy"];
+    // Without the flag: the error, and nothing written.
+    let err = assert_fails(&d.run(&args));
+    assert!(err.contains("system 1 is not positive definite") && err.contains("column 7"), "{err}");
+    assert!(!d.file("x.npy").exists() && !d.file("ld.npy").exists());
+    // With it: every output written, the failed system's NaN, one warning per failure, status 1.
+    let o = d.run(&[&args[..], &["--keep-going"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("warning: system 1 is not positive definite (pivot at column 7)") && lines[0].contains("X, LD, L"), "{err}");
+    assert!(lines[1].starts_with("error: system 1"), "{err}");
+    let (shape, x, _) = read(&d.file("x.npy"));
+    assert_eq!(shape, [3, N, R]);
+    assert!(x[N * R..2 * N * R].iter().all(|v| v.is_nan()));
+    let want: Vec<f64> = [&r.x[..N * R], &r.x[N * R..]].concat();
+    let got: Vec<f64> = [&x[..N * R], &x[2 * N * R..]].concat();
+    assert!(rel_err(&got, &want) < 1e-12);
+    let (_, ld, _) = read(&d.file("ld.npy"));
+    assert!(ld[1].is_nan() && (ld[0] - r.logdet[0]).abs() < 1e-10 && (ld[2] - r.logdet[1]).abs() < 1e-10);
+    // The others are exactly what a batch of them alone gives.
+    let (_, l, _) = read(&d.file("l.npy"));
+    let two: Vec<f64> = [&r.ab[..W * N], &r.ab[W * N..]].concat();
+    let a = BandBatch::from_lower_band(&two, 2, N, W - 1).unwrap();
+    let want_l = Cholesky::factor(&a, &Params::default()).unwrap().l().to_lower_band().unwrap();
+    assert_eq!([&l[..W * N], &l[2 * W * N..]].concat(), want_l);
+    assert!(l[W * N..2 * W * N].iter().all(|v| v.is_nan()));
+    // Every system failing: all NaN, still written.
+    let all_bad: Vec<f64> = [&bad[..], &bad[..], &bad[..]].concat();
+    write(&d.file("ab.npy"), &[3, W, N], &all_bad);
+    let o = d.run(&[&args[..], &["--keep-going"]].concat());
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(stderr(&o).lines().count(), 4);
+    assert!(read(&d.file("x.npy")).1.iter().all(|v| v.is_nan()));
+}

@@ -417,3 +417,40 @@ fn bench_on_the_emulator() {
     let line = assert_fails(&banded(&[&base[..], &["--device", "emulator", "--threads", "2"]].concat(), dir.path()));
     assert!(line.contains("--threads") && line.contains("not used with --device emulator"), "{line}");
 }
+
+#[test]
+fn keep_going_writes_the_other_systems() {
+    // System 0 of smnn_tiny without equations and without initial values: singular. System 1
+    // is well posed.
+    let mut arrays = tiny();
+    let per = arrays[0].2.len() / 2;
+    arrays[0].2[..per].iter_mut().for_each(|x| *x = 0.0);
+    let dir = tempfile::tempdir().unwrap();
+    write_npz(&dir.path().join("in.npz"), &arrays);
+    // System 1 alone (every array's second half), for the expected values.
+    let alone: Vec<Entry> = arrays
+        .iter()
+        .map(|(k, s, v, f)| (k.clone(), [&[1], &s[1..]].concat(), v[v.len() / 2..].to_vec(), *f))
+        .collect();
+    write_npz(&dir.path().join("alone.npz"), &alone);
+    let args = ["smnn", "backward", "--inputs", "in.npz", "--out", "out.npz", "--weight-init", "0"];
+    let err = assert_fails(&banded(&args, dir.path()));
+    assert!(err.contains("system 0 is not positive definite"), "{err}");
+    assert!(!dir.path().join("out.npz").exists());
+    let o = banded(&[&args[..], &["--keep-going"]].concat(), dir.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 2, "{err}");
+    assert!(lines[0].starts_with("warning: system 0 is not positive definite") && lines[0].contains("u and gradients are NaN"), "{err}");
+    assert!(lines[1].starts_with("error: system 0"), "{err}");
+    assert_ok(&banded(&["smnn", "backward", "--inputs", "alone.npz", "--out", "alone_out.npz", "--weight-init", "0"], dir.path()));
+    for key in ["u"].iter().chain(&GRADS) {
+        let (shape, got, _) = read_out(&dir.path().join("out.npz"), key);
+        let (want_shape, want, _) = read_out(&dir.path().join("alone_out.npz"), key);
+        assert_eq!(shape, [&[2], &want_shape[1..]].concat(), "{key}");
+        let half = got.len() / 2;
+        assert!(got[..half].iter().all(|v| v.is_nan()), "{key}");
+        assert_eq!(got[half..], want[..], "{key}: system 1 as if alone");
+    }
+}

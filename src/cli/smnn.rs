@@ -7,7 +7,7 @@ use std::time::Instant;
 #[cfg(feature = "cuda")]
 use crate::cuda::{CudaBackend, DeviceArray, DeviceInputs};
 use crate::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
-use crate::error::fmt_shape;
+use crate::error::{PivotFailure, fmt_shape};
 use crate::{Error, Params, Result};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -15,6 +15,7 @@ use rand::{Rng, SeedableRng};
 use super::bench::{BenchArgs, Runner, Timings, print_line, warm_then_time};
 use super::device::{Backend, DeviceArg};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
+use super::keep_going;
 
 const LONG_ABOUT: &str = "The S-MNN layer (Scalable Mechanistic Neural Networks, Chen et al., ICLR 2025): the \
 least-squares solution u of the ODE rows given per-step coefficients, in O(T).
@@ -31,6 +32,11 @@ and, for `backward`, grad_u (batch, T, D, O), the cotangent dl/du. An axis of si
 (batch, T, D, O) and, for `backward`, grad_coefficients, grad_rhs_equation, grad_init_vars, \
 grad_steps (each with its input's shape). Arrays are float64 or float32; all float32 means \
 float32 work and outputs, otherwise float64.
+
+When the normal matrix of some systems is not positive definite nothing is written, unless \
+--keep-going: then OUT.npz holds every output in full for the other systems, the failed \
+systems' entries being NaN; each failure is reported on stderr (one `warning:` line) and the \
+command still exits with status 1.
 
 With --device cuda[:N] (or emulator) the layer runs on that device (Smnn::forward_cuda, \
 DeviceForward::backward); the files read and written, and the errors, are the same as on the \
@@ -71,6 +77,10 @@ pub struct SmnnArgs {
     /// Weight of the smoothness rows
     #[arg(long, value_name = "W", default_value_t = 1.0, allow_negative_numbers = true)]
     pub weight_smooth: f64,
+    /// When some systems fail, still write the others' outputs (the failed systems' are NaN),
+    /// report each failure, and exit with status 1
+    #[arg(long)]
+    pub keep_going: bool,
     // --device (help text on `DeviceArg`).
     #[command(flatten)]
     pub device: DeviceArg,
@@ -117,40 +127,94 @@ fn run_typed<T: Elem>(args: &SmnnArgs, backend: &Backend, arrays: Vec<Array>) ->
         args.options(),
         InputShapes { coefficients: &t[0].shape, rhs_equation: &t[1].shape, init_vars: &t[2].shape, steps: &t[3].shape },
     )?;
-    let inputs = Inputs { coefficients: &t[0].data, rhs_equation: &t[1].data, init_vars: &t[2].data, steps: &t[3].data };
+    if let Some(gu) = t.get(4)
+        && gu.shape != layer.u_shape()
+    {
+        return Err(Error::Shape { arg: "grad_u", expected: fmt_shape(&layer.u_shape()), got: fmt_shape(&gu.shape) });
+    }
+    let data: Vec<&[T]> = t.iter().map(|t| &t.data[..]).collect();
     let params = Params::default();
-    let (u, grads) = match backend {
-        Backend::Cpu => layer_cpu(&layer, inputs, t.get(4), &params)?,
-        #[cfg(feature = "cuda")]
-        Backend::Cuda(gpu) => layer_cuda(&layer, gpu, inputs, t.get(4), &params)?,
+    let ((u, grads), failed) = match layer_on(&layer, backend, &data, &params) {
+        Ok(out) => (out, None),
+        Err(e) => {
+            let Some(failures) = keep_going::failures(&e, args.keep_going) else {
+                return Err(e);
+            };
+            (keep_going_layer(&layer, backend, &data, failures, &params)?, Some(e))
+        }
     };
     let u = Tensor::new("u", layer.u_shape().to_vec(), u)?.into_array();
-    let Some(g) = grads else {
-        return io::write_npz(&args.out, &[("u", &u)]);
+    let written = match grads {
+        None => io::write_npz(&args.out, &[("u", &u)]),
+        Some(g) => {
+            let gc = Tensor::new("grad_coefficients", layer.coefficients_shape().to_vec(), g.coefficients)?.into_array();
+            let gr = Tensor::new("grad_rhs_equation", layer.rhs_equation_shape().to_vec(), g.rhs_equation)?.into_array();
+            let gv = Tensor::new("grad_init_vars", layer.init_vars_shape().to_vec(), g.init_vars)?.into_array();
+            let gh = Tensor::new("grad_steps", layer.steps_shape().to_vec(), g.steps)?.into_array();
+            io::write_npz(
+                &args.out,
+                &[("u", &u), ("grad_coefficients", &gc), ("grad_rhs_equation", &gr), ("grad_init_vars", &gv), ("grad_steps", &gh)],
+            )
+        }
     };
-    let gc = Tensor::new("grad_coefficients", layer.coefficients_shape().to_vec(), g.coefficients)?.into_array();
-    let gr = Tensor::new("grad_rhs_equation", layer.rhs_equation_shape().to_vec(), g.rhs_equation)?.into_array();
-    let gv = Tensor::new("grad_init_vars", layer.init_vars_shape().to_vec(), g.init_vars)?.into_array();
-    let gh = Tensor::new("grad_steps", layer.steps_shape().to_vec(), g.steps)?.into_array();
-    io::write_npz(
-        &args.out,
-        &[("u", &u), ("grad_coefficients", &gc), ("grad_rhs_equation", &gr), ("grad_init_vars", &gv), ("grad_steps", &gh)],
-    )
+    written?;
+    match failed {
+        None => Ok(()),
+        Some(e) => {
+            if let Error::NotPositiveDefinite { failures, .. } = &e {
+                keep_going::report(failures, if data.len() > 4 { "u and gradients" } else { "u" });
+            }
+            Err(e)
+        }
+    }
 }
 
-/// `grad_u`'s data, or [`Error::Shape`] unless it has `u`'s shape (checked after the forward,
-/// as the library would).
-fn checked_grad_u<'a, T>(layer: &Smnn, grad_u: &'a Tensor<T>) -> Result<&'a [T]> {
-    if grad_u.shape != layer.u_shape() {
-        return Err(Error::Shape { arg: "grad_u", expected: fmt_shape(&layer.u_shape()), got: fmt_shape(&grad_u.shape) });
+/// `u` and, given `grad_u` (`data[4]`), the gradients, for the inputs `data` (coefficients,
+/// rhs_equation, init_vars, steps in the layer's shapes) on `backend`.
+fn layer_on<T: Elem>(layer: &Smnn, backend: &Backend, data: &[&[T]], params: &Params) -> Result<(Vec<T>, Option<Grads<T>>)> {
+    let inputs = Inputs { coefficients: data[0], rhs_equation: data[1], init_vars: data[2], steps: data[3] };
+    let grad_u = data.get(4).copied();
+    match backend {
+        Backend::Cpu => layer_cpu(layer, inputs, grad_u, params),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(gpu) => layer_cuda(layer, gpu, inputs, grad_u, params),
     }
-    Ok(&grad_u.data)
+}
+
+/// `--keep-going`: [`layer_on`] for the systems that did not fail, the failed systems' outputs
+/// NaN.
+fn keep_going_layer<T: Elem>(layer: &Smnn, backend: &Backend, data: &[&[T]], failures: &[PivotFailure], params: &Params) -> Result<(Vec<T>, Option<Grads<T>>)> {
+    let batch = layer.batch();
+    let ok = keep_going::survivors(batch, failures);
+    // Per-system lengths of coefficients, rhs_equation, init_vars, steps, u (= grad_u).
+    let per = layer.system_lens();
+    let (u, grads) = if ok.is_empty() {
+        (Vec::new(), (data.len() > 4).then(Grads::default))
+    } else {
+        let sub: Vec<Vec<T>> = data.iter().zip(per).map(|(d, per)| keep_going::gather(d, per, &ok)).collect::<Result<_>>()?;
+        let shape = |s: &[usize]| [&[ok.len()], &s[1..]].concat();
+        let (c, r, v, h) = (shape(&layer.coefficients_shape()), shape(&layer.rhs_equation_shape()), shape(&layer.init_vars_shape()), shape(&layer.steps_shape()));
+        let options = Options { n_steps: Some(layer.n_steps()), ..*layer.options() };
+        let sub_layer = Smnn::new(options, InputShapes { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h })?;
+        layer_on(&sub_layer, backend, &sub.iter().map(|v| &v[..]).collect::<Vec<_>>(), params)?
+    };
+    let all = |v: &[T], per: usize| keep_going::scatter(v, per, &ok, batch);
+    let grads = match grads {
+        None => None,
+        Some(g) => Some(Grads {
+            coefficients: all(&g.coefficients, per[0])?,
+            rhs_equation: all(&g.rhs_equation, per[1])?,
+            init_vars: all(&g.init_vars, per[2])?,
+            steps: all(&g.steps, per[3])?,
+        }),
+    };
+    Ok((all(&u, per[4])?, grads))
 }
 
 /// `u` and, given `grad_u`, the gradients: the layer on the CPU.
-fn layer_cpu<T: Elem>(layer: &Smnn, inputs: Inputs<'_, T>, grad_u: Option<&Tensor<T>>, params: &Params) -> Result<(Vec<T>, Option<Grads<T>>)> {
+fn layer_cpu<T: Elem>(layer: &Smnn, inputs: Inputs<'_, T>, grad_u: Option<&[T]>, params: &Params) -> Result<(Vec<T>, Option<Grads<T>>)> {
     let fwd = layer.forward(inputs, params)?;
-    let grads = grad_u.map(|gu| fwd.backward(checked_grad_u(layer, gu)?, params)).transpose()?;
+    let grads = grad_u.map(|gu| fwd.backward(gu, params)).transpose()?;
     Ok((fwd.u().to_vec(), grads))
 }
 
@@ -161,7 +225,7 @@ fn layer_cuda<T: Elem>(
     layer: &Smnn,
     gpu: &CudaBackend,
     inputs: Inputs<'_, T>,
-    grad_u: Option<&Tensor<T>>,
+    grad_u: Option<&[T]>,
     params: &Params,
 ) -> Result<(Vec<T>, Option<Grads<T>>)> {
     let on_device = upload_inputs(layer, gpu, inputs)?;
@@ -169,7 +233,7 @@ fn layer_cuda<T: Elem>(
     let grads = match grad_u {
         None => None,
         Some(gu) => {
-            let g = fwd.backward(&gpu.upload(checked_grad_u(layer, gu)?, &layer.u_shape())?, params)?;
+            let g = fwd.backward(&gpu.upload(gu, &layer.u_shape())?, params)?;
             Some(Grads {
                 coefficients: g.coefficients.to_host()?,
                 rhs_equation: g.rhs_equation.to_host()?,

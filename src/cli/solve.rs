@@ -9,6 +9,7 @@ use crate::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
 
 use super::device::{Backend, DeviceArg};
 use super::io::{self, Dtype, Elem, Tensor};
+use super::keep_going;
 
 /// Arguments of `banded solve`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +34,10 @@ work and the outputs are float32. Otherwise float64 (NumPy's promotion; a float3
 widened exactly). NaN or infinity in the band of AB or in RHS is an error, as is a matrix \
 that is not positive definite (the message names the system and the column).
 
+Without --keep-going, nothing is written when a system fails. With it, every output is written \
+for the systems that are positive definite, the failed systems' X, LD and L being NaN; each \
+failure is reported on stderr (one `warning:` line) and the command still exits with status 1.
+
 With --device cuda[:N] (or emulator) the factor, the solve and log det run on that device; the \
 files read and written, and the errors, are the same as on the CPU."
 )]
@@ -53,6 +58,10 @@ pub struct SolveArgs {
     /// SciPy's cholesky_banded(ab, lower=True) (the ignored entries are written as 0), .npy
     #[arg(long, value_name = "L.npy")]
     pub cholesky: Option<PathBuf>,
+    /// When some systems are not positive definite, still write the others' results (the
+    /// failed systems' are NaN), report each failure, and exit with status 1
+    #[arg(long)]
+    pub keep_going: bool,
     // --device (help text on `DeviceArg`).
     #[command(flatten)]
     pub device: DeviceArg,
@@ -124,16 +133,31 @@ struct Solution<T> {
 }
 
 fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, rhs: Tensor<T>) -> Result<()> {
-    let Layout { batch, kd, n, .. } = layout;
+    let Layout { batch, kd, n, nrhs, .. } = layout;
+    // Finiteness first, with indices in the files' own shapes; the library then checks again
+    // (cheap) and checks the results for overflow.
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
-    let a = BandBatch::from_lower_band(&ab.data, batch, n, kd)?;
-    // Finiteness was checked above, with indices in the files' own shapes.
-    let params = Params::default().with_check_finite(false);
-    let solution = match backend {
-        Backend::Cpu => solve_cpu(args, layout, a, rhs.data, &params)?,
-        #[cfg(feature = "cuda")]
-        Backend::Cuda(gpu) => solve_cuda(args, layout, gpu, &a, &rhs.data, &params)?,
+    let params = Params::default();
+    let (solution, failed) = match solve_on(args, backend, layout, &ab.data, &rhs.data, &params) {
+        Ok(solution) => (solution, None),
+        Err(e) => {
+            let Some(failures) = keep_going::failures(&e, args.keep_going) else {
+                return Err(e);
+            };
+            // The others again, alone; the failed systems' outputs NaN.
+            let ok = keep_going::survivors(batch, failures);
+            let (w, sub_layout) = (kd + 1, Layout { batch: ok.len(), ..layout });
+            let sub = if ok.is_empty() {
+                Solution { x: Vec::new(), logdet: Some(Vec::new()), l: Some(Vec::new()) }
+            } else {
+                let (ab_ok, rhs_ok) = (keep_going::gather(&ab.data, w * n, &ok)?, keep_going::gather(&rhs.data, n * nrhs, &ok)?);
+                solve_on(args, backend, sub_layout, &ab_ok, &rhs_ok, &params)?
+            };
+            let all = |v: Option<Vec<T>>, per| v.map(|v| keep_going::scatter(&v, per, &ok, batch)).transpose();
+            let solution = Solution { x: keep_going::scatter(&sub.x, n * nrhs, &ok, batch)?, logdet: all(sub.logdet, 1)?, l: all(sub.l, w * n)? };
+            (solution, Some(e))
+        }
     };
     io::write_npy(&args.out, &rhs.shape, &solution.x)?;
     if let (Some(path), Some(logdet)) = (&args.logdet, &solution.logdet) {
@@ -142,7 +166,27 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
     if let (Some(path), Some(l)) = (&args.cholesky, &solution.l) {
         io::write_npy(path, &ab.shape, l)?;
     }
-    Ok(())
+    match failed {
+        None => Ok(()),
+        Some(e) => {
+            if let Error::NotPositiveDefinite { failures, .. } = &e {
+                let outputs = ["X", "LD", "L"].into_iter().zip([true, args.logdet.is_some(), args.cholesky.is_some()]);
+                keep_going::report(failures, &outputs.filter(|o| o.1).map(|o| o.0).collect::<Vec<_>>().join(", "));
+            }
+            Err(e)
+        }
+    }
+}
+
+/// Factor and solve the systems of `ab` (interchange layout) and `rhs` for `layout` on
+/// `backend`.
+fn solve_on<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: &[T], rhs: &[T], params: &Params) -> Result<Solution<T>> {
+    let a = BandBatch::from_lower_band(ab, layout.batch, layout.n, layout.kd)?;
+    match backend {
+        Backend::Cpu => solve_cpu(args, layout, a, rhs.to_vec(), params),
+        #[cfg(feature = "cuda")]
+        Backend::Cuda(gpu) => solve_cuda(args, layout, gpu, &a, rhs, params),
+    }
 }
 
 /// Factor and solve on the CPU, in place.
@@ -154,7 +198,7 @@ fn solve_cpu<T: Elem>(args: &SolveArgs, layout: Layout, a: BandBatch<T>, rhs: Ve
     Ok(Solution {
         x: x.into_vec(),
         logdet: args.logdet.is_some().then(|| chol.logdet()),
-        l: args.cholesky.is_some().then(|| chol.l().to_lower_band()),
+        l: args.cholesky.is_some().then(|| chol.l().to_lower_band()).transpose()?,
     })
 }
 
@@ -169,7 +213,7 @@ fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &
     Ok(Solution {
         x: x.to_host()?,
         logdet: args.logdet.is_some().then(|| chol.logdet()?.to_host()).transpose()?,
-        l: args.cholesky.is_some().then(|| Ok(chol.l().to_host()?.to_lower_band())).transpose()?,
+        l: args.cholesky.is_some().then(|| chol.l().to_host()?.to_lower_band()).transpose()?,
     })
 }
 
