@@ -642,3 +642,22 @@ fn keep_going_writes_the_other_systems() {
     assert_eq!(stderr(&o).lines().count(), 4);
     assert!(read(&d.file("x.npy")).1.iter().all(|v| v.is_nan()));
 }
+
+#[test]
+fn absurd_bench_sizes_fail_cleanly_and_fast() {
+    // Each refused before any work: sizes that overflow, allocations beyond memory, thread
+    // pools and repetition counts no machine runs.
+    let d = Dir::new();
+    let max = usize::MAX.to_string();
+    for (args, want) in [
+        (vec!["bench", "solve", "--n", "1000000000000", "--kd", "1", "--batch", "1000000"], "cannot allocate"),
+        (vec!["bench", "solve", "--n", "4", "--kd", "1", "--batch", &max], "overflows"),
+        (vec!["bench", "smnn", "--batch", "100000000", "--steps", "100000000", "--dims", "3", "--orders", "3"], "cannot allocate"),
+        (vec!["bench", "solve", "--n", "10", "--kd", "1", "--batch", "2", "--threads", &max], "`--threads`"),
+        (vec!["bench", "smnn", "--batch", "2", "--steps", "10", "--dims", "3", "--orders", "3", "--threads", "100000"], "`--threads`"),
+        (vec!["bench", "solve", "--n", "10", "--kd", "1", "--batch", "2", "--reps", &max], "`--reps`"),
+    ] {
+        let err = assert_fails(&d.run(&args));
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}

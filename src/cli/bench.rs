@@ -104,8 +104,13 @@ impl BenchArgs {
     ///
     /// Errors: those of [`Device::open`](super::device::Device::open) and of
     /// [`thread_pool`](Self::thread_pool); [`Error::InvalidArgument`] for `--threads` or
-    /// `--kernel` with a device other than the CPU (they set up the CPU's work only).
+    /// `--kernel` with a device other than the CPU (they set up the CPU's work only), and for
+    /// `--reps` above [`MAX_REPS`].
     pub fn runner(&self) -> Result<Runner> {
+        if self.reps.get() > MAX_REPS {
+            let reason = format!("at most {MAX_REPS} timed runs, got {}", self.reps);
+            return Err(Error::InvalidArgument { arg: "--reps", reason });
+        }
         match self.device.open()? {
             Backend::Cpu => {
                 let (pool, params, threads) = self.thread_pool()?;
@@ -130,11 +135,16 @@ impl BenchArgs {
     /// The rayon pool the benchmark runs in (`--threads`, default all cores), the parameters
     /// that use it (finiteness checks off: the generated inputs are finite), and its thread
     /// count.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for more than [`MAX_THREADS`] threads (the OS would be
+    /// asked for each of them before the first run), or a pool that cannot start.
     pub fn thread_pool(&self) -> Result<(rayon::ThreadPool, Params, usize)> {
-        let threads = match self.threads {
-            Some(p) => p.get(),
-            None => std::thread::available_parallelism().map_or(1, NonZeroUsize::get),
-        };
+        let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+        let threads = self.threads.map_or(cores, NonZeroUsize::get);
+        if threads > MAX_THREADS {
+            let reason = format!("at most {MAX_THREADS} threads, got {threads} (this machine has {cores} cores)");
+            return Err(Error::InvalidArgument { arg: "--threads", reason });
+        }
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| Error::InvalidArgument {
             arg: "--threads",
             reason: format!("cannot start {threads} threads: {e}"),
@@ -190,6 +200,12 @@ impl Runner {
         }
     }
 }
+
+/// The most `--threads` a benchmark starts (oversubscribing a large machine 4×, and no more).
+pub const MAX_THREADS: usize = 1024;
+
+/// The most `--reps`: the timings are kept to take their median.
+pub const MAX_REPS: usize = 1_000_000;
 
 /// One untimed warm-up run, then `reps` timed ones: `run` returns the seconds of one run.
 pub fn warm_then_time(reps: usize, mut run: impl FnMut() -> Result<f64>) -> Result<Vec<f64>> {
