@@ -661,3 +661,28 @@ fn absurd_bench_sizes_fail_cleanly_and_fast() {
         assert!(err.contains(want), "{args:?}: {err}");
     }
 }
+
+/// `--keep-going` on the emulator: the same warnings, error line and outputs as on the CPU
+/// (NaN where a system failed).
+#[cfg(feature = "cuda-emulator")]
+#[test]
+fn emulator_keep_going_matches_the_cpu() {
+    let r = reference();
+    let d = Dir::new();
+    let mut ab = r.ab.clone();
+    ab[W * N + 11] = -3.0; // system 1, diagonal at column 11
+    write(&d.file("ab.npy"), &[B, W, N], &ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    let mut outputs = Vec::new();
+    for device in ["cpu", "emulator"] {
+        let x = format!("x_{device}.npy");
+        let o = d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", &x, "--keep-going", "--device", device]);
+        assert_eq!(o.status.code(), Some(1));
+        outputs.push((stderr(&o), read(&d.file(&x)).1));
+    }
+    assert_eq!(outputs[0].0, outputs[1].0);
+    assert!(outputs[0].0.starts_with("warning: system 1 is not positive definite (pivot at column 11)"), "{}", outputs[0].0);
+    let (cpu, dev) = (&outputs[0].1, &outputs[1].1);
+    assert!(cpu[N * R..].iter().chain(&dev[N * R..]).all(|v| v.is_nan()));
+    assert!(rel_err(&dev[..N * R], &cpu[..N * R]) < 1e-12 && rel_err(&cpu[..N * R], &r.x[..N * R]) < 1e-10);
+}
