@@ -215,6 +215,76 @@ fn smnn_errors(gpu: &CudaBackend) {
     }
 }
 
+/// The variant and argument of an error (indices and values may differ on a device, whose
+/// arithmetic contracts into FMA).
+fn kind(e: &Error) -> String {
+    let s = format!("{e:?}");
+    let variant = s.split([' ', '{', '(']).next().unwrap_or_default().to_string();
+    match e {
+        Error::Overflow { arg, .. } | Error::NonFinite { arg, .. } | Error::InvalidArgument { arg, .. } | Error::Shape { arg, .. } => format!("{variant} {arg}"),
+        _ => variant,
+    }
+}
+
+/// Results that overflow f32 from finite inputs: the CPU's error on the device (variant and
+/// argument; bitwise on the emulator): a solution, a backward gradient, the S-MNN normal
+/// matrix, `u`, and a weight whose square overflows.
+fn overflow_errors(gpu: &CudaBackend, exact: bool) {
+    let p = Params::default();
+    let same = |cpu: Error, dev: Error, what: &str| {
+        assert!(matches!(cpu, Error::Overflow { .. } | Error::InvalidArgument { .. }), "{what}: {cpu:?}");
+        assert_eq!(kind(&dev), kind(&cpu), "{what}: CPU {cpu:?}, device {dev:?}");
+        if exact {
+            assert_eq!(dev, cpu, "{what}");
+        }
+    };
+    // A = 1e-30·I, b = 1e30: x = 1e60.
+    let (batch, n) = (3, 5);
+    let ab: Vec<f32> = (0..batch).flat_map(|_| [vec![1e-30f32; n], vec![0.0; n]].concat()).collect();
+    let a = BandBatch::from_lower_band(&ab, batch, n, 1).unwrap();
+    let b = vec![1e30f32; batch * n];
+    let cpu = Cholesky::factor(&a, &p).unwrap().solve(&BatchMatrix::new(b.clone(), batch, n, 1).unwrap(), &p).unwrap_err();
+    let dl = DeviceCholesky::factor(&gpu.upload_band(&a).unwrap(), &p).unwrap();
+    same(cpu, dl.solve(&gpu.upload(&b, &[batch, n, 1]).unwrap(), &p).unwrap_err(), "solve");
+    // A = I, x = grad_x = 1e20: ∂ℓ/∂a = −1e40.
+    let ab: Vec<f32> = (0..batch).flat_map(|_| [vec![1.0f32; n], vec![0.0; n]].concat()).collect();
+    let a = BandBatch::from_lower_band(&ab, batch, n, 1).unwrap();
+    let x = vec![1e20f32; batch * n];
+    let xm = BatchMatrix::new(x.clone(), batch, n, 1).unwrap();
+    let cpu = Cholesky::factor(&a, &p).unwrap().backward(&xm, &xm, &p).unwrap_err();
+    let dl = DeviceCholesky::factor(&gpu.upload_band(&a).unwrap(), &p).unwrap();
+    let dx = gpu.upload(&x, &[batch, n, 1]).unwrap();
+    same(cpu, dl.backward(&dx, &dx, &p).map(|_| ()).unwrap_err(), "backward");
+    // S-MNN in f32.
+    let pr = draw(&smnn_specs()[0]);
+    let f32s = |x: &[f64], scale: f64| x.iter().map(|&v| (v * scale) as f32).collect::<Vec<f32>>();
+    let (c, r, v, h) = (f32s(&pr.c, 1.0), f32s(&pr.r, 1.0), f32s(&pr.v, 1.0), f32s(&pr.h, 1.0));
+    let run = |layer: &Smnn, c: &[f32], r: &[f32]| {
+        let cpu = layer.forward(Inputs { coefficients: c, rhs_equation: r, init_vars: &v, steps: &h }, &p).map(|_| ()).unwrap_err();
+        let up = |x: &[f32], shape: &[usize]| gpu.upload(x, shape).unwrap();
+        let (dc, dr) = (up(c, &layer.coefficients_shape()), up(r, &layer.rhs_equation_shape()));
+        let (dv, dh) = (up(&v, &layer.init_vars_shape()), up(&h, &layer.steps_shape()));
+        let dev = layer.forward_cuda(DeviceInputs { coefficients: &dc, rhs_equation: &dr, init_vars: &dv, steps: &dh }, &p).map(|_| ()).unwrap_err();
+        (cpu, dev)
+    };
+    let layer = layer_of(&pr);
+    let (cpu, dev) = run(&layer, &f32s(&pr.c, 1e20), &r);
+    assert!(matches!(cpu, Error::Overflow { arg: "normal_matrix", .. }), "{cpu:?}");
+    same(cpu, dev, "normal matrix");
+    let (cpu, dev) = run(&layer, &c, &vec![f32::MAX; r.len()]);
+    same(cpu, dev, "u");
+    let heavy = Smnn::new(Options { weight_equation: 1e20, ..*layer.options() }, InputShapes {
+        coefficients: &layer.coefficients_shape(),
+        rhs_equation: &layer.rhs_equation_shape(),
+        init_vars: &layer.init_vars_shape(),
+        steps: &layer.steps_shape(),
+    })
+    .unwrap();
+    let (cpu, dev) = run(&heavy, &c, &r);
+    assert!(matches!(cpu, Error::InvalidArgument { arg: "weight_equation", .. }), "{cpu:?}");
+    same(cpu, dev, "weight");
+}
+
 /// The reference vectors (`tests/data/`: SciPy/LAPACK for the band solver, the paper's dense
 /// formulation for S-MNN) through the device path, against the files' values with the CPU
 /// vector tests' tolerances (1e-10 band, 1e-9 S-MNN).
@@ -338,6 +408,7 @@ fn device_smnn_matches_cpu() {
         smnn_case::<f32>(&gpu, &Spec { h: (0.8, 1.0), ..spec });
     }
     smnn_errors(&gpu);
+    overflow_errors(&gpu, false);
 }
 
 #[cfg(feature = "cuda-emulator")]
@@ -388,6 +459,11 @@ mod emulator {
     #[test]
     fn smnn_errors_match_cpu() {
         smnn_errors(&CudaBackend::emulator());
+    }
+
+    #[test]
+    fn overflow_errors_match_cpu() {
+        overflow_errors(&CudaBackend::emulator(), true);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use super::llt::{DeviceBand, DeviceCholesky, factor_buffer, solve_buffer};
 use crate::error::{Error, Result, fmt_shape};
 use crate::params::Params;
 use crate::scalar::fmt_value;
-use crate::smnn::Smnn;
+use crate::smnn::{Smnn, overflowed_pivot};
 use crate::smnn::assemble::Taylor;
 
 /// `SmnnShape` of gpu/smnn.cu.
@@ -196,7 +196,7 @@ impl Smnn {
 
     /// Assembles `M` on the device and factors it with the relative pivot test of
     /// [`Smnn::forward`] (a pivot not above `2(kd+1)·ε` times its diagonal entry fails).
-    fn factor_cuda<T: CudaReal>(&self, backend: &CudaBackend, c: &DeviceArray<T>, h: &DeviceArray<T>, tables: &Tables<T>) -> Result<DeviceCholesky<T>> {
+    fn factor_cuda<T: CudaReal>(&self, backend: &CudaBackend, c: &DeviceArray<T>, h: &DeviceArray<T>, tables: &Tables<T>, params: &Params) -> Result<DeviceCholesky<T>> {
         let (batch, n, kd) = (self.batch, self.n(), self.kd);
         let mut band = DeviceArray::<T>::zeros(backend, &[batch, n, kd + 1])?;
         let mut diag = DeviceArray::<T>::zeros(backend, &[batch, n])?;
@@ -206,7 +206,17 @@ impl Smnn {
         // elements, `diag` `batch·n`; the tables are those of this layer.
         unsafe { backend.launch(&name, batch, &[&c.buf.ptr(), &h.buf.ptr(), &band.buf.ptr_mut(), &diag.buf.ptr_mut(), &tables.ptrs(), &sh, &wt, &b])? };
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
-        factor_buffer(backend, &mut band.buf, Some(&diag.buf), tol, (batch, n, kd))?;
+        if let Err(e) = factor_buffer(backend, &mut band.buf, Some(&diag.buf), tol, (batch, n, kd)) {
+            // As on the CPU: a failure at an overflowed diagonal entry of `M` is an overflow
+            // (the diagonal is read back on this error path only).
+            if let Error::NotPositiveDefinite { failures, .. } = &e
+                && params.check_finite()
+                && let Some(overflow) = overflowed_pivot(failures, &diag.to_host()?, n)
+            {
+                return Err(overflow);
+            }
+            return Err(e);
+        }
         Ok(DeviceCholesky::from_factored(DeviceBand::from_array(band, n, kd)))
     }
 
@@ -270,7 +280,7 @@ impl Smnn {
         self.check_rhs_cuda(&backend, inputs.rhs_equation, inputs.init_vars, params)?;
         let rhs = self.rhs_cuda(&backend, inputs.coefficients, inputs.rhs_equation, inputs.init_vars)?;
         let tables = Tables::new(&backend, self)?;
-        let factor = self.factor_cuda(&backend, inputs.coefficients, inputs.steps, &tables)?;
+        let factor = self.factor_cuda(&backend, inputs.coefficients, inputs.steps, &tables, params)?;
         let u = self.solve_cuda(&factor, rhs, "u", params)?;
         Ok(DeviceForward { layer: *self, inputs, factor, u, tables })
     }
@@ -282,7 +292,7 @@ impl Smnn {
     pub fn freeze_cuda<T: CudaReal>(&self, coefficients: &DeviceArray<T>, steps: &DeviceArray<T>, params: &Params) -> Result<DeviceFrozen<T>> {
         let backend = coefficients.backend().clone();
         self.check_lhs_cuda(&backend, coefficients, steps, params)?;
-        let factor = self.factor_cuda(&backend, coefficients, steps, &Tables::new(&backend, self)?)?;
+        let factor = self.factor_cuda(&backend, coefficients, steps, &Tables::new(&backend, self)?, params)?;
         Ok(DeviceFrozen { layer: *self, coefficients: coefficients.try_clone()?, factor })
     }
 }

@@ -163,12 +163,10 @@ impl Smnn {
             Some(f) if failures.is_empty() => Ok(f),
             _ => {
                 failures.sort_by_key(|f| f.system);
-                // A failure at an overflowed diagonal entry is the inputs' size, not singularity.
                 if params.check_finite()
-                    && let Some(f) = failures.iter().find(|f| !diag[f.system * n + f.column].is_finite())
+                    && let Some(e) = overflowed_pivot(&failures, diag, n)
                 {
-                    let value = fmt_value(diag[f.system * n + f.column]);
-                    return Err(Error::Overflow { arg: "normal_matrix", index: vec![f.system, f.column, f.column], value });
+                    return Err(e);
                 }
                 let first = failures.first().copied().unwrap_or(PivotFailure { system: 0, column: 0 });
                 Err(Error::NotPositiveDefinite { system: first.system, column: first.column, failures })
@@ -176,6 +174,18 @@ impl Smnn {
         }
     }
 
+}
+
+/// [`Error::Overflow`] of `normal_matrix` at the first of the (system-sorted) `failures` whose
+/// diagonal entry of `M` (`diag`, `n` per system) is not finite: a pivot failure there is the
+/// inputs' size overflowing the precision, not a singular system. `None` if there is none.
+pub(crate) fn overflowed_pivot<T: Real>(failures: &[PivotFailure], diag: &[T], n: usize) -> Option<Error> {
+    let f = failures.iter().find(|f| !diag[f.system * n + f.column].is_finite())?;
+    let value = fmt_value(diag[f.system * n + f.column]);
+    Some(Error::Overflow { arg: "normal_matrix", index: vec![f.system, f.column, f.column], value })
+}
+
+impl Smnn {
     /// Assembles `M` of the systems of `lhs` (as many as `out.band` holds, band layout) in
     /// parallel, with their diagonals into `out.diag` (`n` per system).
     fn assemble_bands<T: Real>(&self, lhs: Lhs<'_, T>, out: Normal<'_, T>, par: Par) {

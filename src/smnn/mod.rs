@@ -55,6 +55,8 @@
 pub(crate) mod assemble;
 mod backward;
 mod forward;
+#[cfg(feature = "cuda")]
+pub(crate) use forward::overflowed_pivot;
 mod frozen;
 mod grads;
 mod layer;
