@@ -12,7 +12,9 @@
 //! (little or big endian); C order and Fortran order (a Fortran-order array is transposed on
 //! reading, so [`Tensor::data`] is always row-major, C order, whatever the file used).
 //! Rejected with a clear message: anything else (integers, booleans, complex, `float16`,
-//! structured and object arrays), truncated data, trailing bytes, a header that does not parse.
+//! structured and object arrays), truncated data, trailing bytes, a header that does not parse,
+//! and, before the header is parsed, a header longer than 10 000 bytes (NumPy's own limit),
+//! brackets nested more than 4 deep, or a shape whose elements overflow `u64`.
 //!
 //! # Writing
 //! [`write_npy`] writes one array, [`write_npz`] several named arrays (an

@@ -32,6 +32,16 @@ impl Npz {
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| io_err(path, format!("cannot read: {e}")))?;
+        Self::from_bytes(&path.to_string_lossy(), bytes)
+    }
+
+    /// An `.npz` archive held in memory; `name` stands for the file in error messages (as the
+    /// path does for [`open`](Self::open)).
+    ///
+    /// Errors: [`Error::Io`](crate::Error::Io) on `name` if `bytes` is not a zip archive. The
+    /// arrays are only parsed by [`get`](Self::get). Cost: the zip's central directory.
+    pub fn from_bytes(name: &str, bytes: Vec<u8>) -> Result<Self> {
+        let path = Path::new(name);
         let archive = guarded(path, ".npz archive", || {
             npyz::npz::NpzArchive::new(Cursor::new(bytes))
                 .map_err(|e| io_err(path, format!("not a valid .npz (zip) archive: {}", one_line(&e))))
@@ -79,8 +89,14 @@ fn one_line(e: &dyn fmt::Display) -> String {
     e.to_string().replace('\n', " ")
 }
 
-/// Parses a whole `.npy` file held in memory. The error is a reason, without the path.
-fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
+/// Parses a whole `.npy` file held in memory (see the module documentation of [`super::io`]
+/// for what is accepted). The error is a reason, without the path.
+///
+/// Never panics and allocates at most about the size of `bytes` (the header's sizes are checked
+/// against the file before anything is allocated). The header is checked before npyz parses it
+/// (see `check_header`: at most 10 000 bytes, brackets nested at most 4 deep, a shape whose
+/// product fits in `u64`), so the cost is O(`bytes.len()`).
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
     const MAGIC: &[u8] = b"\x93NUMPY";
     if bytes.starts_with(b"PK\x03\x04") {
         return Err("this is a zip archive (an .npz?), not a .npy file".into());
@@ -101,6 +117,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
             bytes.len() - prefix
         ));
     }
+    check_header(&bytes[prefix..prefix + header_len])?;
     let mut rest = bytes;
     let header = NpyHeader::from_reader(&mut rest).map_err(|e| format!("malformed .npy header: {}", one_line(&e)))?;
 
@@ -148,6 +165,99 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<Array, String> {
             Array::F64(finish(shape, decode::<8, f64>(rest, e, f64::from_le_bytes, f64::from_be_bytes)?, fortran))
         }
     })
+}
+
+/// The longest header read: NumPy's own default limit (`max_header_size`), for the same reason
+/// (parsing the Python literal may be slow). NumPy writes headers of 128 bytes or so.
+const MAX_HEADER: usize = 10_000;
+
+/// The deepest nesting of brackets read. A float array's header needs 2 (the dict and the shape
+/// tuple); npyz's parser of Python literals backtracks exponentially in the depth of
+/// brackets that do not close (20 levels of `[` take seconds, 22 minutes).
+const MAX_DEPTH: usize = 4;
+
+/// Checks the header text before npyz parses it: its length (at most [`MAX_HEADER`]), its
+/// nesting depth (at most [`MAX_DEPTH`]), and the sizes it declares ([`check_header_sizes`]).
+fn check_header(text: &[u8]) -> std::result::Result<(), String> {
+    if text.len() > MAX_HEADER {
+        return Err(format!("header too long: {} bytes (at most {MAX_HEADER} are read)", text.len()));
+    }
+    let mut depth = 0usize;
+    for &c in text {
+        match c {
+            b'(' | b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(format!("malformed .npy header: brackets nested more than {MAX_DEPTH} deep"));
+                }
+            }
+            b')' | b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    check_header_sizes(text)
+}
+
+/// Refuses a header whose integer literals, zeros left out, multiply to more than `u64::MAX`.
+///
+/// npyz multiplies the dimensions of the shape (and their prefix products, the strides)
+/// without checking: a shape such as `(2**40, 2**40, 2**40)` panics inside it in a build with
+/// overflow checks and gives a wrapped size otherwise. Every dimension is one of the header's
+/// integer literals, and every prefix product of the nonzero ones is at most the product of
+/// all, so a header that passes cannot overflow there. (A literal that is not a dimension,
+/// which a float array's header does not have, only makes the test stricter.) Cost O(header).
+fn check_header_sizes(text: &[u8]) -> std::result::Result<(), String> {
+    let too_large = || "shape too large: its dimensions multiply to more than 2^64 elements".to_string();
+    let mut product: u64 = 1;
+    // Python integer literals are runs of letters, digits and `_` that start with a digit.
+    for token in text.split(|c| !(c.is_ascii_alphanumeric() || *c == b'_')) {
+        if !token.first().is_some_and(u8::is_ascii_digit) {
+            continue;
+        }
+        match int_literal(token) {
+            Literal::NotAnInteger | Literal::Value(0) => {}
+            Literal::Value(v) => product = product.checked_mul(v).ok_or_else(too_large)?,
+            Literal::TooLarge => return Err(too_large()),
+        }
+    }
+    Ok(())
+}
+
+/// What a token of a `.npy` header (a run of `[0-9A-Za-z_]` starting with a digit) holds.
+enum Literal {
+    /// A float, a name or something malformed: left to the header parser.
+    NotAnInteger,
+    /// An integer that fits in `u64`.
+    Value(u64),
+    /// An integer beyond `u64::MAX`.
+    TooLarge,
+}
+
+/// Reads a Python integer literal: decimal, `0x`, `0o` or `0b`, with `_` separators and an
+/// optional Python 2 `L` suffix.
+fn int_literal(token: &[u8]) -> Literal {
+    let token = token.strip_suffix(b"L").or_else(|| token.strip_suffix(b"l")).unwrap_or(token);
+    let (radix, body) = match token {
+        [b'0', b'x' | b'X', rest @ ..] => (16, rest),
+        [b'0', b'o' | b'O', rest @ ..] => (8, rest),
+        [b'0', b'b' | b'B', rest @ ..] => (2, rest),
+        _ => (10, token),
+    };
+    let mut value: Option<u64> = Some(0);
+    let mut digits = 0usize;
+    for &c in body {
+        if c == b'_' {
+            continue;
+        }
+        let Some(d) = (c as char).to_digit(radix) else { return Literal::NotAnInteger };
+        digits += 1;
+        value = value.and_then(|v| v.checked_mul(u64::from(radix))).and_then(|v| v.checked_add(u64::from(d)));
+    }
+    match value {
+        _ if digits == 0 => Literal::NotAnInteger,
+        Some(v) => Literal::Value(v),
+        None => Literal::TooLarge,
+    }
 }
 
 fn decode<const N: usize, T>(
