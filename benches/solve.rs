@@ -6,12 +6,17 @@
 //! expanded to dense, one system per rayon task) on the first 8 systems; compare per-system
 //! times (criterion's throughput line, in systems per second): dense costs n³/3 flops per
 //! system, the band n·kd·(kd+3).
+//!
+//! Group `checks_n1000`: what `Params::check_finite` (the default) costs: the finiteness scan of
+//! a 256 × 1000 f64 right-hand side alone, and `solve_in_place` at kd 1 with the checks (the
+//! input scan before, the result scan for `Error::Overflow` after) and without
+//! (`cargo bench --bench solve -- checks`).
 
 use std::hint::black_box;
 use std::time::Duration;
 
 use banded::band::random_spd_problem;
-use banded::{Cholesky, Params, Real};
+use banded::{BatchMatrix, Cholesky, Params, Real};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
@@ -74,6 +79,21 @@ fn dense(c: &mut Criterion, kd: usize) {
     g.finish();
 }
 
+fn checks(c: &mut Criterion) {
+    let (a, b) = random_spd_problem::<f64>(0, BATCH, N, 1, 1).unwrap();
+    let p = Params::default();
+    let chol = Cholesky::factor(&a, &p).unwrap();
+    let mut g = c.benchmark_group(format!("checks_n{N}"));
+    g.sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
+    g.bench_function("scan_256x1000_f64", |bench| bench.iter(|| black_box(&b).check_finite("rhs").unwrap()));
+    for (name, params) in [("solve_kd1_checked", p), ("solve_kd1_unchecked", p.with_check_finite(false))] {
+        g.bench_function(name, |bench| {
+            bench.iter_batched_ref(|| b.clone(), |x: &mut BatchMatrix<f64>| chol.solve_in_place(x, &params).unwrap(), BatchSize::LargeInput)
+        });
+    }
+    g.finish();
+}
+
 fn solve(c: &mut Criterion) {
     // One system per rayon task: each dense factorisation runs sequentially.
     faer::set_global_parallelism(faer::Par::Seq);
@@ -84,5 +104,5 @@ fn solve(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, solve);
+criterion_group!(benches, checks, solve);
 criterion_main!(benches);

@@ -273,6 +273,17 @@ fn overflow_errors(gpu: &CudaBackend, exact: bool) {
     same(cpu, dev, "normal matrix");
     let (cpu, dev) = run(&layer, &c, &vec![f32::MAX; r.len()]);
     same(cpu, dev, "u");
+    // u ≈ 1e30, grad_u = 1e10: λ finite, ∂ℓ/∂C ≈ 1e40 overflows.
+    let big_r = f32s(&pr.r, 1e30);
+    let cpu_f = layer.forward(Inputs { coefficients: &c, rhs_equation: &big_r, init_vars: &v, steps: &h }, &p).unwrap();
+    let gu = vec![1e10f32; cpu_f.u().len()];
+    let cpu = cpu_f.backward(&gu, &p).map(|_| ()).unwrap_err();
+    let up = |x: &[f32], shape: &[usize]| gpu.upload(x, shape).unwrap();
+    let (dc, dr, dv, dh) = (up(&c, &layer.coefficients_shape()), up(&big_r, &layer.rhs_equation_shape()), up(&v, &layer.init_vars_shape()), up(&h, &layer.steps_shape()));
+    let dev_f = layer.forward_cuda(DeviceInputs { coefficients: &dc, rhs_equation: &dr, init_vars: &dv, steps: &dh }, &p).unwrap();
+    let dev = dev_f.backward(&up(&gu, &layer.u_shape()), &p).map(|_| ()).unwrap_err();
+    assert!(matches!(cpu, Error::Overflow { arg: "grad_coefficients", .. }), "{cpu:?}");
+    same(cpu, dev, "S-MNN gradient");
     let heavy = Smnn::new(Options { weight_equation: 1e20, ..*layer.options() }, InputShapes {
         coefficients: &layer.coefficients_shape(),
         rhs_equation: &layer.rhs_equation_shape(),

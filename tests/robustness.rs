@@ -200,3 +200,18 @@ fn an_overflowing_trajectory_is_an_overflow_error() {
     let frozen = l.freeze(&d.c, &d.h, &p()).unwrap();
     assert!(matches!(frozen.backward(&gu, &p()), Err(Error::Overflow { .. })));
 }
+
+#[test]
+fn an_overflowing_gradient_of_a_finite_lambda_is_named() {
+    // u ≈ 1e30 (right-hand sides of 1e30) and grad_u = 1e10: λ ≈ 1e10 and ∂ℓ/∂β are finite,
+    // ∂ℓ/∂C = −ρλᵀ − (Aλ)uᵀ ≈ 1e40 is not (f32).
+    let (l, mut d) = smnn_problem::<f32>(Options::default());
+    d.r.iter_mut().for_each(|r| *r *= 1e30);
+    let f = l.forward(d.inputs(), &p()).unwrap();
+    let gu = vec![1e10f32; f.u().len()];
+    let e = f.backward(&gu, &p()).unwrap_err();
+    assert!(matches!(e, Error::Overflow { arg: "grad_coefficients", .. }), "{e:?}");
+    // Unchecked, the gradients come back as computed.
+    let g = f.backward(&gu, &p().with_check_finite(false)).unwrap();
+    assert!(g.coefficients.iter().any(|v| !v.is_finite()) && g.rhs_equation.iter().all(|v| v.is_finite()));
+}

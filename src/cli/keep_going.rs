@@ -20,7 +20,9 @@ pub fn survivors(batch: usize, failures: &[PivotFailure]) -> Vec<usize> {
     (0..batch).filter(|&s| !failed[s]).collect()
 }
 
-/// The blocks `s` of `per` elements of `data` (batch-major), for each `s` of `systems`.
+/// The blocks `s` of `per` elements of `data` (batch-major), for each `s` of `systems` (each
+/// `< data.len() / per`, as [`survivors`] gives). Errors: [`Error::InvalidArgument`] if the copy
+/// cannot be allocated.
 pub fn gather<T: Copy>(data: &[T], per: usize, systems: &[usize]) -> Result<Vec<T>> {
     // At most `data.len()` elements: `systems` are distinct systems of the batch.
     let mut out = with_capacity("--keep-going", systems.len() * per)?;
@@ -31,7 +33,8 @@ pub fn gather<T: Copy>(data: &[T], per: usize, systems: &[usize]) -> Result<Vec<
 }
 
 /// The inverse of [`gather`] into a batch of `batch` blocks of `per` elements: block `s` of
-/// `systems[k]` is block `k` of `sub`, every other block is NaN.
+/// `systems[k]` is block `k` of `sub` (`systems.len()·per` elements), every other block is NaN.
+/// Errors: [`Error::InvalidArgument`] if the output cannot be allocated.
 pub fn scatter<T: Real>(sub: &[T], per: usize, systems: &[usize], batch: usize) -> Result<Vec<T>> {
     let mut out = with_capacity("--keep-going", batch * per)?;
     out.resize(batch * per, T::nan());

@@ -11,7 +11,7 @@
 pub mod bench;
 pub mod device;
 pub mod io;
-pub mod keep_going;
+pub(crate) mod keep_going;
 pub mod npy;
 pub mod smnn;
 pub mod solve;

@@ -132,14 +132,16 @@ struct Solution<T> {
     l: Option<Vec<T>>,
 }
 
-fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, rhs: Tensor<T>) -> Result<()> {
+fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, mut rhs: Tensor<T>) -> Result<()> {
     let Layout { batch, kd, n, nrhs, .. } = layout;
     // Finiteness first, with indices in the files' own shapes; the library then checks again
     // (cheap) and checks the results for overflow.
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
     let params = Params::default();
-    let (solution, failed) = match solve_on(args, backend, layout, &ab.data, &rhs.data, &params) {
+    // The right-hand sides are solved in place: kept (copied) only for a --keep-going rerun.
+    let b = if args.keep_going { rhs.data.clone() } else { std::mem::take(&mut rhs.data) };
+    let (solution, failed) = match solve_on(args, backend, layout, &ab.data, b, &params) {
         Ok(solution) => (solution, None),
         Err(e) => {
             let Some(failures) = keep_going::failures(&e, args.keep_going) else {
@@ -152,7 +154,7 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
                 Solution { x: Vec::new(), logdet: Some(Vec::new()), l: Some(Vec::new()) }
             } else {
                 let (ab_ok, rhs_ok) = (keep_going::gather(&ab.data, w * n, &ok)?, keep_going::gather(&rhs.data, n * nrhs, &ok)?);
-                solve_on(args, backend, sub_layout, &ab_ok, &rhs_ok, &params)?
+                solve_on(args, backend, sub_layout, &ab_ok, rhs_ok, &params)?
             };
             let all = |v: Option<Vec<T>>, per| v.map(|v| keep_going::scatter(&v, per, &ok, batch)).transpose();
             let solution = Solution { x: keep_going::scatter(&sub.x, n * nrhs, &ok, batch)?, logdet: all(sub.logdet, 1)?, l: all(sub.l, w * n)? };
@@ -178,14 +180,14 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
     }
 }
 
-/// Factor and solve the systems of `ab` (interchange layout) and `rhs` for `layout` on
-/// `backend`.
-fn solve_on<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: &[T], rhs: &[T], params: &Params) -> Result<Solution<T>> {
+/// Factor and solve the systems of `ab` (interchange layout) and `rhs` (consumed: the CPU
+/// solves in its storage) for `layout` on `backend`.
+fn solve_on<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: &[T], rhs: Vec<T>, params: &Params) -> Result<Solution<T>> {
     let a = BandBatch::from_lower_band(ab, layout.batch, layout.n, layout.kd)?;
     match backend {
-        Backend::Cpu => solve_cpu(args, layout, a, rhs.to_vec(), params),
+        Backend::Cpu => solve_cpu(args, layout, a, rhs, params),
         #[cfg(feature = "cuda")]
-        Backend::Cuda(gpu) => solve_cuda(args, layout, gpu, &a, rhs, params),
+        Backend::Cuda(gpu) => solve_cuda(args, layout, gpu, &a, &rhs, params),
     }
 }
 
