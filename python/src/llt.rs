@@ -1,0 +1,218 @@
+//! The banded Cholesky: `factor`, `factor_solve` and the [`Factor`] object.
+
+use banded::{BandBatch, BatchMatrix, Cholesky, Params};
+use numpy::PyUntypedArrayMethods;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::convert::{Float, array, by_dtype, dtype_of, slice, view};
+use crate::errors::IntoPy;
+
+/// A factor of either element type.
+pub(crate) enum AnyCholesky {
+    F32(Cholesky<f32>),
+    F64(Cholesky<f64>),
+}
+
+/// The element types with a [`Factor`] variant.
+pub(crate) trait FactorElement: Float {
+    fn wrap(c: Cholesky<Self>) -> AnyCholesky;
+    fn unwrap(c: &AnyCholesky) -> Option<&Cholesky<Self>>;
+}
+
+impl FactorElement for f32 {
+    fn wrap(c: Cholesky<Self>) -> AnyCholesky {
+        AnyCholesky::F32(c)
+    }
+    fn unwrap(c: &AnyCholesky) -> Option<&Cholesky<Self>> {
+        match c {
+            AnyCholesky::F32(c) => Some(c),
+            AnyCholesky::F64(_) => None,
+        }
+    }
+}
+
+impl FactorElement for f64 {
+    fn wrap(c: Cholesky<Self>) -> AnyCholesky {
+        AnyCholesky::F64(c)
+    }
+    fn unwrap(c: &AnyCholesky) -> Option<&Cholesky<Self>> {
+        match c {
+            AnyCholesky::F64(c) => Some(c),
+            AnyCholesky::F32(_) => None,
+        }
+    }
+}
+
+/// Calls `$body` with `$c` bound to the factor of `$any`, whatever its element type.
+macro_rules! with_factor {
+    ($any:expr, $c:ident => $body:expr) => {
+        match $any {
+            AnyCholesky::F32($c) => $body,
+            AnyCholesky::F64($c) => $body,
+        }
+    };
+}
+
+/// The Cholesky factors of a batch of SPD band matrices (`banded.BandCholesky` wraps it).
+#[pyclass(module = "banded._native", frozen)]
+pub(crate) struct Factor {
+    pub(crate) inner: AnyCholesky,
+}
+
+impl Factor {
+    /// The factor as `Cholesky<T>`, or `ValueError` if it holds the other element type.
+    pub(crate) fn get<T: FactorElement>(&self, arg: &str) -> PyResult<&Cholesky<T>> {
+        T::unwrap(&self.inner).ok_or_else(|| {
+            PyValueError::new_err(format!("`{arg}`: expected {}, the dtype of the factor, got {}", self.dtype(), T::NAME))
+        })
+    }
+}
+
+fn params(check_finite: bool) -> Params {
+    Params::default().with_check_finite(check_finite)
+}
+
+/// `(batch, kd + 1, n)` of a band array, or `ValueError` for `kd + 1 = 0`.
+fn band_dims(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
+    let (batch, w, n) = (shape[0], shape[1], shape[2]);
+    if w == 0 {
+        return Err(PyValueError::new_err("`ab`: expected kd + 1 ≥ 1 rows, got 0"));
+    }
+    Ok((batch, n, w - 1))
+}
+
+/// Factors `ab`, `(batch, kd + 1, n)` in the lower interchange layout.
+#[pyfunction]
+pub(crate) fn factor(py: Python<'_>, ab: &Bound<'_, PyAny>, check_finite: bool) -> PyResult<Factor> {
+    by_dtype!(dtype_of("ab", ab)?, factor_t(py, ab, check_finite))
+}
+
+fn factor_t<T: FactorElement>(py: Python<'_>, ab: &Bound<'_, PyAny>, check_finite: bool) -> PyResult<Factor> {
+    let ab = view::<T>("ab", ab, 3)?;
+    let (batch, n, kd) = band_dims(ab.shape())?;
+    let data = slice(&ab);
+    let chol = py
+        .detach(|| BandBatch::from_lower_band(data, batch, n, kd).and_then(|a| Cholesky::factor_in_place(a, &params(check_finite))))
+        .py_err(py)?;
+    Ok(Factor { inner: T::wrap(chol) })
+}
+
+/// Solves `A x = b` for `ab` `(batch, kd + 1, n)` and `b` `(batch, n, k)` (factor and solve in
+/// one pass); returns `(x (batch, n, k), factor)`.
+#[pyfunction]
+pub(crate) fn factor_solve<'py>(py: Python<'py>, ab: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<(Bound<'py, PyAny>, Factor)> {
+    by_dtype!(dtype_of("ab", ab)?, factor_solve_t(py, ab, b, check_finite))
+}
+
+fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<(Bound<'py, PyAny>, Factor)> {
+    let (ab, b) = (view::<T>("ab", ab, 3)?, view::<T>("b", b, 3)?);
+    let (batch, n, kd) = band_dims(ab.shape())?;
+    let shape = b.shape().to_vec();
+    let (ab, b) = (slice(&ab), slice(&b));
+    let (x, chol) = py
+        .detach(|| -> banded::Result<(Vec<T>, Cholesky<T>)> {
+            let a = BandBatch::from_lower_band(ab, batch, n, kd)?;
+            let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
+            let chol = Cholesky::factor_solve(a, &mut x, &params(check_finite))?;
+            Ok((x.into_vec(), chol))
+        })
+        .py_err(py)?;
+    Ok((array(py, x, &shape)?, Factor { inner: T::wrap(chol) }))
+}
+
+#[pymethods]
+impl Factor {
+    /// Solves `A x = b` for `b` `(batch, n, k)` with this factor.
+    fn solve<'py>(&self, py: Python<'py>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+        by_dtype!(dtype_of("b", b)?, solve_t(self, py, b, check_finite))
+    }
+
+    /// `log det A_s`, shape `(batch,)`.
+    fn logdet<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_factor!(&self.inner, c => {
+            let batch = c.batch();
+            let v = py.detach(|| c.logdet());
+            array(py, v, &[batch])
+        })
+    }
+
+    /// The backward of `x = A⁻¹ b`: `(grad_b (batch, n, k), grad_ab (batch, kd + 1, n))`,
+    /// `grad_ab` in the lower interchange layout.
+    fn backward<'py>(&self, py: Python<'py>, x: &Bound<'py, PyAny>, grad_x: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        by_dtype!(dtype_of("x", x)?, backward_t(self, py, x, grad_x, check_finite))
+    }
+
+    /// `L` in the lower interchange layout, `(batch, kd + 1, n)`.
+    fn lower_band<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        with_factor!(&self.inner, c => {
+            let shape = [c.batch(), c.kd() + 1, c.n()];
+            let v = py.detach(|| c.l().to_lower_band()).py_err(py)?;
+            array(py, v, &shape)
+        })
+    }
+
+    #[getter]
+    fn batch(&self) -> usize {
+        with_factor!(&self.inner, c => c.batch())
+    }
+
+    #[getter]
+    fn n(&self) -> usize {
+        with_factor!(&self.inner, c => c.n())
+    }
+
+    #[getter]
+    fn kd(&self) -> usize {
+        with_factor!(&self.inner, c => c.kd())
+    }
+
+    /// `"float32"` or `"float64"`.
+    #[getter]
+    fn dtype(&self) -> &'static str {
+        match self.inner {
+            AnyCholesky::F32(_) => "float32",
+            AnyCholesky::F64(_) => "float64",
+        }
+    }
+}
+
+fn solve_t<'py, T: FactorElement>(f: &Factor, py: Python<'py>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+    let c = f.get::<T>("b")?;
+    let b = view::<T>("b", b, 3)?;
+    let shape = b.shape().to_vec();
+    let b = slice(&b);
+    let x = py
+        .detach(|| -> banded::Result<Vec<T>> {
+            let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
+            c.solve_in_place(&mut x, &params(check_finite))?;
+            Ok(x.into_vec())
+        })
+        .py_err(py)?;
+    array(py, x, &shape)
+}
+
+fn backward_t<'py, T: FactorElement>(
+    f: &Factor,
+    py: Python<'py>,
+    x: &Bound<'py, PyAny>,
+    grad_x: &Bound<'py, PyAny>,
+    check_finite: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let c = f.get::<T>("x")?;
+    let (x, gx) = (view::<T>("x", x, 3)?, view::<T>("grad_x", grad_x, 3)?);
+    let shape = x.shape().to_vec();
+    if gx.shape() != shape.as_slice() {
+        return Err(PyValueError::new_err(format!("`grad_x`: expected the shape of `x`, {shape:?}, got {:?}", gx.shape())));
+    }
+    let (x, gx) = (slice(&x), slice(&gx));
+    let (gb, gab) = py
+        .detach(|| -> banded::Result<(Vec<T>, Vec<T>)> {
+            let x = BatchMatrix::new(x, shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("x"))?;
+            let gx = BatchMatrix::new(gx, shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("grad_x"))?;
+            let g = c.backward(&x, &gx, &params(check_finite))?;
+            Ok((g.rhs.into_vec(), g.ab.to_lower_band()?))
+        })
+        .py_err(py)?;
+    Ok((array(py, gb, &shape)?, array(py, gab, &[c.batch(), c.kd() + 1, c.n()])?))
+}
