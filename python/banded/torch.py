@@ -18,6 +18,7 @@ import weakref
 import torch
 
 from . import _native
+from ._linalg import _call
 
 __all__ = ["solveh_banded", "ode_forward", "clear_frozen_cache"]
 
@@ -72,13 +73,13 @@ def _factor_of(handle):
 
 
 @torch.library.custom_op("banded::solveh", mutates_args=())
-def _solveh(ab: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x, factor = _native.factor_solve(_np(ab), _np(b), True)
+def _solveh(ab: torch.Tensor, b: torch.Tensor, batch_shape: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    x, factor = _call(tuple(batch_shape), _native.factor_solve, _np(ab), _np(b), True)
     return _t(x), _keep(factor)
 
 
 @_solveh.register_fake
-def _(ab, b):
+def _(ab, b, batch_shape):
     return b.new_empty(b.shape), torch.empty(1, dtype=torch.int64)
 
 
@@ -97,7 +98,7 @@ def _(ab, x, handle, grad_x):
 
 
 def _solveh_setup(ctx, inputs, output):
-    ab, _ = inputs
+    ab, _, _ = inputs
     x, handle = output
     ctx.save_for_backward(ab, x, handle)
     ctx.mark_non_differentiable(handle)
@@ -106,8 +107,8 @@ def _solveh_setup(ctx, inputs, output):
 def _solveh_grad(ctx, grad_x, _grad_handle):
     ab, x, handle = ctx.saved_tensors
     if grad_x is None:
-        return None, None
-    return _solveh_backward(ab, x, handle, grad_x)
+        return None, None, None
+    return (*_solveh_backward(ab, x, handle, grad_x), None)
 
 
 _solveh.register_autograd(_solveh_grad, setup_context=_solveh_setup)
@@ -140,12 +141,17 @@ def solveh_banded(ab, b):
     if count == 0 or n == 0 or b.numel() == 0:
         return b * 0  # empty
     b3 = b.reshape(count, n, -1).contiguous()
-    x, _ = _solveh(ab.reshape(count, w, n).contiguous(), b3)
+    x, _ = _solveh(ab.reshape(count, w, n).contiguous(), b3, list(batch))
     return x.reshape(b.shape)
 
 
 # ---------------------------------------------------------------------------------------------
 # The S-MNN layer
+
+
+def _ode_impl(c, r, v, h, opts, batch_shape):
+    u, factor = _call(tuple(batch_shape), _native.smnn_forward, _np(c), _np(r), _np(v), _np(h), opts, True)
+    return _t(u), factor
 
 
 @torch.library.custom_op("banded::ode_forward", mutates_args=())
@@ -159,16 +165,41 @@ def _ode(
     weight_init_var: float,
     weight_smooth: float,
     central: bool,
+    batch_shape: list[int],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     opts = (n_steps, weight_equation, weight_init_var, weight_smooth, central)
-    u, factor = _native.smnn_forward(_np(coefficients), _np(rhs_equation), _np(init_vars), _np(steps), opts, True)
-    return _t(u), _keep(factor)
+    u, factor = _ode_impl(coefficients, rhs_equation, init_vars, steps, opts, batch_shape)
+    return u, _keep(factor)
+
+
+@torch.library.custom_op("banded::ode_forward_freeze", mutates_args=())
+def _ode_freeze(
+    coefficients: torch.Tensor,
+    rhs_equation: torch.Tensor,
+    init_vars: torch.Tensor,
+    steps: torch.Tensor,
+    n_steps: int,
+    weight_equation: float,
+    weight_init_var: float,
+    weight_smooth: float,
+    central: bool,
+    batch_shape: list[int],
+    version: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``_ode``, keeping the factor as the frozen operator ``version``."""
+    opts = (n_steps, weight_equation, weight_init_var, weight_smooth, central)
+    u, factor = _ode_impl(coefficients, rhs_equation, init_vars, steps, opts, batch_shape)
+    _frozen[version] = (factor, (coefficients.shape, rhs_equation.shape, init_vars.shape))
+    return u, _keep(factor)
 
 
 @_ode.register_fake
-def _(coefficients, rhs_equation, init_vars, steps, n_steps, weight_equation, weight_init_var, weight_smooth, central):
+def _(coefficients, rhs_equation, init_vars, steps, n_steps, *_):
     batch, _, _, d, o = coefficients.shape
     return coefficients.new_empty((batch, n_steps, d, o)), torch.empty(1, dtype=torch.int64)
+
+
+_ode_freeze.register_fake(_)
 
 
 @torch.library.custom_op("banded::ode_backward", mutates_args=())
@@ -199,19 +230,22 @@ def _(coefficients, rhs_equation, init_vars, steps, u, handle, grad_u, *opts):
 
 def _ode_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:4], *output)
-    ctx.opts = inputs[4:]
+    ctx.opts = inputs[4:9]
+    ctx.n_inputs = len(inputs)
     ctx.mark_non_differentiable(output[1])
 
 
 def _ode_grad(ctx, grad_u, _grad_handle):
+    nones = (None,) * (ctx.n_inputs - 4)
     if grad_u is None:
-        return (None,) * 9
-    return (*_ode_backward(*ctx.saved_tensors, grad_u, *ctx.opts), None, None, None, None, None)
+        return (None,) * 4 + nones
+    return (*_ode_backward(*ctx.saved_tensors, grad_u, *ctx.opts), *nones)
 
 
 _ode.register_autograd(_ode_grad, setup_context=_ode_setup)
+_ode_freeze.register_autograd(_ode_grad, setup_context=_ode_setup)
 
-# The frozen operators, by `frozen_lhs_cache_version`.
+# The frozen operators (factors of M), by `frozen_lhs_cache_version`.
 _frozen = {}
 
 
@@ -220,54 +254,60 @@ def clear_frozen_cache():
     _frozen.clear()
 
 
-@torch.library.custom_op("banded::ode_frozen_forward", mutates_args=())
-def _ode_frozen(rhs_equation: torch.Tensor, init_vars: torch.Tensor, version: int) -> torch.Tensor:
-    return _t(_frozen[version].forward(_np(rhs_equation), _np(init_vars), True))
+def _frozen_factor(version, rhs):
+    if version not in _frozen:
+        raise ValueError(f"`frozen_lhs_cache_version`: no operator is cached for version {version} (clear_frozen_cache() was called)")
+    factor, _ = _frozen[version]
+    if factor.dtype != str(rhs.dtype).removeprefix("torch."):
+        raise ValueError(f"`rhs_equation`: expected {factor.dtype}, the dtype of frozen operator {version}, got {rhs.dtype}")
+    return factor
 
 
-@_ode_frozen.register_fake
-def _(rhs_equation, init_vars, version):
-    batch = rhs_equation.shape[0]
-    _, t, d, o = _frozen[version].u_shape
-    return rhs_equation.new_empty((batch, t, d, o))
+def _check_frozen_shapes(version, c, r, v):
+    """The inputs of a later call with ``version`` have the (flattened) shapes of the first."""
+    _, first = _frozen[version]
+    for name, t, s in zip(("coefficients", "rhs_equation", "init_vars"), (c, r, v), first):
+        if t.shape != s:
+            raise ValueError(
+                f"`{name}`: frozen operator {version} was built for shape {tuple(s)} (batch flattened), got {tuple(t.shape)}; "
+                "use another frozen_lhs_cache_version for another shape"
+            )
 
 
-@torch.library.custom_op("banded::ode_frozen_backward", mutates_args=())
-def _ode_frozen_backward(grad_u: torch.Tensor, version: int) -> tuple[torch.Tensor, torch.Tensor]:
-    grad_r, grad_v = _frozen[version].backward(_np(grad_u), True)
-    return _t(grad_r), _t(grad_v)
+@torch.library.custom_op("banded::ode_frozen_solve", mutates_args=())
+def _ode_frozen_solve(rhs: torch.Tensor, version: int) -> torch.Tensor:
+    """``u = M⁻¹ rhs`` with the frozen operator ``version``, ``rhs`` and ``u`` ``(batch, T, D, O)``."""
+    b = _np(rhs).reshape(rhs.shape[0], -1, 1)
+    return _t(_frozen_factor(version, rhs).solve(b, True)).reshape(rhs.shape)
 
 
-@_ode_frozen_backward.register_fake
-def _(grad_u, version):
-    _, r, v, _ = _frozen[version].shapes
-    return grad_u.new_empty(r), grad_u.new_empty(v)
+@_ode_frozen_solve.register_fake
+def _(rhs, version):
+    return rhs.new_empty(rhs.shape)
 
 
 def _ode_frozen_setup(ctx, inputs, output):
-    ctx.version = inputs[2]
+    ctx.version = inputs[1]
 
 
 def _ode_frozen_grad(ctx, grad_u):
-    return (*_ode_frozen_backward(grad_u.contiguous(), ctx.version), None)
+    # M is symmetric: the backward of u = M⁻¹ rhs is grad_rhs = M⁻¹ grad_u.
+    return _ode_frozen_solve(grad_u, ctx.version), None
 
 
-_ode_frozen.register_autograd(_ode_frozen_grad, setup_context=_ode_frozen_setup)
+_ode_frozen_solve.register_autograd(_ode_frozen_grad, setup_context=_ode_frozen_setup)
 
 
-class _FrozenOperator:
-    """A ``banded._native.Frozen`` with the shape of its output."""
-
-    def __init__(self, native, u_shape):
-        self.native = native
-        self.u_shape = u_shape
-        self.shapes = native.shapes
-
-    def forward(self, rhs_equation, init_vars, check_finite):
-        return self.native.forward(rhs_equation, init_vars, check_finite)
-
-    def backward(self, grad_u, check_finite):
-        return self.native.backward(grad_u, check_finite)
+def _normal_rhs(c, r, v, n_steps, weight_equation, weight_init_var):
+    """``Aᵀβ`` of the layer, ``(batch, T, D, O)``, from ``c (batch, T or 1, E, D, O)``,
+    ``r (batch, T or 1, E)``, ``v (batch, S, D, I)``: the equation rows give
+    ``w_eq² Σ_e C[t,e,d,o] r[t,e]``, the initial-value rows ``w_init² v[t,d,o]`` (``t < S``,
+    ``o < I``); the smoothness rows have none. Differentiable torch ops."""
+    batch, _, e, d, o = c.shape
+    eq = torch.einsum("btedo,bte->btdo", c.expand(batch, n_steps, e, d, o), r.expand(batch, n_steps, e))
+    s, i = v.shape[1], v.shape[3]
+    init = torch.nn.functional.pad(v, (0, o - i, 0, 0, 0, n_steps - s))
+    return weight_equation**2 * eq + weight_init_var**2 * init
 
 
 def ode_forward(
@@ -337,10 +377,15 @@ def ode_forward(
         c, r, v, h = c.movedim(0, -4), r.movedim(0, -2), v.movedim(0, -3), h.movedim(0, -1)
     if n_steps is None:
         n_steps = h.shape[-1] + 1
-    if n_init_var_steps is not None:
-        if not 0 <= n_init_var_steps <= v.shape[-3]:
-            raise ValueError(f"`n_init_var_steps`: expected 0 ≤ n_init_var_steps ≤ {v.shape[-3]} (the init axis of `init_vars`), got {n_init_var_steps}")
-        v = v[..., :n_init_var_steps, :, :]
+    if n_init_var_steps is not None and n_init_var_steps != v.shape[-3]:
+        if v.shape[-3] == 1 and n_init_var_steps >= 1:
+            v = v.expand(v.shape[:-3] + (n_init_var_steps,) + v.shape[-2:])
+        elif 0 <= n_init_var_steps < v.shape[-3]:
+            v = v[..., :n_init_var_steps, :, :]
+        else:
+            raise ValueError(
+                f"`n_init_var_steps`: expected at most {v.shape[-3]} (the init axis of `init_vars`), or any value for an init axis of 1; got {n_init_var_steps}"
+            )
     try:
         batch = torch.broadcast_shapes(c.shape[:-4], r.shape[:-2], v.shape[:-3], h.shape[:-1])
     except RuntimeError as err:
@@ -357,13 +402,13 @@ def ode_forward(
     weights = (float(weight_equation), float(weight_init_var), float(weight_smooth))
     central = bool(enable_central_smoothness)
     version = int(frozen_lhs_cache_version)
+    opts = (int(n_steps), *weights, central)
     if version > 0 and version in _frozen:
-        u = _ode_frozen(r, v, version)
+        _check_frozen_shapes(version, c, r, v)
+        u = _ode_frozen_solve(_normal_rhs(c, r, v, int(n_steps), weights[0], weights[1]).contiguous(), version)
+    elif version > 0:
+        u, _ = _ode_freeze(c, r, v, h, *opts, list(batch), version)
     else:
-        u, _ = _ode(c, r, v, h, int(n_steps), *weights, central)
-        if version > 0:
-            opts = (int(n_steps), *weights, central)
-            native = _native.smnn_freeze(_np(c), _np(h), list(r.shape), list(v.shape), opts, True)
-            _frozen[version] = _FrozenOperator(native, tuple(u.shape))
+        u, _ = _ode(c, r, v, h, *opts, list(batch))
     u = u.reshape(batch + u.shape[1:])
     return u.movedim(-3, 0) if is_step_dim_first else u

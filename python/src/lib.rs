@@ -18,11 +18,9 @@ use pyo3::prelude::*;
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<llt::Factor>()?;
-    m.add_class::<smnn::Frozen>()?;
     m.add_function(wrap_pyfunction!(llt::factor, m)?)?;
     m.add_function(wrap_pyfunction!(llt::factor_solve, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(smnn::smnn_freeze, m)?)?;
     Ok(())
 }

@@ -73,6 +73,14 @@ fn params(check_finite: bool) -> Params {
     Params::default().with_check_finite(check_finite)
 }
 
+/// The crate's name for the right-hand sides of a solve, `rhs`, as Python calls them: `b`.
+fn rhs_is_b(e: banded::Error) -> banded::Error {
+    match e {
+        banded::Error::NonFinite { arg: "rhs", .. } => e.for_arg("b"),
+        e => e,
+    }
+}
+
 /// `(batch, kd + 1, n)` of a band array, or `ValueError` for `kd + 1 = 0`.
 fn band_dims(shape: &[usize]) -> PyResult<(usize, usize, usize)> {
     let (batch, w, n) = (shape[0], shape[1], shape[2]);
@@ -114,7 +122,7 @@ fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>
         .detach(|| -> banded::Result<(Vec<T>, Cholesky<T>)> {
             let a = BandBatch::from_lower_band(ab, batch, n, kd)?;
             let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
-            let chol = Cholesky::factor_solve(a, &mut x, &params(check_finite))?;
+            let chol = Cholesky::factor_solve(a, &mut x, &params(check_finite)).map_err(rhs_is_b)?;
             Ok((x.into_vec(), chol))
         })
         .py_err(py)?;
@@ -185,7 +193,7 @@ fn solve_t<'py, T: FactorElement>(f: &Factor, py: Python<'py>, b: &Bound<'py, Py
     let x = py
         .detach(|| -> banded::Result<Vec<T>> {
             let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
-            c.solve_in_place(&mut x, &params(check_finite))?;
+            c.solve_in_place(&mut x, &params(check_finite)).map_err(rhs_is_b)?;
             Ok(x.into_vec())
         })
         .py_err(py)?;

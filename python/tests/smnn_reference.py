@@ -162,3 +162,21 @@ def dense_ode_forward(coefficients, rhs_equation, init_vars, steps, n_steps=None
     if is_step_dim_first:
         u = _move_step_first(u, 2)
     return u
+
+
+def dense_frozen_forward(lhs_coefficients, lhs_steps, coefficients, rhs_equation, init_vars,
+                         weight_equation=1.0, weight_init_var=1.0, weight_smooth=1.0,
+                         enable_central_smoothness=False):
+    """A later call of the frozen layer, densely: `u = M₀⁻¹ Aᵀβ`, where `M₀ = A₀ᵀA₀` is built
+    from the first call's `lhs_coefficients` and `lhs_steps` and `Aᵀβ` from this call's
+    `coefficients`, `rhs_equation` and `init_vars` (only the equation and initial-value rows have
+    a right-hand side, so the steps do not enter it). Full shapes as `dense_rows`; differentiable.
+    """
+    opts = dict(weight_equation=weight_equation, weight_init_var=weight_init_var,
+                weight_smooth=weight_smooth, central=enable_central_smoothness)
+    B, T, E, D, O = coefficients.shape
+    a0, _ = dense_rows(lhs_coefficients, rhs_equation.detach(), init_vars.detach(), lhs_steps, **opts)
+    a, beta = dense_rows(coefficients, rhs_equation, init_vars, lhs_steps, **opts)
+    m0 = a0.transpose(-1, -2) @ a0
+    atb = a.transpose(-1, -2) @ beta[..., None]
+    return torch.linalg.solve(m0, atb)[..., 0].reshape(B, T, D, O)

@@ -12,7 +12,8 @@ semantics: python/README.md):
   broadcast between the inputs (the gradient of a broadcast input is summed, as torch does);
 - `ode_forward` against the vectors directly (1e-9, as the crate's own tests);
 - `torch.autograd.gradcheck` w.r.t. all four inputs, and the frozen operator
-  (`frozen_lhs_cache_version`): reuse, and gradients for `rhs_equation`/`init_vars` only;
+  (`frozen_lhs_cache_version`): a later call solves with the first call's operator for its own
+  right-hand side (gradients to coefficients through Aᵀβ, none to steps);
 - `torch.compile` of a small model against eager; float32 against float64; bad input gets a
   `ValueError` naming the argument; `prefer_cuda_graph` accepted either way.
 
@@ -32,7 +33,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import banded.torch as bt  # noqa: E402
-from smnn_reference import dense_ode_forward  # noqa: E402
+from smnn_reference import dense_frozen_forward, dense_ode_forward  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
 VECTOR_FILES = ["smnn_broadcast", "smnn_scalar_ode", "smnn_tiny", "smnn_tiny_central", "smnn_weighted"]
@@ -319,22 +320,23 @@ def test_frozen_later_call_reuses_operator():
     kw = dict(weight_equation=0.9, weight_smooth=1.2, enable_central_smoothness=True)
     u1 = bt.ode_forward(c1, r1, v1, h1, frozen_lhs_cache_version=version, **kw)
     assert_close(u1, dense_ode_forward(c1, r1, v1, h1, **kw), TOL_DENSE, "first call u")
-    # A later call with the same version: new rhs/init, and other coefficients/steps, which the
-    # frozen operator ignores (python/README.md): u is that of the FIRST call's coefficients and
-    # steps, in M and in Aᵀβ alike. (The paper's code would form Aᵀβ from the new coefficients;
-    # a caller that freezes passes the same ones, where the two agree.)
-    want_u, want_g, cot = run(dense_ode_forward, [c1, r2, v2, h1], **kw)
+    # A later call with the same version: the operator M is the FIRST call's (its coefficients
+    # and steps); the right-hand side Aᵀβ is this call's (coefficients, rhs, init), as in the
+    # paper's layer (python/README.md).
     xs = [x.clone().requires_grad_(True) for x in (c2, r2, v2, h2)]
     u2 = bt.ode_forward(*xs, frozen_lhs_cache_version=version, **kw)
-    assert_close(u2, want_u, TOL_DENSE, "later call u")
-    # ... and clearly not the solution for the coefficients it was given
+    ref = [x.clone().requires_grad_(True) for x in (c2, r2, v2)]
+    want = dense_frozen_forward(c1, h1, *ref, **kw)
+    assert_close(u2, want, TOL_DENSE, "later call u")
+    # ... and not the solution of the operator of the coefficients and steps it was given
     assert rel_err(u2, dense_ode_forward(c2, r2, v2, h2, **kw)) > 1e-3
+    cot = torch.randn(want.shape, dtype=want.dtype, generator=torch.Generator().manual_seed(5))
+    (want * cot).sum().backward()
     (u2 * cot).sum().backward()
-    assert_close(xs[1].grad, want_g[1], TOL_DENSE, "later call grad rhs_equation")
-    assert_close(xs[2].grad, want_g[2], TOL_DENSE, "later call grad init_vars")
-    # coefficients and steps get no gradient: None, or (at most) zeros
-    for name, x in (("coefficients", xs[0]), ("steps", xs[3])):
-        assert x.grad is None or not x.grad.any(), f"{name} got a gradient through the frozen operator"
+    for name, got, x in zip(("coefficients", "rhs_equation", "init_vars"), xs, ref):
+        assert_close(got.grad, x.grad, TOL_DENSE, f"later call grad {name}")
+    # coefficients get a gradient through Aᵀβ only (checked above); steps get none
+    assert xs[3].grad is None or not xs[3].grad.any(), "steps got a gradient through the frozen operator"
 
 
 def test_frozen_later_call_gradcheck():
@@ -343,13 +345,13 @@ def test_frozen_later_call_gradcheck():
     c1, r1, v1, h1 = first
     c2, r2, v2, h2 = other
     bt.ode_forward(c1, r1, v1, h1, frozen_lhs_cache_version=version)
-    r2, v2 = r2.requires_grad_(True), v2.requires_grad_(True)
+    c2, r2, v2 = (x.clone().requires_grad_(True) for x in (c2, r2, v2))
 
-    def f(r, v):
-        return bt.ode_forward(c2, r, v, h2, frozen_lhs_cache_version=version)
+    def f(c, r, v):
+        return bt.ode_forward(c, r, v, h2, frozen_lhs_cache_version=version)
 
-    assert torch.autograd.gradcheck(f, (r2, v2))
-    assert_close(f(r2, v2), dense_ode_forward(c1, r2, v2, h1), TOL_DENSE, "later call u")
+    assert torch.autograd.gradcheck(f, (c2, r2, v2))
+    assert_close(f(c2, r2, v2), dense_frozen_forward(c1, h1, c2, r2, v2), TOL_DENSE, "later call u")
 
 
 def test_frozen_versions_are_independent():
@@ -359,10 +361,22 @@ def test_frozen_versions_are_independent():
     ub = bt.ode_forward(*b, frozen_lhs_cache_version=7105)
     assert_close(ua, dense_ode_forward(*a), TOL_DENSE, "version 7104")
     assert_close(ub, dense_ode_forward(*b), TOL_DENSE, "version 7105")
+    assert_close(bt.ode_forward(*a, frozen_lhs_cache_version=7104), ua, TOL_DENSE, "version 7104, same inputs")
     assert_close(bt.ode_forward(b[0], a[1], a[2], b[3], frozen_lhs_cache_version=7104),
-                 dense_ode_forward(a[0], a[1], a[2], a[3]), TOL_DENSE, "version 7104 again")
+                 dense_frozen_forward(a[0], a[3], b[0], a[1], a[2]), TOL_DENSE, "version 7104, other coefficients")
     assert_close(bt.ode_forward(*a), dense_ode_forward(*a), TOL_DENSE, "version 0, a")
     assert_close(bt.ode_forward(*b), dense_ode_forward(*b), TOL_DENSE, "version 0, b")
+
+
+def test_frozen_later_call_of_another_shape_raises():
+    a, _ = _frozen_setup(500)
+    bt.ode_forward(*a, frozen_lhs_cache_version=7106)
+    c, r, v, h = make_inputs(batch=(3,), T=5, seed=501)
+    with pytest.raises(ValueError, match="frozen operator 7106"):
+        bt.ode_forward(c, r, v, h, frozen_lhs_cache_version=7106)
+    bt.clear_frozen_cache()
+    # after clearing, the version factors anew
+    assert_close(bt.ode_forward(c, r, v, h, frozen_lhs_cache_version=7106), dense_ode_forward(c, r, v, h), TOL_DENSE, "after clear")
 
 
 # ------------------------------------------------------------------------------------------
@@ -526,3 +540,18 @@ def test_prefer_cuda_graph_accepted_and_ignored():
     want = dense_ode_forward(*inputs)
     for flag in (False, True):
         assert_close(bt.ode_forward(*inputs, prefer_cuda_graph=flag), want, TOL_DENSE, f"prefer_cuda_graph={flag}")
+
+
+def test_opcheck_registered_ops():
+    """torch.library.opcheck on the S-MNN ops. As for banded::solveh, the forward's second
+    output is a fresh handle to the factor on every call, so `test_aot_dispatch_dynamic` runs on
+    the backward and the frozen solve only (the forward's `u` is compared by the compile test)."""
+    c, r, v, h = make_inputs(batch=(2,), T=5, seed=900)
+    opts = (5, 1.0, 0.8, 1.1, True, [2])
+    checks = ("test_schema", "test_autograd_registration", "test_faketensor")
+    torch.library.opcheck(torch.ops.banded.ode_forward.default, (c, r, v, h, *opts), test_utils=checks)
+    u, handle = torch.ops.banded.ode_forward.default(c, r, v, h, *opts)
+    gu = torch.randn(u.shape, dtype=u.dtype, generator=torch.Generator().manual_seed(901))
+    torch.library.opcheck(torch.ops.banded.ode_backward.default, (c, r, v, h, u, handle, gu, *opts[:5]))
+    bt.ode_forward(c, r, v, h, n_steps=5, frozen_lhs_cache_version=7107)
+    torch.library.opcheck(torch.ops.banded.ode_frozen_solve.default, (gu, 7107))

@@ -352,9 +352,9 @@ def test_opcheck_registered_ops():
     b = make_b(rng, (2,), 6, "mat2")
     fwd = torch.ops.banded.solveh.default
     torch.library.opcheck(
-        fwd, (ab, b), test_utils=("test_schema", "test_autograd_registration", "test_faketensor")
+        fwd, (ab, b, [2]), test_utils=("test_schema", "test_autograd_registration", "test_faketensor")
     )
-    x, handle = fwd(ab, b)
+    x, handle = fwd(ab, b, [2])
     gx = make_b(rng, (2,), 6, "mat2")
     torch.library.opcheck(torch.ops.banded.solveh_backward.default, (ab, x, handle, gx))
 
