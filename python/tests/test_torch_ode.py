@@ -433,6 +433,31 @@ def test_torch_compile_matches_eager():
     torch._dynamo.reset()
 
 
+def test_torch_compile_frozen_path_matches_eager():
+    """The frozen path compiled (fullgraph): the first call caches, the later call reuses; both
+    match the eager calls of another version with the same inputs."""
+    torch._dynamo.reset()
+    first, other = _frozen_setup(600)
+
+    def step(forward, inputs):
+        xs = [x.clone().requires_grad_(True) for x in inputs]
+        u = forward(*xs)
+        grads = torch.autograd.grad(u.square().sum(), xs[:3])
+        return u.detach(), grads
+
+    def frozen(version):
+        return lambda c, r, v, h: bt.ode_forward(c, r, v, h, frozen_lhs_cache_version=version)
+
+    compiled = torch.compile(frozen(7108), backend=COMPILE_BACKEND, fullgraph=True)
+    for inputs, what in ((first, "first call"), (other, "later call")):
+        got_u, got_g = step(compiled, inputs)
+        want_u, want_g = step(frozen(7109), inputs)
+        assert_close(got_u, want_u, 1e-12, f"compiled {what} u")
+        for name, gg, wg in zip(["coefficients", "rhs_equation", "init_vars"], got_g, want_g):
+            assert_close(gg, wg, 1e-12, f"compiled {what} grad {name}")
+    torch._dynamo.reset()
+
+
 # ------------------------------------------------------------------------------------------
 # 6. float32
 
