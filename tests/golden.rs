@@ -263,8 +263,13 @@ fn smnn_case<T: Real>(g: &mut Golden, case: &str, problem: SmnnProblem<'_, T>, r
         g.same_bits(case, "backward after forward_with, steps", &gr2.steps, &gr.steps);
         let fwd3 = layer.forward_with(inputs, &p, fwd.into_workspace())?;
         g.same_bits(case, "forward_with(own workspace) u", fwd3.u(), fwd2.u());
+        // In the storage of a factor kept apart from its forward (as the Python binding does).
+        let fwd4 = layer.forward_with(inputs, &p, Workspace::from_factor(fwd3.into_parts().1))?;
+        g.same_bits(case, "forward_with(Workspace::from_factor) u", fwd4.u(), fwd2.u());
+        let gr4 = fwd4.backward(grad_u, &p)?;
+        g.same_bits(case, "backward after Workspace::from_factor, coefficients", &gr4.coefficients, &gr.coefficients);
         drop(fwd2);
-        reuse.workspace = fwd3.into_workspace();
+        reuse.workspace = fwd4.into_workspace();
 
         let frozen = layer.freeze(inputs.coefficients, inputs.steps, &p)?;
         g.record(case, "frozen_u", &frozen.forward(inputs.rhs_equation, inputs.init_vars, &p)?);

@@ -20,7 +20,7 @@ import torch
 from . import _native
 from ._linalg import _call
 
-__all__ = ["solveh_banded", "ode_forward", "clear_frozen_cache"]
+__all__ = ["solveh_banded", "ode_forward", "clear_frozen_cache", "empty_cache"]
 
 # ---------------------------------------------------------------------------------------------
 # Tensors in and out
@@ -247,6 +247,16 @@ _ode_freeze.register_autograd(_ode_grad, setup_context=_ode_setup)
 
 # The frozen operators (factors of M), by `frozen_lhs_cache_version`.
 _frozen = {}
+
+
+def empty_cache():
+    """Free the storage ``ode_forward`` keeps for its next call.
+
+    When the factor of a forward is released (its backward done and its graph freed), its
+    storage (``8·batch·n·(kd + 1)`` bytes for float64, ``n = T·D·O``) is kept, one per dtype,
+    and the next forward assembles and factors in it instead of mapping fresh pages.
+    """
+    _native.empty_cache()
 
 
 def clear_frozen_cache():

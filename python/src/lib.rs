@@ -22,5 +22,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(llt::factor_solve, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_backward, m)?)?;
+    m.add_function(wrap_pyfunction!(smnn::empty_cache, m)?)?;
     Ok(())
 }

@@ -2,7 +2,7 @@
 
 use banded::{BandBatch, BatchMatrix, Cholesky, Params};
 use numpy::PyUntypedArrayMethods;
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::convert::{Float, array, by_dtype, dtype_of, slice, view};
@@ -54,18 +54,44 @@ macro_rules! with_factor {
     };
 }
 
-/// The Cholesky factors of a batch of SPD band matrices (`banded.BandCholesky` wraps it).
+/// The Cholesky factors of a batch of SPD band matrices (`banded.BandCholesky` wraps it; the
+/// S-MNN forward returns one for its backward).
 #[pyclass(module = "banded._native", frozen)]
 pub(crate) struct Factor {
-    pub(crate) inner: AnyCholesky,
+    /// `None` only inside `drop`.
+    inner: Option<AnyCholesky>,
+    /// On drop, hand the storage to the next S-MNN forward ([`crate::smnn::recycle`]).
+    recycle: bool,
 }
 
 impl Factor {
+    /// A factor whose storage is freed with it.
+    pub(crate) fn new(c: AnyCholesky) -> Self {
+        Self { inner: Some(c), recycle: false }
+    }
+
+    /// A factor whose storage, when it is dropped, goes to the next S-MNN forward.
+    pub(crate) fn recycled(c: AnyCholesky) -> Self {
+        Self { inner: Some(c), recycle: true }
+    }
+
+    fn any(&self) -> PyResult<&AnyCholesky> {
+        self.inner.as_ref().ok_or_else(|| PyRuntimeError::new_err("the factor was released"))
+    }
+
     /// The factor as `Cholesky<T>`, or `ValueError` if it holds the other element type.
     pub(crate) fn get<T: FactorElement>(&self, arg: &str) -> PyResult<&Cholesky<T>> {
-        T::unwrap(&self.inner).ok_or_else(|| {
-            PyValueError::new_err(format!("`{arg}`: expected {}, the dtype of the factor, got {}", self.dtype(), T::NAME))
+        T::unwrap(self.any()?).ok_or_else(|| {
+            PyValueError::new_err(format!("`{arg}`: expected {}, the dtype of the factor, got {}", self.dtype().unwrap_or("?"), T::NAME))
         })
+    }
+}
+
+impl Drop for Factor {
+    fn drop(&mut self) {
+        if let (true, Some(c)) = (self.recycle, self.inner.take()) {
+            crate::smnn::recycle(c);
+        }
     }
 }
 
@@ -103,7 +129,7 @@ fn factor_t<T: FactorElement>(py: Python<'_>, ab: &Bound<'_, PyAny>, check_finit
     let chol = py
         .detach(|| BandBatch::from_lower_band(data, batch, n, kd).and_then(|a| Cholesky::factor_in_place(a, &params(check_finite))))
         .py_err(py)?;
-    Ok(Factor { inner: T::wrap(chol) })
+    Ok(Factor::new(T::wrap(chol)))
 }
 
 /// Solves `A x = b` for `ab` `(batch, kd + 1, n)` and `b` `(batch, n, k)` (factor and solve in
@@ -126,7 +152,7 @@ fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>
             Ok((x.into_vec(), chol))
         })
         .py_err(py)?;
-    Ok((array(py, x, &shape)?, Factor { inner: T::wrap(chol) }))
+    Ok((array(py, x, &shape)?, Factor::new(T::wrap(chol))))
 }
 
 #[pymethods]
@@ -138,7 +164,7 @@ impl Factor {
 
     /// `log det A_s`, shape `(batch,)`.
     fn logdet<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_factor!(&self.inner, c => {
+        with_factor!(self.any()?, c => {
             let batch = c.batch();
             let v = py.detach(|| c.logdet());
             array(py, v, &[batch])
@@ -153,7 +179,7 @@ impl Factor {
 
     /// `L` in the lower interchange layout, `(batch, kd + 1, n)`.
     fn lower_band<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        with_factor!(&self.inner, c => {
+        with_factor!(self.any()?, c => {
             let shape = [c.batch(), c.kd() + 1, c.n()];
             let v = py.detach(|| c.l().to_lower_band()).py_err(py)?;
             array(py, v, &shape)
@@ -161,27 +187,27 @@ impl Factor {
     }
 
     #[getter]
-    fn batch(&self) -> usize {
-        with_factor!(&self.inner, c => c.batch())
+    fn batch(&self) -> PyResult<usize> {
+        Ok(with_factor!(self.any()?, c => c.batch()))
     }
 
     #[getter]
-    fn n(&self) -> usize {
-        with_factor!(&self.inner, c => c.n())
+    fn n(&self) -> PyResult<usize> {
+        Ok(with_factor!(self.any()?, c => c.n()))
     }
 
     #[getter]
-    fn kd(&self) -> usize {
-        with_factor!(&self.inner, c => c.kd())
+    fn kd(&self) -> PyResult<usize> {
+        Ok(with_factor!(self.any()?, c => c.kd()))
     }
 
     /// `"float32"` or `"float64"`.
     #[getter]
-    fn dtype(&self) -> &'static str {
-        match self.inner {
+    fn dtype(&self) -> PyResult<&'static str> {
+        Ok(match self.any()? {
             AnyCholesky::F32(_) => "float32",
             AnyCholesky::F64(_) => "float64",
-        }
+        })
     }
 }
 

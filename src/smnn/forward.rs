@@ -59,6 +59,16 @@ impl<T> Workspace<T> {
     }
 }
 
+impl<T: Real> Workspace<T> {
+    /// A workspace holding the storage of `factor` (its `batch·n·(kd+1)` elements), for a
+    /// framework that keeps the factor of [`Forward::into_parts`] until its backward and then
+    /// drops it: the next [`Smnn::forward_with`] assembles and factors in that storage instead
+    /// of a fresh allocation (the other two vectors are allocated by that forward). O(1).
+    pub fn from_factor(factor: Cholesky<T>) -> Self {
+        Self { band: factor.into_storage(), u: Vec::new(), diag: Vec::new() }
+    }
+}
+
 impl<T> Default for Workspace<T> {
     fn default() -> Self {
         Self::new()
