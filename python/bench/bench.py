@@ -8,8 +8,11 @@ b. ``banded.torch.ode_forward`` forward + backward (``loss = (u * grad_u).sum();
    ``banded bench smnn`` draws them, against ``banded bench smnn --batch 128 --steps 1000
    --dims 3 --orders 3 --backward --threads N`` when ``--rust-bin PATH`` names the built CLI
    (``cargo build --release`` gives ``target/release/banded``). Target: within 1.3x. For
-   information: the same with torch on one thread (rayon still on all), and the forward alone
+   information: the same with torch on one thread (rayon still on all), against the CLI with
+   ``--fresh`` (storage allocated in every run, as every Python call does), and the forward alone
    (under ``torch.no_grad``) against ``banded bench smnn`` without ``--backward``.
+   With ``--rust-bin``, for information: ``banded bench solve`` on the same shapes (the crate
+   alone, inputs copied before the clock starts).
 c. Per-call overhead: ``banded.solveh_banded`` on one system (batch 1, n = 10, kd = 1), median
    of many calls. Target: <= 20 us. For information: the same through
    ``banded.torch.solveh_banded``, SciPy's call, and a tiny ``ode_forward``.
@@ -105,6 +108,7 @@ def main():
     import banded.torch
 
     torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()[0]
     reps_a, reps_b, calls_c = (3, 3, 200) if args.quick else (20, 10, 5000)
     rng = np.random.default_rng(args.seed)
     rows = []
@@ -112,6 +116,17 @@ def main():
     def row(section, case, ours, ref, ref_name, unit, ratio=None, target=None, met=None):
         rows.append(dict(section=section, case=case, banded=ours, reference=ref, reference_name=ref_name,
                          unit=unit, ratio=ratio, target=target, met=met))
+
+    rust_cmds = []
+
+    def rust_median(cmd):
+        """Runs a `banded bench ...` command; the median seconds it prints."""
+        rust_cmds.append(" ".join(cmd))
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        m = re.search(r"median_s=([0-9.eE+-]+)", out)
+        if not m:
+            sys.exit(f"no median_s= in the output of {' '.join(cmd)}:\n{out}")
+        return float(m.group(1))
 
     # ---- a. Batched solve against a loop over SciPy.
     batch, n = 256, 1000
@@ -130,6 +145,11 @@ def main():
         speedup = t_ref / t_ours
         row("a", f"solveh_banded batch={batch} n={n} kd={kd}", t_ours * 1e3, t_ref * 1e3,
             "loop over scipy.linalg.solveh_banded", "ms", speedup, ">= 10x", speedup >= 10)
+        if args.rust_bin:  # for information: the crate alone, its inputs copied before the clock
+            cmd = [args.rust_bin, "bench", "solve", "--n", str(n), "--kd", str(kd), "--batch", str(batch),
+                   "--threads", str(args.threads), "--reps", str(reps_a), "--seed", str(args.seed)]
+            t_cli = rust_median(cmd)
+            row("a", "  same, Rust CLI (banded bench solve)", t_cli * 1e3, t_ref * 1e3, "", "ms", t_ref / t_cli)
 
     # ---- b. S-MNN forward + backward against the Rust CLI.
     B, T, D, O, E = 128, 1000, 3, 3, 3
@@ -156,32 +176,30 @@ def main():
         with torch.no_grad():
             banded.torch.ode_forward(*inputs)
 
-    def rust_median(backward):
-        """`banded bench smnn` on the same problem: its command and median seconds."""
-        cmd = [args.rust_bin, "bench", "smnn", "--batch", str(B), "--steps", str(T), "--dims", str(D),
-               "--orders", str(O), "--equations", str(E), "--dtype", "f64", "--threads", str(args.threads),
-               "--reps", str(reps_b), "--seed", str(args.seed)] + (["--backward"] if backward else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        m = re.search(r"median_s=([0-9.eE+-]+)", out)
-        if not m:
-            sys.exit(f"b: no median_s= in the output of {' '.join(cmd)}:\n{out}")
-        return cmd, float(m.group(1))
+    def smnn_cmd(*flags):
+        """`banded bench smnn` on the same problem."""
+        return [args.rust_bin, "bench", "smnn", "--batch", str(B), "--steps", str(T), "--dims", str(D),
+                "--orders", str(O), "--equations", str(E), "--dtype", "f64", "--threads", str(args.threads),
+                "--reps", str(reps_b), "--seed", str(args.seed), *flags]
 
     t_py = median_time(smnn_step, reps_b)
     t_fwd = median_time(smnn_forward, reps_b)
     torch.set_num_threads(1)          # for information: torch's own ops on one thread, rayon on all
     t_py1 = median_time(smnn_step, reps_b)
     torch.set_num_threads(args.threads)
-    rust_cmd, t_rust, t_rust_fwd = None, None, None
+    t_rust, t_rust_fwd, t_rust_fresh = None, None, None
     if args.rust_bin:
-        rust_cmd, t_rust = rust_median(backward=True)
-        _, t_rust_fwd = rust_median(backward=False)
+        t_rust = rust_median(smnn_cmd("--backward"))
+        t_rust_fwd = rust_median(smnn_cmd())
+        t_rust_fresh = rust_median(smnn_cmd("--backward", "--fresh"))
     case = f"ode_forward fwd+bwd batch={B} T={T} D=O=E=3 f64"
     ratio = t_py / t_rust if t_rust else None
     row("b", case, t_py * 1e3, t_rust and t_rust * 1e3, "banded bench smnn --backward (Rust)", "ms", ratio,
         "<= 1.3x", (ratio <= 1.3) if ratio else None)
     row("b", "  same, torch.set_num_threads(1)", t_py1 * 1e3, t_rust and t_rust * 1e3, "",
         "ms", t_py1 / t_rust if t_rust else None)
+    row("b", "  same, Rust with --fresh storage", t_py * 1e3, t_rust_fresh and t_rust_fresh * 1e3,
+        "banded bench smnn --backward --fresh (Rust)", "ms", t_py / t_rust_fresh if t_rust_fresh else None)
     row("b", "  forward only (torch.no_grad)", t_fwd * 1e3, t_rust_fwd and t_rust_fwd * 1e3,
         "banded bench smnn (Rust, no --backward)", "ms", t_fwd / t_rust_fwd if t_rust_fwd else None)
 
@@ -213,9 +231,12 @@ def main():
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical CPUs, {args.threads} threads on both sides)")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
     print(f"repetitions: a {reps_a}, b {reps_b}, c {calls_c} calls" + (" (--quick)" if args.quick else ""))
-    if rust_cmd:
-        print("rust: " + " ".join(rust_cmd))
+    for cmd in rust_cmds:
+        print("rust: " + cmd)
+    print(f"load average (1 min) before / after: {load_before:.2f} / {os.getloadavg()[0]:.2f}"
+          " (the figures are only worth much on an otherwise idle machine)")
     print()
+
     def fmt(v, unit):
         return "-" if v is None else f"{v:.3f} ms" if unit == "ms" else f"{v:.1f} us"
 
@@ -232,7 +253,7 @@ def main():
     if args.json:
         with open(args.json, "w") as f:
             json.dump(dict(cpu=cpu_model(), threads=args.threads, quick=args.quick, versions=versions,
-                           rust_command=rust_cmd, rows=rows), f, indent=2)
+                           rust_commands=rust_cmds, rows=rows), f, indent=2)
         print(f"figures: {args.json}")
 
 
