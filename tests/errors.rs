@@ -1,7 +1,7 @@
 //! Every error path of the solver API: bad shapes, non-finite values, non-positive-definite
 //! systems (right system and column, other systems intact), and the edge sizes.
 
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params, PivotFailure};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Par, Params, PivotFailure};
 
 /// Tridiagonal `[-1, 2.5, -1]` of order `n` in the interchange layout (SPD).
 fn tridiag(n: usize) -> Vec<f64> {
@@ -229,4 +229,32 @@ fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
     let want = Cholesky::factor(&a, &p()).unwrap().solve(&b, &p()).unwrap();
     Cholesky::factor_solve(a, &mut b, &p()).unwrap();
     assert_eq!(b, want);
+}
+
+/// Batches large enough for the parallel finiteness scan (several chunks of 2¹⁶ elements)
+/// report the first non-finite entry, whatever the order the chunks are scanned in: the band's
+/// ignored entries (below the matrix) are skipped, a right-hand side's first NaN is named.
+#[test]
+fn large_batches_name_the_first_non_finite_entry_in_parallel() {
+    let (batch, n, kd) = (64, 4096, 1);
+    let mut ab: Vec<f64> = (0..batch).flat_map(|_| tridiag(n)).collect();
+    let at = |s: usize, d: usize, j: usize| (s * (kd + 1) + d) * n + j;
+    ab[at(3, 1, n - 1)] = f64::NAN; // ignored: below the matrix
+    ab[at(40, 0, 7)] = f64::INFINITY;
+    ab[at(55, 1, 9)] = f64::NAN;
+    let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
+    for par in [Par::Seq, Par::rayon(2)] {
+        let e = Cholesky::factor(&a, &p().with_par(par)).unwrap_err();
+        assert!(matches!(&e, Error::NonFinite { arg: "ab", index, .. } if index == &[40, 0, 7]), "{par:?}: {e}");
+    }
+    let a = BandBatch::from_lower_band(&(0..batch).flat_map(|_| tridiag(n)).collect::<Vec<_>>(), batch, n, kd).unwrap();
+    let chol = Cholesky::factor(&a, &p()).unwrap();
+    let mut rhs = vec![1.0; batch * n * 2];
+    rhs[(50 * n + 3) * 2 + 1] = f64::NAN;
+    rhs[(61 * n) * 2] = f64::NEG_INFINITY;
+    let b = BatchMatrix::new(rhs, batch, n, 2).unwrap();
+    for par in [Par::Seq, Par::rayon(2)] {
+        let e = chol.solve(&b, &p().with_par(par)).unwrap_err();
+        assert!(matches!(&e, Error::NonFinite { arg: "rhs", index, .. } if index == &[50, 3, 1]), "{par:?}: {e}");
+    }
 }

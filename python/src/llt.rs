@@ -127,7 +127,10 @@ fn factor_t<T: FactorElement>(py: Python<'_>, ab: &Bound<'_, PyAny>, check_finit
     let (batch, n, kd) = band_dims(ab.shape())?;
     let data = slice(&ab);
     let chol = py
-        .detach(|| BandBatch::from_lower_band(data, batch, n, kd).and_then(|a| Cholesky::factor_in_place(a, &params(check_finite))))
+        .detach(|| {
+            let p = params(check_finite);
+            BandBatch::from_lower_band_par(data, batch, n, kd, p.par()).and_then(|a| Cholesky::factor_in_place(a, &p))
+        })
         .py_err(py)?;
     Ok(Factor::new(T::wrap(chol)))
 }
@@ -146,9 +149,10 @@ fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>
     let (ab, b) = (slice(&ab), slice(&b));
     let (x, chol) = py
         .detach(|| -> banded::Result<(Vec<T>, Cholesky<T>)> {
-            let a = BandBatch::from_lower_band(ab, batch, n, kd)?;
+            let p = params(check_finite);
+            let a = BandBatch::from_lower_band_par(ab, batch, n, kd, p.par())?;
             let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
-            let chol = Cholesky::factor_solve(a, &mut x, &params(check_finite)).map_err(rhs_is_b)?;
+            let chol = Cholesky::factor_solve(a, &mut x, &p).map_err(rhs_is_b)?;
             Ok((x.into_vec(), chol))
         })
         .py_err(py)?;

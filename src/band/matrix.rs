@@ -2,7 +2,8 @@ use std::marker::PhantomData;
 
 use crate::alloc::zeroed_vec;
 use crate::error::{Error, Result, fmt_shape};
-use crate::scalar::{Real, first_non_finite, fmt_value};
+use crate::par::Par;
+use crate::scalar::{Real, first_non_finite_par, fmt_value};
 
 /// A batch of dense `rows × cols` matrices, row-major, systems consecutive: element `(s, i, r)`
 /// is at `data[(s·rows + i)·cols + r]`. This is the `(batch, n, nrhs)` layout of right-hand
@@ -142,8 +143,13 @@ impl<T: Real, S: AsRef<[T]>> BatchMatrix<T, S> {
 
     /// Errors with [`Error::NonFinite`] at the first NaN or infinity, index `(s, i, r)`.
     pub fn check_finite(&self, arg: &'static str) -> Result<()> {
+        self.check_finite_par(arg, Par::Seq)
+    }
+
+    /// [`check_finite`](Self::check_finite), the scan spread over `par`.
+    pub(crate) fn check_finite_par(&self, arg: &'static str, par: Par) -> Result<()> {
         let data = self.as_slice();
-        match first_non_finite(data) {
+        match first_non_finite_par(data, par) {
             None => Ok(()),
             Some(k) => {
                 let (s, i, r) = (k / (self.rows * self.cols), (k / self.cols) % self.rows, k % self.cols);

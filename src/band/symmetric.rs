@@ -2,7 +2,10 @@ use std::marker::PhantomData;
 
 use crate::error::{Error, Result, fmt_shape};
 use crate::alloc::zeroed_vec;
-use crate::scalar::{first_non_finite, fmt_value, Real};
+use rayon::prelude::*;
+
+use crate::par::{Par, min_len};
+use crate::scalar::{first_non_finite_par, fmt_value, Real};
 
 /// A batch of `batch` symmetric `n × n` band matrices of lower bandwidth `kd`
 /// (`A[i, j] = 0` for `|i − j| > kd`), only the lower band stored.
@@ -80,6 +83,13 @@ impl<T: Real> BandBatch<T> {
     /// Values are not checked here; [`crate::Cholesky::factor`] checks finiteness unless told
     /// not to. Errors: [`Error::Shape`] if `ab.len() != batch·(kd+1)·n`, `batch == 0` or `n == 0`.
     pub fn from_lower_band(ab: &[T], batch: usize, n: usize, kd: usize) -> Result<Self> {
+        Self::from_lower_band_par(ab, batch, n, kd, Par::Seq)
+    }
+
+    /// [`from_lower_band`](Self::from_lower_band) with the systems spread over `par` (one
+    /// conversion is a strided pass over memory; a batch of tens of MB converts in a fraction
+    /// of the time on all cores). Same result, same errors.
+    pub fn from_lower_band_par(ab: &[T], batch: usize, n: usize, kd: usize, par: Par) -> Result<Self> {
         let mut out = Self::zeros(batch, n, kd)?;
         if ab.len() != out.data.len() {
             return Err(Error::shape(
@@ -89,14 +99,19 @@ impl<T: Real> BandBatch<T> {
             ));
         }
         let w = kd + 1;
-        for (sys, src) in out.data.chunks_exact_mut(n * w).zip(ab.chunks_exact(n * w)) {
-            for d in 0..w.min(n) {
-                let row = &src[d * n..d * n + (n - d)];
-                for (j, &v) in row.iter().enumerate() {
-                    sys[j * w + d] = v;
+        let convert = |(sys, src): (&mut [T], &[T])| {
+            // Column by column: contiguous writes, `w` sequential read streams.
+            for (j, col) in sys.chunks_exact_mut(w).enumerate() {
+                for (d, x) in col.iter_mut().enumerate().take(n - j) {
+                    *x = src[d * n + j];
                 }
             }
-        }
+        };
+        out.data
+            .par_chunks_exact_mut(n * w)
+            .zip(ab.par_chunks_exact(n * w))
+            .with_min_len(min_len(par, batch))
+            .for_each(convert);
         Ok(out)
     }
 
@@ -242,9 +257,14 @@ impl<T: Real, S: AsRef<[T]>> BandBatch<T, S> {
     /// band entry of the matrices (not one of the ignored entries below them) is NaN or
     /// infinite.
     pub fn check_finite(&self, arg: &'static str) -> Result<()> {
+        self.check_finite_par(arg, Par::Seq)
+    }
+
+    /// [`check_finite`](Self::check_finite), the scan spread over `par`.
+    pub(crate) fn check_finite_par(&self, arg: &'static str, par: Par) -> Result<()> {
         let (data, n, w) = (self.as_slice(), self.n, self.kd + 1);
         let mut from = 0;
-        while let Some(k) = first_non_finite(&data[from..]).map(|k| from + k) {
+        while let Some(k) = first_non_finite_par(&data[from..], par).map(|k| from + k) {
             let (s, j, d) = (k / (n * w), (k / w) % n, k % w);
             if j + d < n {
                 return Err(Error::NonFinite { arg, index: vec![s, d, j], value: fmt_value(data[k]) });

@@ -121,7 +121,7 @@ impl<T: Real> Cholesky<T> {
     /// the factors of the systems that did succeed, use [`factor_partial`](Self::factor_partial).
     pub fn factor<S: AsRef<[T]>>(a: &BandBatch<T, S>, params: &Params) -> Result<Self> {
         if params.check_finite() {
-            a.check_finite("ab")?;
+            a.check_finite_par("ab", params.par())?;
         }
         Self::factor_in_place(a.to_owned()?, &params.with_check_finite(false))
     }
@@ -149,7 +149,7 @@ impl<T: Real> Cholesky<T> {
     pub fn factor_solve<S: AsRef<[T]> + AsMut<[T]>>(a: BandBatch<T>, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<Self> {
         let factor = Self::factor_partial_solve(a, Some(b.view_mut()), params)?.complete()?;
         if params.check_finite() {
-            b.check_finite("x").map_err(Error::into_overflow)?;
+            b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(factor)
     }
@@ -166,14 +166,14 @@ impl<T: Real> Cholesky<T> {
     /// [`factor_solve`](Self::factor_solve); a failed system's `b` holds garbage).
     pub(crate) fn factor_partial_solve(mut a: BandBatch<T>, b: Option<BatchMut<'_, T>>, params: &Params) -> Result<PartialCholesky<T>> {
         if params.check_finite() {
-            a.check_finite("ab")?;
+            a.check_finite_par("ab", params.par())?;
         }
         let (batch, n, kd) = (a.batch(), a.n(), a.kd());
         let (b, nrhs) = match b {
             Some(b) => {
                 b.expect_systems("rhs", batch, n)?;
                 if params.check_finite() {
-                    b.check_finite("rhs")?;
+                    b.check_finite_par("rhs", params.par())?;
                 }
                 let nrhs = b.cols();
                 (b.into_mut_slice(), nrhs)
@@ -306,7 +306,7 @@ impl<T: Real> Cholesky<T> {
     pub fn solve_in_place<S: AsRef<[T]> + AsMut<[T]>>(&self, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<()> {
         b.expect_systems("rhs", self.batch(), self.n())?;
         if params.check_finite() {
-            b.check_finite("rhs")?;
+            b.check_finite_par("rhs", params.par())?;
         }
         let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
         let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs: b.as_mut_slice(), par: params.par() };
@@ -315,7 +315,7 @@ impl<T: Real> Cholesky<T> {
             Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job),
         }
         if params.check_finite() {
-            b.check_finite("x").map_err(Error::into_overflow)?;
+            b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(())
     }
@@ -353,8 +353,8 @@ impl<T: Real> Cholesky<T> {
         x.expect_systems("x", self.batch(), self.n())?;
         grad_x.expect_shape("grad_x", x.shape())?;
         if params.check_finite() {
-            x.check_finite("x")?;
-            grad_x.check_finite("grad_x")?;
+            x.check_finite_par("x", params.par())?;
+            grad_x.check_finite_par("grad_x", params.par())?;
         }
         let lambda = self.solve(grad_x, &params.with_check_finite(false))?;
         let (n, kd, nrhs) = (self.n(), self.kd(), x.cols());
@@ -367,8 +367,8 @@ impl<T: Real> Cholesky<T> {
             .with_min_len(min_len(params.par(), self.batch()))
             .for_each(|((g, x), lam)| band_gradient_system(x, lam, Dims { n, kd, nrhs }, g));
         if params.check_finite() {
-            lambda.check_finite("grad_rhs").map_err(Error::into_overflow)?;
-            ab.check_finite("grad_ab").map_err(Error::into_overflow)?;
+            lambda.check_finite_par("grad_rhs", params.par()).map_err(Error::into_overflow)?;
+            ab.check_finite_par("grad_ab", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(SolveGrads { rhs: lambda, ab })
     }

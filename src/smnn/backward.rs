@@ -79,7 +79,7 @@ impl Smnn {
         params: &Params,
     ) -> Result<Grads<T>> {
         self.check_inputs(&inputs, params)?;
-        Self::check_array("u", u, &self.u_shape(), params.check_finite())?;
+        Self::check_array("u", u, &self.u_shape(), params)?;
         let mut grads = Grads::default();
         self.backward_checked(BackwardJob { inputs, u, factor, grad_u }, params, Vec::new(), &mut grads)?;
         Ok(grads)
@@ -91,7 +91,7 @@ impl Smnn {
     pub(super) fn backward_checked<T: Real>(&self, job: BackwardJob<'_, T>, params: &Params, lam: Vec<T>, g: &mut Grads<T>) -> Result<Vec<T>> {
         let BackwardJob { inputs, u, factor, grad_u } = job;
         self.check_factor(factor)?;
-        Self::check_array("grad_u", grad_u, &self.u_shape(), params.check_finite())?;
+        Self::check_array("grad_u", grad_u, &self.u_shape(), params)?;
         let mut lam = reuse("grad_u", lam, grad_u.len())?;
         lam.extend_from_slice(grad_u);
         let lam = self.solve_vec(factor, lam, "lambda", params)?;

@@ -80,7 +80,7 @@ impl<T: Real> Frozen<T> {
     /// `grad_rhs_equation`, `grad_init_vars` overflowed, with that check).
     pub fn backward(&self, grad_u: &[T], params: &Params) -> Result<FrozenGrads<T>> {
         let l = &self.layer;
-        Smnn::check_array("grad_u", grad_u, &l.u_shape(), params.check_finite())?;
+        Smnn::check_array("grad_u", grad_u, &l.u_shape(), params)?;
         let lam = l.solve_vec(&self.factor, copy_vec("grad_u", grad_u)?, "lambda", params)?;
         let [_, rl, vl, _, _] = l.system_lens();
         let b = l.batch;

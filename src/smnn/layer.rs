@@ -4,7 +4,7 @@
 use crate::error::{Error, Result, fmt_shape, unravel};
 use crate::llt::Cholesky;
 use crate::params::Params;
-use crate::scalar::{Real, first_non_finite, fmt_value};
+use crate::scalar::{Real, first_non_finite_par, fmt_value};
 
 use super::Inputs;
 
@@ -281,12 +281,12 @@ impl Smnn {
 impl Smnn {
     /// Errors with [`Error::Shape`] unless `data` has the length of `shape`, then (if `finite`)
     /// with [`Error::NonFinite`] at its first NaN or infinity.
-    pub(super) fn check_array<T: Real>(arg: &'static str, data: &[T], shape: &[usize], finite: bool) -> Result<()> {
+    pub(super) fn check_array<T: Real>(arg: &'static str, data: &[T], shape: &[usize], params: &Params) -> Result<()> {
         let len: usize = shape.iter().product();
         if data.len() != len {
             return Err(Error::shape(arg, format!("{} = {len} elements", fmt_shape(shape)), format!("{} elements", data.len())));
         }
-        if finite && let Some(k) = first_non_finite(data) {
+        if params.check_finite() && let Some(k) = first_non_finite_par(data, params.par()) {
             return Err(Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) });
         }
         Ok(())
@@ -296,7 +296,7 @@ impl Smnn {
     /// `params.check_finite()` (the inputs were checked, so the result overflowed),
     /// [`Error::NonFinite`] otherwise (a non-finite input may have caused it).
     pub(super) fn check_result<T: Real>(arg: &'static str, data: &[T], shape: &[usize], params: &Params) -> Result<()> {
-        if let Some(k) = first_non_finite(data) {
+        if let Some(k) = first_non_finite_par(data, params.par()) {
             let e = Error::NonFinite { arg, index: unravel(k, shape), value: fmt_value(data[k]) };
             return Err(if params.check_finite() { e.into_overflow() } else { e });
         }
@@ -327,8 +327,8 @@ impl Smnn {
     /// and `steps` (lengths, finiteness, positive steps).
     pub(super) fn check_lhs<T: Real>(&self, coefficients: &[T], steps: &[T], params: &Params) -> Result<()> {
         self.check_weights::<T>()?;
-        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params.check_finite())?;
-        Self::check_array("steps", steps, &self.steps_shape(), params.check_finite())?;
+        Self::check_array("coefficients", coefficients, &self.coefficients_shape(), params)?;
+        Self::check_array("steps", steps, &self.steps_shape(), params)?;
         if let Some(k) = steps.iter().position(|&h| h.partial_cmp(&T::zero()) != Some(std::cmp::Ordering::Greater)) {
             let shape = self.steps_shape();
             return Err(Error::InvalidArgument {
@@ -345,8 +345,8 @@ impl Smnn {
 
     /// Checks `rhs_equation` and `init_vars`.
     pub(super) fn check_rhs<T: Real>(&self, rhs_equation: &[T], init_vars: &[T], params: &Params) -> Result<()> {
-        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params.check_finite())?;
-        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params.check_finite())
+        Self::check_array("rhs_equation", rhs_equation, &self.rhs_equation_shape(), params)?;
+        Self::check_array("init_vars", init_vars, &self.init_vars_shape(), params)
     }
 
     pub(super) fn check_inputs<T: Real>(&self, x: &Inputs<'_, T>, params: &Params) -> Result<()> {
