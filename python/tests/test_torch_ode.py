@@ -603,3 +603,15 @@ def test_reused_storage_gives_the_same_bits():
             assert torch.equal(got, want)
     bt.empty_cache()
     assert all(torch.equal(g, w) for g, w in zip(grads(a), fresh))
+
+
+def test_tensors_off_the_cpu_get_a_clear_error():
+    """Only CPU tensors for now (python/README.md): another device is a ValueError naming the
+    argument and the device, raised before any data is touched (a `meta` tensor stands in for
+    a CUDA one on machines without a GPU)."""
+    c, r, v, h = make_inputs(batch=(2,), T=5, seed=960)
+    with pytest.raises(ValueError, match=r"`rhs_equation`: a meta tensor; banded.torch runs on CPU tensors only"):
+        bt.ode_forward(c, r.to("meta"), v, h)
+    ab = torch.ones(2, 2, 5, dtype=F64)
+    with pytest.raises(ValueError, match=r"`ab`: a meta tensor"):
+        bt.solveh_banded(ab.to("meta"), torch.ones(2, 5, dtype=F64))
