@@ -53,6 +53,10 @@ def _t(a):
 _factors = {}
 _keys = itertools.count(1)
 
+# The frozen S-MNN operators, by `frozen_lhs_cache_version`: `(factor of M, the flattened shapes
+# of coefficients, rhs_equation and init_vars of the call that made it)`.
+_frozen = {}
+
 
 def _keep(factor):
     """A handle tensor for ``factor``: ``_factors`` holds it while the handle lives."""
@@ -149,11 +153,6 @@ def solveh_banded(ab, b):
 # The S-MNN layer
 
 
-def _ode_impl(c, r, v, h, opts, batch_shape):
-    u, factor = _call(tuple(batch_shape), _native.smnn_forward, _np(c), _np(r), _np(v), _np(h), opts, True)
-    return _t(u), factor
-
-
 @torch.library.custom_op("banded::ode_forward", mutates_args=())
 def _ode(
     coefficients: torch.Tensor,
@@ -166,40 +165,22 @@ def _ode(
     weight_smooth: float,
     central: bool,
     batch_shape: list[int],
+    frozen_version: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's forward on flattened inputs: ``(u, handle)``. With ``frozen_version > 0``
+    the factor is also kept as that frozen operator (for ``_ode_frozen_solve``)."""
     opts = (n_steps, weight_equation, weight_init_var, weight_smooth, central)
-    u, factor = _ode_impl(coefficients, rhs_equation, init_vars, steps, opts, batch_shape)
-    return u, _keep(factor)
-
-
-@torch.library.custom_op("banded::ode_forward_freeze", mutates_args=())
-def _ode_freeze(
-    coefficients: torch.Tensor,
-    rhs_equation: torch.Tensor,
-    init_vars: torch.Tensor,
-    steps: torch.Tensor,
-    n_steps: int,
-    weight_equation: float,
-    weight_init_var: float,
-    weight_smooth: float,
-    central: bool,
-    batch_shape: list[int],
-    version: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``_ode``, keeping the factor as the frozen operator ``version``."""
-    opts = (n_steps, weight_equation, weight_init_var, weight_smooth, central)
-    u, factor = _ode_impl(coefficients, rhs_equation, init_vars, steps, opts, batch_shape)
-    _frozen[version] = (factor, (coefficients.shape, rhs_equation.shape, init_vars.shape))
-    return u, _keep(factor)
+    arrays = (_np(coefficients), _np(rhs_equation), _np(init_vars), _np(steps))
+    u, factor = _call(tuple(batch_shape), _native.smnn_forward, *arrays, opts, True)
+    if frozen_version > 0:
+        _frozen[frozen_version] = (factor, (coefficients.shape, rhs_equation.shape, init_vars.shape))
+    return _t(u), _keep(factor)
 
 
 @_ode.register_fake
 def _(coefficients, rhs_equation, init_vars, steps, n_steps, *_):
     batch, _, _, d, o = coefficients.shape
     return coefficients.new_empty((batch, n_steps, d, o)), torch.empty(1, dtype=torch.int64)
-
-
-_ode_freeze.register_fake(_)
 
 
 @torch.library.custom_op("banded::ode_backward", mutates_args=())
@@ -231,23 +212,17 @@ def _(coefficients, rhs_equation, init_vars, steps, u, handle, grad_u, *opts):
 def _ode_setup(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:4], *output)
     ctx.opts = inputs[4:9]
-    ctx.n_inputs = len(inputs)
     ctx.mark_non_differentiable(output[1])
 
 
 def _ode_grad(ctx, grad_u, _grad_handle):
-    nones = (None,) * (ctx.n_inputs - 4)
+    nones = (None,) * 7  # n_steps, the weights, central, batch_shape, frozen_version
     if grad_u is None:
         return (None,) * 4 + nones
     return (*_ode_backward(*ctx.saved_tensors, grad_u, *ctx.opts), *nones)
 
 
 _ode.register_autograd(_ode_grad, setup_context=_ode_setup)
-_ode_freeze.register_autograd(_ode_grad, setup_context=_ode_setup)
-
-# The frozen operators (factors of M), by `frozen_lhs_cache_version`.
-_frozen = {}
-
 
 def empty_cache():
     """Free the storage ``ode_forward`` keeps for its next call.
@@ -416,9 +391,7 @@ def ode_forward(
     if version > 0 and version in _frozen:
         _check_frozen_shapes(version, c, r, v)
         u = _ode_frozen_solve(_normal_rhs(c, r, v, int(n_steps), weights[0], weights[1]).contiguous(), version)
-    elif version > 0:
-        u, _ = _ode_freeze(c, r, v, h, *opts, list(batch), version)
     else:
-        u, _ = _ode(c, r, v, h, *opts, list(batch))
+        u, _ = _ode(c, r, v, h, *opts, list(batch), max(version, 0))
     u = u.reshape(batch + u.shape[1:])
     return u.movedim(-3, 0) if is_step_dim_first else u

@@ -572,7 +572,7 @@ def test_opcheck_registered_ops():
     output is a fresh handle to the factor on every call, so `test_aot_dispatch_dynamic` runs on
     the backward and the frozen solve only (the forward's `u` is compared by the compile test)."""
     c, r, v, h = make_inputs(batch=(2,), T=5, seed=900)
-    opts = (5, 1.0, 0.8, 1.1, True, [2])
+    opts = (5, 1.0, 0.8, 1.1, True, [2], 0)
     checks = ("test_schema", "test_autograd_registration", "test_faketensor")
     torch.library.opcheck(torch.ops.banded.ode_forward.default, (c, r, v, h, *opts), test_utils=checks)
     u, handle = torch.ops.banded.ode_forward.default(c, r, v, h, *opts)
