@@ -289,6 +289,9 @@ fn par_is_deterministic() {
         let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
         let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
         prop_assert_eq!(&BandBatch::from_lower_band_par(&to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap(), &a);
+        // Into storage holding garbage, larger than needed: the same batch, ignored entries zero.
+        let garbage = vec![T::infinity(); c.ab.len() + 7];
+        prop_assert_eq!(&BandBatch::from_lower_band_in(garbage, &to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap(), &a);
         let b = BatchMatrix::new(to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
         let run = |par| {
             let p = c.params.with_par(par);

@@ -12,7 +12,7 @@ import numpy as np
 from . import _native
 from ._errors import NotPositiveDefiniteError, with_batch_shape
 
-__all__ = ["solveh_banded", "cholesky_banded", "logdet_banded", "BandCholesky"]
+__all__ = ["solveh_banded", "cholesky_banded", "logdet_banded", "BandCholesky", "empty_cache"]
 
 _F32 = np.dtype(np.float32)
 _F64 = np.dtype(np.float64)
@@ -77,6 +77,17 @@ def _rhs(b, batch_shape, n, dtype, name="b"):
         raise ValueError(f"`{name}`: expected shape {batch_shape + (n,)} or {batch_shape + (n, 'k')}, got {b.shape}")
     k = b.shape[nb + 1] if b.ndim == nb + 2 else 1
     return _contiguous(b, dtype).reshape(math.prod(batch_shape), n, k)
+
+
+def empty_cache():
+    """Free the storage kept for the next factorization.
+
+    When a factor is released (a ``BandCholesky`` or the factor inside ``solveh_banded``,
+    ``banded.torch``'s after the backward), its storage (``batch·n·(kd + 1)`` elements) is kept,
+    one per dtype, and the next factorization of that dtype writes into it instead of mapping
+    and zeroing fresh pages. This frees it.
+    """
+    _native.empty_cache()
 
 
 def _call(batch_shape, f, *args):

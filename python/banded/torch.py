@@ -225,12 +225,7 @@ def _ode_grad(ctx, grad_u, _grad_handle):
 _ode.register_autograd(_ode_grad, setup_context=_ode_setup)
 
 def empty_cache():
-    """Free the storage ``ode_forward`` keeps for its next call.
-
-    When the factor of a forward is released (its backward done and its graph freed), its
-    storage (``8·batch·n·(kd + 1)`` bytes for float64, ``n = T·D·O``) is kept, one per dtype,
-    and the next forward assembles and factors in it instead of mapping fresh pages.
-    """
+    """Free the storage kept for the next factorization (see ``banded.empty_cache``)."""
     _native.empty_cache()
 
 

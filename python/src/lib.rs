@@ -11,6 +11,7 @@
 mod convert;
 mod errors;
 mod llt;
+mod pool;
 mod smnn;
 
 use pyo3::prelude::*;
@@ -22,6 +23,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(llt::factor_solve, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_backward, m)?)?;
-    m.add_function(wrap_pyfunction!(smnn::empty_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::empty_cache, m)?)?;
     Ok(())
 }

@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 
 use crate::convert::{Float, array, by_dtype, dtype_of, slice, view};
 use crate::errors::IntoPy;
+use crate::pool::{self, Pooled};
 
 /// A factor of either element type.
 pub(crate) enum AnyCholesky {
@@ -15,7 +16,7 @@ pub(crate) enum AnyCholesky {
 }
 
 /// The element types with a [`Factor`] variant.
-pub(crate) trait FactorElement: Float {
+pub(crate) trait FactorElement: Float + Pooled {
     fn wrap(c: Cholesky<Self>) -> AnyCholesky;
     fn unwrap(c: &AnyCholesky) -> Option<&Cholesky<Self>>;
 }
@@ -55,24 +56,17 @@ macro_rules! with_factor {
 }
 
 /// The Cholesky factors of a batch of SPD band matrices (`banded.BandCholesky` wraps it; the
-/// S-MNN forward returns one for its backward).
+/// S-MNN forward returns one for its backward). When Python drops it, its storage goes to the
+/// pool ([`crate::pool`]) for the next factorization.
 #[pyclass(module = "banded._native", frozen)]
 pub(crate) struct Factor {
     /// `None` only inside `drop`.
     inner: Option<AnyCholesky>,
-    /// On drop, hand the storage to the next S-MNN forward ([`crate::smnn::recycle`]).
-    recycle: bool,
 }
 
 impl Factor {
-    /// A factor whose storage is freed with it.
     pub(crate) fn new(c: AnyCholesky) -> Self {
-        Self { inner: Some(c), recycle: false }
-    }
-
-    /// A factor whose storage, when it is dropped, goes to the next S-MNN forward.
-    pub(crate) fn recycled(c: AnyCholesky) -> Self {
-        Self { inner: Some(c), recycle: true }
+        Self { inner: Some(c) }
     }
 
     fn any(&self) -> PyResult<&AnyCholesky> {
@@ -89,8 +83,8 @@ impl Factor {
 
 impl Drop for Factor {
     fn drop(&mut self) {
-        if let (true, Some(c)) = (self.recycle, self.inner.take()) {
-            crate::smnn::recycle(c);
+        if let Some(c) = self.inner.take() {
+            crate::pool::put(c);
         }
     }
 }
@@ -129,7 +123,8 @@ fn factor_t<T: FactorElement>(py: Python<'_>, ab: &Bound<'_, PyAny>, check_finit
     let chol = py
         .detach(|| {
             let p = params(check_finite);
-            BandBatch::from_lower_band_par(data, batch, n, kd, p.par()).and_then(|a| Cholesky::factor_in_place(a, &p))
+            let storage = pool::take::<T>().map(Cholesky::into_storage).unwrap_or_default();
+            BandBatch::from_lower_band_in(storage, data, batch, n, kd, p.par()).and_then(|a| Cholesky::factor_in_place(a, &p))
         })
         .py_err(py)?;
     Ok(Factor::new(T::wrap(chol)))
@@ -150,7 +145,8 @@ fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>
     let (x, chol) = py
         .detach(|| -> banded::Result<(Vec<T>, Cholesky<T>)> {
             let p = params(check_finite);
-            let a = BandBatch::from_lower_band_par(ab, batch, n, kd, p.par())?;
+            let storage = pool::take::<T>().map(Cholesky::into_storage).unwrap_or_default();
+            let a = BandBatch::from_lower_band_in(storage, ab, batch, n, kd, p.par())?;
             let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
             let chol = Cholesky::factor_solve(a, &mut x, &p).map_err(rhs_is_b)?;
             Ok((x.into_vec(), chol))

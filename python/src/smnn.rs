@@ -5,15 +5,14 @@
 //! the paper's leading axes): `coefficients (batch, T or 1, E, D, O)`, `rhs_equation (batch,
 //! T or 1, E)`, `init_vars (batch, S, D, I)`, `steps (batch, T − 1 or 1)`; `u (batch, T, D, O)`.
 
-use std::sync::Mutex;
-
 use banded::smnn::{Inputs, InputShapes, Options, Smnn, Workspace};
 use numpy::{PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use crate::convert::{array, by_dtype, dtype_of, slice, view};
 use crate::errors::IntoPy;
-use crate::llt::{AnyCholesky, Factor, FactorElement};
+use crate::llt::{Factor, FactorElement};
+use crate::pool;
 
 /// The layer's options as Python passes them: `(n_steps, weight_equation, weight_init_var,
 /// weight_smooth, central)`.
@@ -69,7 +68,7 @@ pub(crate) fn smnn_forward<'py>(
     by_dtype!(dtype_of("coefficients", coefficients)?, forward_t(py, coefficients, rhs_equation, init_vars, steps, opts, check_finite))
 }
 
-fn forward_t<'py, T: Pooled>(
+fn forward_t<'py, T: FactorElement>(
     py: Python<'py>,
     c: &Bound<'py, PyAny>,
     r: &Bound<'py, PyAny>,
@@ -81,64 +80,9 @@ fn forward_t<'py, T: Pooled>(
     let views = Views::<T>::new(c, r, v, h)?;
     let layer = views.layer(py, opts)?;
     let inputs = views.inputs();
-    let workspace = take_workspace::<T>();
+    let workspace = pool::take::<T>().map(Workspace::from_factor).unwrap_or_default();
     let (u, factor) = py.detach(|| layer.forward_with(inputs, &params(check_finite), workspace).map(|f| f.into_parts())).py_err(py)?;
-    Ok((array(py, u, &layer.u_shape())?, Factor::recycled(T::wrap(factor))))
-}
-
-/// The storage of the last S-MNN factor dropped, per element type: the next forward assembles
-/// and factors in it (a training step then maps and zeroes no fresh pages for the factor, about
-/// `8·batch·n·(kd+1)` bytes). At most one per element type is kept; [`empty_cache`] frees them.
-static POOL_F32: Mutex<Option<Workspace<f32>>> = Mutex::new(None);
-static POOL_F64: Mutex<Option<Workspace<f64>>> = Mutex::new(None);
-
-/// The element types with a pool.
-pub(crate) trait Pooled: FactorElement {
-    fn pool() -> &'static Mutex<Option<Workspace<Self>>>;
-}
-
-impl Pooled for f32 {
-    fn pool() -> &'static Mutex<Option<Workspace<Self>>> {
-        &POOL_F32
-    }
-}
-
-impl Pooled for f64 {
-    fn pool() -> &'static Mutex<Option<Workspace<Self>>> {
-        &POOL_F64
-    }
-}
-
-/// The pooled workspace, or an empty one. (A poisoned lock only means a panic elsewhere while
-/// it was held: the pool is then bypassed.)
-fn take_workspace<T: Pooled>() -> Workspace<T> {
-    T::pool().lock().ok().and_then(|mut p| p.take()).unwrap_or_default()
-}
-
-/// Keeps the storage of a dropped S-MNN factor for the next forward (if the pool is empty).
-pub(crate) fn recycle(c: AnyCholesky) {
-    fn put<T: Pooled>(c: banded::Cholesky<T>) {
-        if let Ok(mut p) = T::pool().lock()
-            && p.is_none()
-        {
-            *p = Some(Workspace::from_factor(c));
-        }
-    }
-    match c {
-        AnyCholesky::F32(c) => put(c),
-        AnyCholesky::F64(c) => put(c),
-    }
-}
-
-/// Frees the pooled storage of both element types.
-#[pyfunction]
-pub(crate) fn empty_cache() {
-    if let Ok(mut p) = POOL_F32.lock() {
-        *p = None;
-    }
-    if let Ok(mut p) = POOL_F64.lock() {
-        *p = None;
-    }
+    Ok((array(py, u, &layer.u_shape())?, Factor::new(T::wrap(factor))))
 }
 
 /// The four input gradients for the cotangent `grad_u`, from the forward's inputs, output `u`

@@ -895,3 +895,26 @@ def test_other_inputs_are_copied_once_not_written(monkeypatch):
     assert not np.shares_memory(ab3, ab) and not np.shares_memory(b3, b32)
     assert x.dtype == np.float64
     assert rel_err(x, scipy_solve(ab, b32, True)) < TOL64
+
+
+def test_reused_storage_gives_the_same_result():
+    """A factorization writes into the storage of the last factor released (python/README.md):
+    from a larger batch, a smaller one, a float32 one or fresh after empty_cache(), the results
+    are the same bits."""
+    rng = np.random.default_rng(77)
+
+    def problem(batch, n, kd, dtype=np.float64):
+        ab = rng.uniform(-1, 1, (batch, kd + 1, n))
+        ab[:, 0] += 2 * (kd + 1)
+        return ab.astype(dtype), rng.uniform(-1, 1, (batch, n, 2)).astype(dtype)
+
+    ab, b = problem(5, 40, 3)
+    banded.empty_cache()
+    want = banded.solveh_banded(ab, b)
+    want_l = banded.cholesky_banded(ab)
+    for other in (problem(9, 70, 6), problem(2, 10, 1), problem(4, 40, 3, np.float32)):
+        banded.solveh_banded(*other)
+        np.testing.assert_array_equal(banded.solveh_banded(ab, b), want)
+        np.testing.assert_array_equal(banded.cholesky_banded(ab), want_l)
+    banded.empty_cache()
+    np.testing.assert_array_equal(banded.solveh_banded(ab, b), want)

@@ -1,7 +1,7 @@
 use std::marker::PhantomData;
 
 use crate::error::{Error, Result, fmt_shape};
-use crate::alloc::zeroed_vec;
+use crate::alloc::{resized_par, zeroed_vec};
 use rayon::prelude::*;
 
 use crate::par::{Par, min_len};
@@ -90,29 +90,39 @@ impl<T: Real> BandBatch<T> {
     /// conversion is a strided pass over memory; a batch of tens of MB converts in a fraction
     /// of the time on all cores). Same result, same errors.
     pub fn from_lower_band_par(ab: &[T], batch: usize, n: usize, kd: usize, par: Par) -> Result<Self> {
-        let mut out = Self::zeros(batch, n, kd)?;
-        if ab.len() != out.data.len() {
+        Self::from_lower_band_in(Vec::new(), ab, batch, n, kd, par)
+    }
+
+    /// [`from_lower_band_par`](Self::from_lower_band_par) into `storage` (any contents, e.g.
+    /// [`Cholesky::into_storage`](crate::Cholesky::into_storage) of a factor no longer needed):
+    /// reused if its capacity suffices, so a caller converting batches of one size repeatedly
+    /// maps and zeroes no fresh pages. Every element is written once (the ignored entries with
+    /// zeros). O(batch·n·kd). Errors: as [`from_lower_band`](Self::from_lower_band), or
+    /// [`Error::InvalidArgument`] if new storage cannot be allocated.
+    pub fn from_lower_band_in(storage: Vec<T>, ab: &[T], batch: usize, n: usize, kd: usize, par: Par) -> Result<Self> {
+        let len = Self::checked_len(batch, n, kd)?;
+        if ab.len() != len {
             return Err(Error::shape(
                 "ab",
-                format!("{} elements = {}", out.data.len(), fmt_shape(&[batch, kd + 1, n])),
+                format!("{len} elements = {}", fmt_shape(&[batch, kd + 1, n])),
                 format!("{} elements", ab.len()),
             ));
         }
+        let mut data = resized_par("ab", storage, len, batch, par)?;
         let w = kd + 1;
         let convert = |(sys, src): (&mut [T], &[T])| {
             // Column by column: contiguous writes, `w` sequential read streams.
             for (j, col) in sys.chunks_exact_mut(w).enumerate() {
-                for (d, x) in col.iter_mut().enumerate().take(n - j) {
-                    *x = src[d * n + j];
+                for (d, x) in col.iter_mut().enumerate() {
+                    *x = if j + d < n { src[d * n + j] } else { T::zero() };
                 }
             }
         };
-        out.data
-            .par_chunks_exact_mut(n * w)
+        data.par_chunks_exact_mut(n * w)
             .zip(ab.par_chunks_exact(n * w))
             .with_min_len(min_len(par, batch))
             .for_each(convert);
-        Ok(out)
+        Ok(Self::from_parts(batch, n, kd, data))
     }
 
     /// Builds a batch from a function of `(system, i, j)` evaluated on the lower band

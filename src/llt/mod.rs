@@ -250,8 +250,10 @@ impl<T: Real> Cholesky<T> {
             }),
         }
     }
-    /// The storage, whatever its layout (for reuse by the next factorization).
-    pub(crate) fn into_storage(self) -> Vec<T> {
+    /// The factor's storage, whatever its layout (`batch·n·(kd+1)` elements of unspecified
+    /// contents), for reuse by the next factorization: e.g.
+    /// [`BandBatch::from_lower_band_in`] or [`Workspace::from_factor`](crate::smnn::Workspace::from_factor). O(1).
+    pub fn into_storage(self) -> Vec<T> {
         match self.store {
             Store::Band(l) => l.into_parts().3,
             Store::Packed(p) => p.into_storage(),
