@@ -89,7 +89,8 @@ impl Drop for Factor {
     }
 }
 
-fn params(check_finite: bool) -> Params {
+/// The crate's defaults (all threads of rayon's pool, automatic kernel), checks as asked.
+pub(crate) fn params(check_finite: bool) -> Params {
     Params::default().with_check_finite(check_finite)
 }
 

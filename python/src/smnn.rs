@@ -11,7 +11,7 @@ use pyo3::prelude::*;
 
 use crate::convert::{array, by_dtype, dtype_of, slice, view};
 use crate::errors::IntoPy;
-use crate::llt::{Factor, FactorElement};
+use crate::llt::{Factor, FactorElement, params};
 use crate::pool;
 
 /// The layer's options as Python passes them: `(n_steps, weight_equation, weight_init_var,
@@ -20,10 +20,6 @@ type Opts = (Option<usize>, f64, f64, f64, bool);
 
 fn options((n_steps, weight_equation, weight_init_var, weight_smooth, central): Opts) -> Options {
     Options { n_steps, weight_equation, weight_init_var, weight_smooth, central }
-}
-
-fn params(check_finite: bool) -> banded::Params {
-    banded::Params::default().with_check_finite(check_finite)
 }
 
 /// The four input arrays of one call, viewed.
