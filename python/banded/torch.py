@@ -258,7 +258,17 @@ def _check_frozen_shapes(version, c, r, v):
 def _ode_frozen_solve(rhs: torch.Tensor, version: int) -> torch.Tensor:
     """``u = M⁻¹ rhs`` with the frozen operator ``version``, ``rhs`` and ``u`` ``(batch, T, D, O)``."""
     b = _np(rhs).reshape(rhs.shape[0], -1, 1)
-    return _t(_frozen_factor(version, rhs).solve(b, True)).reshape(rhs.shape)
+    factor = _frozen_factor(version, rhs)
+    try:
+        u = factor.solve(b, True)
+    except ValueError as err:
+        if getattr(err, "arg", None) == "b":  # a NaN or ±∞ in Aᵀβ
+            raise ValueError(
+                f"non-finite value in the right-hand side Aᵀβ of frozen operator {version}, formed from this call's "
+                f"`coefficients`, `rhs_equation` and `init_vars` ({err})"
+            ) from None
+        raise
+    return _t(u).reshape(rhs.shape)
 
 
 @_ode_frozen_solve.register_fake

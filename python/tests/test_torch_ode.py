@@ -317,7 +317,7 @@ def test_frozen_later_call_reuses_operator():
     first, other = _frozen_setup(200)
     c1, r1, v1, h1 = first
     c2, r2, v2, h2 = other
-    kw = dict(weight_equation=0.9, weight_smooth=1.2, enable_central_smoothness=True)
+    kw = dict(weight_equation=0.9, weight_init_var=1.3, weight_smooth=1.2, enable_central_smoothness=True)
     u1 = bt.ode_forward(c1, r1, v1, h1, frozen_lhs_cache_version=version, **kw)
     assert_close(u1, dense_ode_forward(c1, r1, v1, h1, **kw), TOL_DENSE, "first call u")
     # A later call with the same version: the operator M is the FIRST call's (its coefficients
@@ -615,3 +615,30 @@ def test_tensors_off_the_cpu_get_a_clear_error():
     ab = torch.ones(2, 2, 5, dtype=F64)
     with pytest.raises(ValueError, match=r"`ab`: a meta tensor"):
         bt.solveh_banded(ab.to("meta"), torch.ones(2, 5, dtype=F64))
+
+
+def test_backward_without_the_forwards_factor_recomputes_it():
+    """The backward finds the forward's factor through the handle; if the handle's entry is gone
+    (python/banded/torch.py), it refactors from the saved inputs with the same kernels: the
+    same gradients, bit for bit."""
+    inputs = make_inputs(batch=(2,), T=6, seed=970)
+
+    def grads(drop_factors):
+        xs = [x.clone().requires_grad_(True) for x in inputs]
+        u = bt.ode_forward(*xs, weight_init_var=0.7, enable_central_smoothness=True)
+        if drop_factors:
+            bt._factors.clear()
+        u.backward(torch.ones_like(u))
+        return [x.grad for x in xs]
+
+    for got, want in zip(grads(True), grads(False)):
+        assert torch.equal(got, want)
+
+
+def test_frozen_later_call_with_a_nan_names_the_inputs():
+    a, b = _frozen_setup(980)
+    bt.ode_forward(*a, frozen_lhs_cache_version=7110)
+    c, r, v, h = (x.clone() for x in b)
+    r[1, 2, 0] = float("nan")
+    with pytest.raises(ValueError, match=r"frozen operator 7110.*`rhs_equation`"):
+        bt.ode_forward(c, r, v, h, frozen_lhs_cache_version=7110)

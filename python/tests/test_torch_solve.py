@@ -432,3 +432,21 @@ def test_shape_and_dtype_errors():
         btorch.solveh_banded(ab.to(torch.int64), b.to(torch.int64))
     with pytest.raises((ValueError, TypeError)):
         btorch.solveh_banded(ab.numpy(), b.numpy())
+
+
+def test_backward_without_the_forwards_factor_recomputes_it():
+    """If the handle's factor is gone (python/banded/torch.py), the backward refactors `ab`
+    with the same kernels: the same gradients, bit for bit."""
+    rng = seed("refactor")
+    ab, b = random_ab(rng, (3,), 9, 2), make_b(rng, (3,), 9, "mat2")
+
+    def grads(drop_factors):
+        a, x = ab.clone().requires_grad_(True), b.clone().requires_grad_(True)
+        out = btorch.solveh_banded(a, x)
+        if drop_factors:
+            btorch._factors.clear()
+        out.backward(torch.ones_like(out))
+        return a.grad, x.grad
+
+    for got, want in zip(grads(True), grads(False)):
+        assert torch.equal(got, want)

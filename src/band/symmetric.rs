@@ -86,9 +86,8 @@ impl<T: Real> BandBatch<T> {
         Self::from_lower_band_par(ab, batch, n, kd, Par::Seq)
     }
 
-    /// [`from_lower_band`](Self::from_lower_band) with the systems spread over `par` (one
-    /// conversion is a strided pass over memory; a batch of tens of MB converts in a fraction
-    /// of the time on all cores). Same result, same errors.
+    /// [`from_lower_band`](Self::from_lower_band) with the systems spread over `par` (the
+    /// conversion is one strided pass over memory, O(batch·n·kd)). Same result, same errors.
     pub fn from_lower_band_par(ab: &[T], batch: usize, n: usize, kd: usize, par: Par) -> Result<Self> {
         Self::from_lower_band_in(Vec::new(), ab, batch, n, kd, par)
     }
