@@ -232,6 +232,71 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
             }
         }
     }
+    check_inverse::<T>(c, &chol)?;
+    // The combined backward is the solve's backward plus the log-determinant's, entry by entry
+    // (one rounding apart: c·z + g is rounded once where the sum of the two results twice).
+    let gl: Vec<T> = c.g.iter().take(c.batch).map(|&v| T::from_f64(v)).collect();
+    let both = chol.backward_with_logdet(&x, &gx, &gl, &p).unwrap();
+    let only = chol.logdet_backward(&gl, &p).unwrap();
+    prop_assert_eq!(&both.rhs, &grad.rhs);
+    for ((&b, &g), &o) in both.ab.as_slice().iter().zip(grad.ab.as_slice()).zip(only.as_slice()) {
+        let (b, g, o) = (b.as_f64(), g.as_f64(), o.as_f64());
+        prop_assert!((b - (g + o)).abs() <= 2.0 * u * (g.abs() + o.abs()), "combined backward {b} vs {g} + {o}");
+    }
+    Ok(())
+}
+
+/// The band of `A⁻¹` ([`Cholesky::inverse_band`]) and the log-determinant's gradient
+/// ([`Cholesky::logdet_backward`]) of every system of `c` against faer's dense inverse (f64).
+///
+/// Tolerance: `L̂` is the exact factor of `A + ΔA₁` (the factor's backward error, as in
+/// `check_case`), and the recurrence's rounding is taken as a further backward perturbation of
+/// the same form with `γ_{2kd+4}` (each entry is one dot product of at most `2kd + 1` terms and a
+/// division); to first order `‖Ẑ − Z‖_F ≤ ‖Z‖₂²‖ΔA‖_F ≤ ‖Z‖_F²(η₁ + η₂)`, plus the dense
+/// reference's own error, doubled for second-order terms: a bound of the form `κ(A)·‖A⁻¹‖·u`.
+fn check_inverse<T: Real>(c: &Case, chol: &Cholesky<T>) -> Result<(), TestCaseError> {
+    let (n, kd, w) = (c.n, c.kd, c.kd + 1);
+    let kde = kd.min(n - 1);
+    let u = T::epsilon().as_f64() / 2.0;
+    let u64_ = f64::EPSILON / 2.0;
+    let p = c.params;
+    let z = chol.inverse_band(&p).unwrap().to_lower_band().unwrap();
+    let gl: Vec<T> = c.g.iter().take(c.batch).map(|&v| T::from_f64(v)).collect();
+    let gz = chol.logdet_backward(&gl, &p).unwrap().to_lower_band().unwrap();
+    let l_band = chol.l().to_lower_band().unwrap();
+    for s in 0..c.batch {
+        let band = |d: usize, j: usize| c.ab[(s * w + d) * n + j];
+        let a_d = Mat::from_fn(n, n, |i, j| {
+            let (i, j) = if i >= j { (i, j) } else { (j, i) };
+            if i - j <= kd { band(i - j, j) } else { 0.0 }
+        });
+        let llt = a_d.llt(Side::Lower).expect("reference is SPD");
+        let ainv = llt.solve(Mat::<f64>::identity(n, n));
+        let l_hat = Mat::from_fn(n, n, |i, j| {
+            if i >= j && i - j <= kd { l_band[(s * w + (i - j)) * n + j].as_f64() } else { 0.0 }
+        });
+        let abs_ll = frob(&(abs_mat(&l_hat) * abs_mat(&l_hat).transpose()));
+        let l_ref = llt.L().to_owned();
+        let abs_lr = frob(&(abs_mat(&l_ref) * abs_mat(&l_ref).transpose()));
+        let eta = (gamma(kde + 2, u) + gamma(2 * kde + 4, u)) * abs_ll + u * frob(&a_d) + gamma(3 * n + 1, u64_) * abs_lr;
+        let tol_z = 2.0 * frob(&ainv).powi(2) * eta;
+        let mut err2 = 0.0;
+        for d in 0..w {
+            for j in 0..n {
+                let (got, grad) = (z[(s * w + d) * n + j].as_f64(), gz[(s * w + d) * n + j].as_f64());
+                if j + d >= n {
+                    prop_assert_eq!((got, grad), (0.0, 0.0), "ignored entries are zero");
+                    continue;
+                }
+                err2 += (got - ainv[(j + d, j)]).powi(2);
+                // ∂ log det/∂a: Z[j,j] on the diagonal, 2·Z[i,j] below (the symmetric convention).
+                let want = if d == 0 { gl[s].as_f64() * got } else { 2.0 * gl[s].as_f64() * got };
+                prop_assert!((grad - want).abs() <= u * want.abs(), "system {s}: ∂logdet/∂a[{},{j}] = {grad} vs {want}", j + d);
+            }
+        }
+        let err = err2.sqrt();
+        prop_assert!(err <= tol_z, "system {s}: ‖Ẑ − A⁻¹‖_F on the band = {err:e} > {tol_z:e}");
+    }
     Ok(())
 }
 
@@ -363,8 +428,31 @@ fn long_strategy() -> impl Strategy<Value = Case> {
         })
 }
 
+/// Selected inversion over every bandwidth 0..=64, `kd ≥ n − 1` included (a full triangle, or
+/// a band stored wider than the matrix), in batches of up to 17 (f64: two 8-lane packs and a
+/// single system, or one padded pack; f32: one at a time or one padded pack).
+fn inverse_strategy() -> impl Strategy<Value = Case> {
+    (1usize..=80, 0usize..=64, 1usize..=17, any::<u64>(), 0u8..2, any::<bool>()).prop_map(|(n, kd, batch, seed, kind, two)| {
+        let par = if two { Par::rayon(2) } else { Par::Seq };
+        gen_case(batch, n, kd, 1, seed, kind, Params::default().with_par(par))
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(16))]
+
+    #[test]
+    fn f64_inverse_band_matches_dense_faer(c in inverse_strategy()) {
+        let a = BandBatch::from_lower_band(&c.ab, c.batch, c.n, c.kd).unwrap();
+        check_inverse::<f64>(&c, &Cholesky::factor(&a, &c.params).unwrap())?;
+    }
+
+    #[test]
+    fn f32_inverse_band_matches_dense_faer(c in inverse_strategy()) {
+        let ab: Vec<f32> = c.ab.iter().map(|&v| v as f32).collect();
+        let a = BandBatch::from_lower_band(&ab, c.batch, c.n, c.kd).unwrap();
+        check_inverse::<f32>(&c, &Cholesky::factor(&a, &c.params).unwrap())?;
+    }
 
     #[test]
     fn f64_long_systems_match_dense_faer(c in long_strategy()) {

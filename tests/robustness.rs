@@ -116,6 +116,40 @@ fn a_gradient_beyond_the_precision_is_an_overflow_error() {
     assert!(matches!(e, Error::Overflow { arg: "grad_ab", ref index, .. } if index == &vec![0, 0, 0]), "{e:?}");
 }
 
+#[test]
+fn an_inverse_beyond_the_precision_is_an_overflow_error() {
+    // A = 1e-30·I in f32: A⁻¹ = 1e30·I is finite, 1e-40 (a subnormal pivot) gives 1e40, which is not.
+    let (batch, n) = (2, 3);
+    let ab: Vec<f32> = (0..batch).flat_map(|s| [vec![if s == 0 { 1e-30f32 } else { 1e-40 }; n], vec![0.0; n]].concat()).collect();
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, 1).unwrap(), &p()).unwrap();
+    let e = chol.inverse_band(&p()).unwrap_err();
+    assert!(matches!(e, Error::Overflow { arg: "inverse_band", ref index, .. } if index == &vec![1, 0, 0]), "{e:?}");
+    assert!(matches!(chol.logdet_backward(&[1.0, 1.0], &p()), Err(Error::Overflow { arg: "grad_ab", .. })));
+    // Unchecked, the raw result; system 0 alone is fine.
+    let z = chol.inverse_band(&p().with_check_finite(false)).unwrap();
+    assert!(z.get(0, 1, 1).is_some_and(|v| (v / 1e30 - 1.0).abs() < 1e-6));
+    assert!(z.get(1, 0, 0).is_some_and(|v| !v.is_finite()));
+}
+
+#[test]
+fn grad_logdet_is_checked() {
+    let (batch, n) = (3, 4);
+    let ab: Vec<f64> = (0..batch).flat_map(|_| [vec![2.0; n], vec![-1.0; n]].concat()).collect();
+    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, 1).unwrap(), &p()).unwrap();
+    let e = chol.logdet_backward(&[1.0; 2], &p()).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "grad_logdet", .. }), "{e:?}");
+    assert!(e.to_string().contains("(3,)") && e.to_string().contains("(2,)"), "{e}");
+    let e = chol.logdet_backward(&[1.0, f64::NAN, 1.0], &p()).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { arg: "grad_logdet", ref index, .. } if index == &vec![1]), "{e:?}");
+    let x = BatchMatrix::new(vec![1.0; batch * n], batch, n, 1).unwrap();
+    let e = chol.backward_with_logdet(&x, &x, &[1.0; 4], &p()).unwrap_err();
+    assert!(matches!(e, Error::Shape { arg: "grad_logdet", .. }), "{e:?}");
+    let e = chol.backward_with_logdet(&x, &x, &[0.0, 0.0, f64::INFINITY], &p()).unwrap_err();
+    assert!(matches!(e, Error::NonFinite { arg: "grad_logdet", .. }), "{e:?}");
+    // A zero grad_logdet adds nothing: the combined backward is the solve's.
+    assert_eq!(chol.backward_with_logdet(&x, &x, &[0.0; 3], &p()).unwrap(), chol.backward(&x, &x, &p()).unwrap());
+}
+
 /// An S-MNN layer (batch 2, T 6, E 1, D 1, O 2, S 1, I 1) and inputs of `T`, well posed.
 fn smnn_problem<T: banded::Real>(opts: Options) -> (Smnn, Data<T>) {
     let shapes = InputShapes { coefficients: &[2, 6, 1, 1, 2], rhs_equation: &[2, 6, 1], init_vars: &[2, 1, 1, 1], steps: &[2, 5] };

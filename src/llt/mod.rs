@@ -3,6 +3,8 @@
 //! The layers (see `docs/ARCHITECTURE.md`):
 //! - per-system reference kernels on one system's column-major band (see [`BandBatch`]):
 //!   `factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`;
+//! - selected inversion (the band of `A⁻¹`, for the log-determinant's gradient): `inverse.rs`,
+//!   one kernel for packs and single systems;
 //! - the same kernels on `L` lane-interleaved systems, one window of columns at a time
 //!   (`kernels.rs`), bitwise equal to the reference per lane;
 //! - one windowed driver per operation, generic over where a pack's columns live (`driver.rs`);
@@ -15,6 +17,7 @@ mod backward;
 mod batched;
 mod driver;
 mod factor;
+mod inverse;
 mod kernels;
 mod logdet;
 mod packed;
@@ -29,7 +32,7 @@ use crate::band::lanes::with_lanes;
 use crate::error::{Error, PivotFailure, Result};
 use crate::par::min_len;
 use crate::params::Params;
-use crate::scalar::Real;
+use crate::scalar::{Real, first_non_finite, fmt_value};
 use crate::simd::Isa;
 
 pub(crate) use backward::band_gradient_system;
@@ -345,13 +348,122 @@ impl<T: Real> Cholesky<T> {
     /// ∂ℓ/∂B = Λ = A⁻¹ ∂ℓ/∂X (one more solve with this factor) and, for the stored lower band,
     /// `∂ℓ/∂a_ij = −Σ_r (Λ[i,r] X[j,r] + Λ[j,r] X[i,r])` for `i > j` and
     /// `∂ℓ/∂a_jj = −Σ_r Λ[j,r] X[j,r]` (the symmetric convention: an off-diagonal stored entry
-    /// stands for both `A[i,j]` and `A[j,i]`). Nothing outside the band is formed.
+    /// stands for both `A[i,j]` and `A[j,i]`). Nothing outside the band is formed. When the loss
+    /// also depends on [`logdet`](Self::logdet), see
+    /// [`backward_with_logdet`](Self::backward_with_logdet).
     ///
     /// Cost O(n·kd·nrhs) per system. Errors: [`Error::Shape`] (`x`, `grad_x`),
     /// [`Error::NonFinite`] (`x`, `grad_x`), [`Error::Overflow`] (`grad_rhs`, `grad_ab`: a
     /// gradient beyond the largest finite value); the finiteness checks only if
     /// `params.check_finite()`.
     pub fn backward<S1: AsRef<[T]>, S2: AsRef<[T]>>(&self, x: &BatchMatrix<T, S1>, grad_x: &BatchMatrix<T, S2>, params: &Params) -> Result<SolveGrads<T>> {
+        self.backward_impl(x, grad_x, None, params)
+    }
+
+    /// The backward of a loss that depends on both the solution `X = A⁻¹B` and
+    /// `log det A` (e.g. a Gaussian log-likelihood `−½ bᵀA⁻¹b − ½ log det A`), in one pass:
+    /// [`backward`](Self::backward)'s gradients plus `grad_logdet[s]`·∂ log det A_s/∂(band), that
+    /// is `grad_ab` gains `grad_logdet[s]·(A⁻¹)[j,j]` on the diagonal and
+    /// `2·grad_logdet[s]·(A⁻¹)[i,j]` below it (the symmetric convention of `backward`), from
+    /// [`inverse_band`](Self::inverse_band) written straight into `grad_ab`.
+    ///
+    /// `grad_logdet`: ∂ℓ/∂ log det A_s, one per system. Cost: `backward` + `inverse_band`.
+    /// Errors: those of `backward`; [`Error::Shape`] (`grad_logdet` not of length `batch`),
+    /// [`Error::NonFinite`] (`grad_logdet`, if `params.check_finite()`).
+    pub fn backward_with_logdet<S1: AsRef<[T]>, S2: AsRef<[T]>>(
+        &self,
+        x: &BatchMatrix<T, S1>,
+        grad_x: &BatchMatrix<T, S2>,
+        grad_logdet: &[T],
+        params: &Params,
+    ) -> Result<SolveGrads<T>> {
+        self.check_grad_logdet(grad_logdet, params)?;
+        self.backward_impl(x, grad_x, Some(grad_logdet), params)
+    }
+
+    /// The entries of `A_s⁻¹` inside the band, for every system, in the layout of the input
+    /// [`BandBatch`] (`(A_s⁻¹)[j+d, j]` where the input had `A_s[j+d, j]`; convert with
+    /// [`BandBatch::to_lower_band`]). Selected inversion (the Takahashi recurrence) from the
+    /// factor, last column first; the packs of a factor kept as packs are inverted as packs.
+    ///
+    /// This is the marginal variance/covariance band of a Gaussian with precision `A`, and the
+    /// gradient of `log det A` (see [`logdet_backward`](Self::logdet_backward)).
+    ///
+    /// Cost per system: `2·n·kd²` flops for `kd ≪ n` (about twice the factorization), O(n·kd)
+    /// memory; nothing outside the band is formed. Errors: [`Error::InvalidArgument`] (the
+    /// result cannot be allocated); [`Error::Overflow`] (`inverse_band`: an entry beyond the
+    /// largest finite value, a nearly singular matrix; checked if `params.check_finite()`).
+    pub fn inverse_band(&self, params: &Params) -> Result<BandBatch<T>> {
+        let z = self.inverse_band_unchecked(params)?;
+        if params.check_finite() {
+            z.check_finite_par("inverse_band", params.par()).map_err(Error::into_overflow)?;
+        }
+        Ok(z)
+    }
+
+    /// [`inverse_band`](Self::inverse_band) without the finiteness check of the result.
+    fn inverse_band_unchecked(&self, params: &Params) -> Result<BandBatch<T>> {
+        let (batch, n, kd) = self.shape();
+        let mut z = BandBatch::zeros(batch, n, kd)?;
+        let isa = Isa::of(params.kernel());
+        match &self.store {
+            Store::Band(l) => inverse::inverse_band_systems(isa.unwrap_or(Isa::Portable), l.as_slice(), z.as_mut_slice(), batch, Dims { n, kd, nrhs: 0 }, params.par()),
+            Store::Packed(p) => p.inverse_band(isa.unwrap_or(p.isa), z.as_mut_slice(), params.par()),
+        }
+        Ok(z)
+    }
+
+    /// The gradient of `Σ_s grad_logdet[s]·log det A_s` with respect to the stored lower band of
+    /// each `A_s`: `grad_logdet[s]·(A_s⁻¹)[j,j]` on the diagonal and `2·grad_logdet[s]·(A_s⁻¹)[i,j]`
+    /// for `i > j` (an off-diagonal stored entry stands for both `A[i,j]` and `A[j,i]`, as in
+    /// [`backward`](Self::backward)), in the input's [`BandBatch`] layout.
+    ///
+    /// Cost: that of [`inverse_band`](Self::inverse_band). Errors: [`Error::Shape`]
+    /// (`grad_logdet` not of length `batch`); [`Error::NonFinite`] (`grad_logdet`) and
+    /// [`Error::Overflow`] (`grad_ab`), if `params.check_finite()`; [`Error::InvalidArgument`]
+    /// (the result cannot be allocated).
+    pub fn logdet_backward(&self, grad_logdet: &[T], params: &Params) -> Result<BandBatch<T>> {
+        self.check_grad_logdet(grad_logdet, params)?;
+        let mut g = self.inverse_band_unchecked(params)?;
+        let (len, w) = (g.system_len(), self.kd() + 1);
+        if len > 0 {
+            g.as_mut_slice().par_chunks_mut(len).zip(grad_logdet).with_min_len(min_len(params.par(), self.batch())).for_each(|(z, &c)| {
+                for col in z.chunks_exact_mut(w) {
+                    col[0] = c * col[0];
+                    for v in &mut col[1..] {
+                        *v = (c + c) * *v;
+                    }
+                }
+            });
+        }
+        if params.check_finite() {
+            g.check_finite_par("grad_ab", params.par()).map_err(Error::into_overflow)?;
+        }
+        Ok(g)
+    }
+
+    /// Errors unless `grad_logdet` has one finite value per system (finiteness only if
+    /// `params.check_finite()`).
+    fn check_grad_logdet(&self, grad_logdet: &[T], params: &Params) -> Result<()> {
+        if grad_logdet.len() != self.batch() {
+            return Err(Error::shape("grad_logdet", format!("({},)", self.batch()), format!("({},)", grad_logdet.len())));
+        }
+        if params.check_finite()
+            && let Some(s) = first_non_finite(grad_logdet)
+        {
+            return Err(Error::NonFinite { arg: "grad_logdet", index: vec![s], value: fmt_value(grad_logdet[s]) });
+        }
+        Ok(())
+    }
+
+    /// [`backward`](Self::backward), with `logdet`'s gradient added when given (checked).
+    fn backward_impl<S1: AsRef<[T]>, S2: AsRef<[T]>>(
+        &self,
+        x: &BatchMatrix<T, S1>,
+        grad_x: &BatchMatrix<T, S2>,
+        logdet: Option<&[T]>,
+        params: &Params,
+    ) -> Result<SolveGrads<T>> {
         x.expect_systems("x", self.batch(), self.n())?;
         grad_x.expect_shape("grad_x", x.shape())?;
         if params.check_finite() {
@@ -360,14 +472,21 @@ impl<T: Real> Cholesky<T> {
         }
         let lambda = self.solve(grad_x, &params.with_check_finite(false))?;
         let (n, kd, nrhs) = (self.n(), self.kd(), x.cols());
-        let mut ab = BandBatch::zeros(self.batch(), n, kd)?;
+        let mut ab = match logdet {
+            Some(_) => self.inverse_band_unchecked(params)?,
+            None => BandBatch::zeros(self.batch(), n, kd)?,
+        };
         let len = ab.system_len();
-        ab.as_mut_slice()
-            .par_chunks_mut(len)
-            .zip(x.as_slice().par_chunks(n * nrhs))
-            .zip(lambda.as_slice().par_chunks(n * nrhs))
-            .with_min_len(min_len(params.par(), self.batch()))
-            .for_each(|((g, x), lam)| band_gradient_system(x, lam, Dims { n, kd, nrhs }, g));
+        let dims = Dims { n, kd, nrhs };
+        if len > 0 {
+            ab.as_mut_slice()
+                .par_chunks_mut(len)
+                .zip(x.as_slice().par_chunks(n * nrhs))
+                .zip(lambda.as_slice().par_chunks(n * nrhs))
+                .enumerate()
+                .with_min_len(min_len(params.par(), self.batch()))
+                .for_each(|(s, ((g, x), lam))| band_gradient_system(x, lam, dims, g, logdet.map(|c| c[s])));
+        }
         if params.check_finite() {
             lambda.check_finite_par("grad_rhs", params.par()).map_err(Error::into_overflow)?;
             ab.check_finite_par("grad_ab", params.par()).map_err(Error::into_overflow)?;

@@ -4,7 +4,11 @@ use crate::band::lanes::with_lanes;
 use crate::scalar::Real;
 use crate::simd::Isa;
 
+use crate::par::Par;
+
 use super::batched::{Batch, repack, solve_packs};
+use super::Dims;
+use super::inverse::inverse_packs;
 
 /// A factored batch stored as packs **in place of the input's storage**: the first
 /// `full = batch / lanes` packs of `lanes` systems are rewritten, each in its own `len·lanes`
@@ -59,5 +63,13 @@ impl<T: Real> Packed<T> {
         let full = self.batch / self.lanes * self.lanes;
         let (lf, lt) = self.data.split_at(full * self.n * (self.kd + 1));
         with_lanes!(self.lanes, L => solve_packs::<T, L>(isa, lf, lt, job));
+    }
+
+    /// The band of every `A_s⁻¹` into `out` (band layout, `batch·n·(kd+1)` elements) under `isa`.
+    pub(crate) fn inverse_band(&self, isa: Isa, out: &mut [T], par: Par) {
+        let (batch, n, kd) = self.shape();
+        let full = batch / self.lanes * self.lanes;
+        let (lf, lt) = self.data.split_at(full * n * (kd + 1));
+        with_lanes!(self.lanes, L => inverse_packs::<T, L>(isa, lf, lt, out, batch, Dims { n, kd, nrhs: 0 }, par));
     }
 }
