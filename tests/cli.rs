@@ -530,6 +530,10 @@ fn emulator_solve_matches_the_cpu() {
     // Against SciPy too.
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--device", "emulator"]));
     assert!(rel_err(&read(&d.file("x.npy")).1, &r.x) < 1e-10);
+    // Selected inversion is CPU-only: refused on a device, naming the flag, nothing written.
+    let err = assert_fails(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", "inv.npy", "--device", "emulator"]));
+    assert!(err.contains("--inverse-band") && err.contains("CPU"), "{err}");
+    assert!(!d.file("inv.npy").exists() && !d.file("x2.npy").exists());
 }
 
 /// Bad inputs give the CPU's error line, word for word, on the emulator.
@@ -641,6 +645,34 @@ fn keep_going_writes_the_other_systems() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(stderr(&o).lines().count(), 4);
     assert!(read(&d.file("x.npy")).1.iter().all(|v| v.is_nan()));
+}
+
+/// `--inverse-band`: the band of A⁻¹ (LAPACK's dense inverse in `band_inverse.npz`), in AB's
+/// shape, exactly the library's `inverse_band`; with `--keep-going`, NaN for a failed system.
+#[test]
+fn solve_writes_the_inverse_band() {
+    let r = reference();
+    let d = Dir::new();
+    write(&d.file("ab.npy"), &[B, W, N], &r.ab);
+    write(&d.file("rhs.npy"), &[B, N, R], &r.rhs);
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--inverse-band", "inv.npy"]));
+    let (shape, inv, descr) = read(&d.file("inv.npy"));
+    assert_eq!((shape, descr.as_str()), (vec![B, W, N], "<f8"));
+    let (_, want) = npz_array("band_inverse.npz", "kd4");
+    assert!(rel_err(&inv, &want) < 1e-10, "{}", rel_err(&inv, &want));
+    let a = BandBatch::from_lower_band(&r.ab, B, N, W - 1).unwrap();
+    let p = Params::default();
+    assert_eq!(inv, Cholesky::factor(&a, &p).unwrap().inverse_band(&p).unwrap().to_lower_band().unwrap());
+
+    let mut bad = r.ab.clone();
+    bad[W * N + 3] = -1.0; // system 1, A[3, 3]
+    write(&d.file("bad.npy"), &[B, W, N], &bad);
+    let o = d.run(&["solve", "--ab", "bad.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--inverse-band", "inv.npy", "--keep-going"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).lines().next().is_some_and(|l| l.contains("X, INV")), "{}", stderr(&o));
+    let (_, inv, _) = read(&d.file("inv.npy"));
+    assert!(inv[W * N..].iter().all(|v| v.is_nan()));
+    assert!(rel_err(&inv[..W * N], &want[..W * N]) < 1e-10);
 }
 
 #[test]

@@ -67,3 +67,31 @@ fn band_vectors() {
         check(f);
     }
 }
+
+/// `inverse_band` and `logdet_backward` against LAPACK's dense inverse (`dpotri`) of the same
+/// matrices (`tests/data/band_inverse.npz`, made by `scripts/make_inverse_vectors.py`), in f64
+/// and (to the f32 rounding of the inputs, κ ≲ 1e3) in f32.
+#[test]
+fn inverse_band_vectors() {
+    for f in FILES {
+        let (abs, ab) = npz_array(f, "ab");
+        let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
+        let key = f.trim_start_matches("band_").trim_end_matches(".npz");
+        let (zs, z_ref) = npz_array("band_inverse.npz", key);
+        assert_eq!(zs, abs);
+        let p = Params::default();
+        let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &p).unwrap();
+        let z = chol.inverse_band(&p).unwrap().to_lower_band().unwrap();
+        assert!(rel_err(&z, &z_ref) < TOL, "{f}: inverse_band {}", rel_err(&z, &z_ref));
+        // ∂ log det/∂ab with weight 1: Z on the diagonal, 2Z below it.
+        let ones = vec![1.0; batch];
+        let g = chol.logdet_backward(&ones, &p).unwrap().to_lower_band().unwrap();
+        let g_ref: Vec<f64> = z_ref.iter().enumerate().map(|(k, v)| if (k / n) % (kd + 1) == 0 { *v } else { 2.0 * v }).collect();
+        assert!(rel_err(&g, &g_ref) < TOL, "{f}: logdet_backward {}", rel_err(&g, &g_ref));
+
+        let ab32: Vec<f32> = ab.iter().map(|&v| v as f32).collect();
+        let chol32 = Cholesky::factor(&BandBatch::from_lower_band(&ab32, batch, n, kd).unwrap(), &p).unwrap();
+        let z32: Vec<f64> = chol32.inverse_band(&p).unwrap().to_lower_band().unwrap().iter().map(|&v| v as f64).collect();
+        assert!(rel_err(&z32, &z_ref) < 1e3 * f32::EPSILON as f64, "{f}: f32 inverse_band {}", rel_err(&z32, &z_ref));
+    }
+}

@@ -27,7 +27,9 @@ j >= n-d are ignored). Shapes:
 The rank of AB decides how RHS is read: with a 3-D AB a 2-D RHS is always (batch, n), even \
 when batch == n; to give every system the same n x nrhs right-hand side, repeat it to \
 (batch, n, nrhs). X is written with RHS's shape, LD (log det A_s) with shape (batch,), L (the Cholesky \
-factor, lower band) with AB's shape.
+factor, lower band) and INV (the entries of A_s^-1 inside the band, by selected inversion: \
+the marginal covariances of a Gaussian with precision A_s, and d log det A_s / dA_s) with \
+AB's shape.
 
 Arrays are float64 or float32 (either byte order; C or Fortran order). Both float32: the \
 work and the outputs are float32. Otherwise float64 (NumPy's promotion; a float32 input is \
@@ -35,11 +37,12 @@ widened exactly). NaN or infinity in the band of AB or in RHS is an error, as is
 that is not positive definite (the message names the system and the column).
 
 Without --keep-going, nothing is written when a system fails. With it, every output is written \
-for the systems that are positive definite, the failed systems' X, LD and L being NaN; each \
+for the systems that are positive definite, the failed systems' X, LD, L and INV being NaN; each \
 failure is reported on stderr (one `warning:` line) and the command still exits with status 1.
 
 With --device cuda[:N] (or emulator) the factor, the solve and log det run on that device; the \
-files read and written, and the errors, are the same as on the CPU."
+files read and written, and the errors, are the same as on the CPU (--inverse-band is \
+CPU-only for now: it is refused with a device)."
 )]
 pub struct SolveArgs {
     /// Lower band of A: (batch, kd+1, n) or (kd+1, n), .npy
@@ -58,6 +61,10 @@ pub struct SolveArgs {
     /// SciPy's cholesky_banded(ab, lower=True) (the ignored entries are written as 0), .npy
     #[arg(long, value_name = "L.npy")]
     pub cholesky: Option<PathBuf>,
+    /// Also write the entries of A_s⁻¹ inside the band (selected inversion, O(n·kd²)) in AB's
+    /// shape and band layout (the ignored entries are written as 0), .npy
+    #[arg(long, value_name = "INV.npy")]
+    pub inverse_band: Option<PathBuf>,
     /// When some systems are not positive definite, still write the others' results (the
     /// failed systems' are NaN), report each failure, and exit with status 1
     #[arg(long)]
@@ -124,12 +131,13 @@ pub fn run(args: &SolveArgs) -> Result<()> {
     }
 }
 
-/// What `banded solve` writes: X (row-major `(batch, n, nrhs)`), and log det A_s and the
-/// lower band of L (AB's layout) when asked for.
+/// What `banded solve` writes: X (row-major `(batch, n, nrhs)`), and log det A_s, the
+/// lower band of L and the band of A⁻¹ (AB's layout) when asked for.
 struct Solution<T> {
     x: Vec<T>,
     logdet: Option<Vec<T>>,
     l: Option<Vec<T>>,
+    inv: Option<Vec<T>>,
 }
 
 fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, mut rhs: Tensor<T>) -> Result<()> {
@@ -151,13 +159,18 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
             let ok = keep_going::survivors(batch, failures);
             let (w, sub_layout) = (kd + 1, Layout { batch: ok.len(), ..layout });
             let sub = if ok.is_empty() {
-                Solution { x: Vec::new(), logdet: Some(Vec::new()), l: Some(Vec::new()) }
+                Solution { x: Vec::new(), logdet: Some(Vec::new()), l: Some(Vec::new()), inv: Some(Vec::new()) }
             } else {
                 let (ab_ok, rhs_ok) = (keep_going::gather(&ab.data, w * n, &ok)?, keep_going::gather(&rhs.data, n * nrhs, &ok)?);
                 solve_on(args, backend, sub_layout, &ab_ok, rhs_ok, &params)?
             };
             let all = |v: Option<Vec<T>>, per| v.map(|v| keep_going::scatter(&v, per, &ok, batch)).transpose();
-            let solution = Solution { x: keep_going::scatter(&sub.x, n * nrhs, &ok, batch)?, logdet: all(sub.logdet, 1)?, l: all(sub.l, w * n)? };
+            let solution = Solution {
+                x: keep_going::scatter(&sub.x, n * nrhs, &ok, batch)?,
+                logdet: all(sub.logdet, 1)?,
+                l: all(sub.l, w * n)?,
+                inv: all(sub.inv, w * n)?,
+            };
             (solution, Some(e))
         }
     };
@@ -168,11 +181,15 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
     if let (Some(path), Some(l)) = (&args.cholesky, &solution.l) {
         io::write_npy(path, &ab.shape, l)?;
     }
+    if let (Some(path), Some(inv)) = (&args.inverse_band, &solution.inv) {
+        io::write_npy(path, &ab.shape, inv)?;
+    }
     match failed {
         None => Ok(()),
         Some(e) => {
             if let Error::NotPositiveDefinite { failures, .. } = &e {
-                let outputs = ["X", "LD", "L"].into_iter().zip([true, args.logdet.is_some(), args.cholesky.is_some()]);
+                let asked = [true, args.logdet.is_some(), args.cholesky.is_some(), args.inverse_band.is_some()];
+                let outputs = ["X", "LD", "L", "INV"].into_iter().zip(asked);
                 keep_going::report(failures, &outputs.filter(|o| o.1).map(|o| o.0).collect::<Vec<_>>().join(", "));
             }
             Err(e)
@@ -201,6 +218,7 @@ fn solve_cpu<T: Elem>(args: &SolveArgs, layout: Layout, a: BandBatch<T>, rhs: Ve
         x: x.into_vec(),
         logdet: args.logdet.is_some().then(|| chol.logdet()),
         l: args.cholesky.is_some().then(|| chol.l().to_lower_band()).transpose()?,
+        inv: args.inverse_band.is_some().then(|| chol.inverse_band(params)?.to_lower_band()).transpose()?,
     })
 }
 
@@ -209,6 +227,10 @@ fn solve_cpu<T: Elem>(args: &SolveArgs, layout: Layout, a: BandBatch<T>, rhs: Ve
 #[cfg(feature = "cuda")]
 fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &BandBatch<T>, rhs: &[T], params: &Params) -> Result<Solution<T>> {
     let Layout { batch, n, nrhs, .. } = layout;
+    if args.inverse_band.is_some() {
+        let reason = "selected inversion runs on the CPU only; drop --device to write INV".to_string();
+        return Err(Error::InvalidArgument { arg: "--inverse-band", reason });
+    }
     let chol = DeviceCholesky::factor_in_place(gpu.upload_band(a)?, params)?;
     let mut x = gpu.upload(rhs, &[batch, n, nrhs]).map_err(|e| e.for_arg("rhs"))?;
     chol.solve_in_place(&mut x, params)?;
@@ -216,6 +238,7 @@ fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &
         x: x.to_host()?,
         logdet: args.logdet.is_some().then(|| chol.logdet()?.to_host()).transpose()?,
         l: args.cholesky.is_some().then(|| chol.l().to_host()?.to_lower_band()).transpose()?,
+        inv: None,
     })
 }
 
