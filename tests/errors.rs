@@ -1,7 +1,7 @@
 //! Every error path of the solver API: bad shapes, non-finite values, non-positive-definite
 //! systems (right system and column, other systems intact), and the edge sizes.
 
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Par, Params, PivotFailure};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, PackedBandBatch, PackedBatchMatrix, Par, Params, PivotFailure};
 
 /// Tridiagonal `[-1, 2.5, -1]` of order `n` in the interchange layout (SPD).
 fn tridiag(n: usize) -> Vec<f64> {
@@ -257,4 +257,59 @@ fn large_batches_name_the_first_non_finite_entry_in_parallel() {
         let e = chol.solve(&b, &p().with_par(par)).unwrap_err();
         assert!(matches!(&e, Error::NonFinite { arg: "rhs", index, .. } if index == &[50, 3, 1]), "{par:?}: {e}");
     }
+}
+
+#[test]
+fn packed_inputs_are_checked() {
+    // 10 tridiagonal systems of order 5 in packs of 8 (one pack, two systems after it).
+    let (batch, n) = (10, 5);
+    let ab: Vec<f64> = (0..batch).flat_map(|_| tridiag(n)).collect();
+    let a = BandBatch::from_lower_band(&ab, batch, n, 1).unwrap();
+    let invalid = |r: Result<PackedBandBatch<f64>, Error>| match r {
+        Err(Error::InvalidArgument { arg, reason }) => (arg, reason),
+        other => panic!("accepted: {other:?}"),
+    };
+    let (arg, reason) = invalid(PackedBandBatch::from_band(&a, 3));
+    assert!(arg == "lanes" && reason.contains("[1, 8, 16, 32, 64]"), "{reason}");
+    assert!(matches!(PackedBandBatch::new(vec![0.0; 99], batch, n, 1, 8), Err(Error::Shape { arg: "ab", .. })));
+    assert!(matches!(PackedBandBatch::<f64>::new(vec![], 0, n, 1, 8), Err(Error::Shape { arg: "ab", .. })));
+    assert!(matches!(PackedBatchMatrix::new(vec![0.0; 49], batch, n, 1, 8), Err(Error::Shape { arg: "data", .. })));
+    assert!(matches!(PackedBatchMatrix::new(vec![0.0; 50], batch, n, 1, 5), Err(Error::InvalidArgument { arg: "lanes", .. })));
+
+    // A NaN in a pack and one after the packs are named by their interchange index; NaN in the
+    // ignored entries (below the matrix) is no error.
+    for (s, i, j) in [(3, 2, 1), (9, 4, 4)] {
+        let mut ap = PackedBandBatch::from_band(&a, 8).unwrap();
+        let k = ap.offset(s, i, j).unwrap();
+        ap.as_mut_slice()[k] = f64::NAN;
+        match Cholesky::factor_packed(ap, &p()).unwrap_err() {
+            Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("ab", vec![s, i - j, j])),
+            e => panic!("wrong error {e:?}"),
+        }
+    }
+    let mut ap = PackedBandBatch::from_band(&a, 8).unwrap();
+    let below = ap.offset(3, n - 1, n - 1).unwrap() + 8; // the next row of the pack: (3, d = 1, j = n − 1), ignored
+    ap.as_mut_slice()[below] = f64::NAN;
+    let chol = Cholesky::factor_packed(ap, &p()).unwrap();
+    assert_eq!(chol.lanes(), 8);
+
+    // Right-hand sides: lanes must be the factor's, shapes its systems'; NaN named (s, i, r).
+    let b = BatchMatrix::new(vec![1.0; batch * n * 2], batch, n, 2).unwrap();
+    let mut b16 = PackedBatchMatrix::from_matrix(&b, 16).unwrap();
+    let e = chol.solve_packed_in_place(&mut b16, &p()).unwrap_err();
+    assert!(matches!(e, Error::InvalidArgument { arg: "rhs", ref reason } if reason.contains("16 lanes") && reason.contains("with 8")), "{e:?}");
+    let short = BatchMatrix::new(vec![1.0; 9 * n], 9, n, 1).unwrap();
+    assert!(matches!(chol.solve_packed_in_place(&mut PackedBatchMatrix::from_matrix(&short, 8).unwrap(), &p()), Err(Error::Shape { arg: "rhs", .. })));
+    let mut bp = PackedBatchMatrix::from_matrix(&b, 8).unwrap();
+    let k = bp.offset(9, 2, 1).unwrap();
+    bp.as_mut_slice()[k] = f64::INFINITY;
+    match chol.solve_packed_in_place(&mut bp, &p()).unwrap_err() {
+        Error::NonFinite { arg, index, .. } => assert_eq!((arg, index), ("rhs", vec![9, 2, 1])),
+        e => panic!("wrong error {e:?}"),
+    }
+    // A not positive definite system in a pack is reported as by `factor`.
+    let mut bad = ab.clone();
+    bad[2 * 2 * n + 3] = -1.0; // system 2, A[3, 3]
+    let ap = PackedBandBatch::from_band(&BandBatch::from_lower_band(&bad, batch, n, 1).unwrap(), 8).unwrap();
+    assert!(matches!(Cholesky::factor_packed(ap, &p()), Err(Error::NotPositiveDefinite { system: 2, column: 3, .. })));
 }

@@ -26,7 +26,7 @@ mod common;
 use std::fmt;
 
 use banded::band::pack_lanes;
-use banded::{BandBatch, BatchMatrix, Cholesky, Kernel, Par, Params, Real};
+use banded::{BandBatch, BatchMatrix, Cholesky, Kernel, PackedBandBatch, PackedBatchMatrix, Par, Params, Real};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
 use proptest::prelude::*;
@@ -411,6 +411,38 @@ fn fused_factor_solve_matches_factor_then_solve() {
         let fused = Cholesky::factor_solve(a, &mut xf, &p).unwrap();
         prop_assert_eq!(&xf, &x);
         prop_assert_eq!(&fused, &chol);
+        Ok(())
+    }
+    for_each_layout::<f64>(3, run::<f64>);
+    for_each_layout::<f32>(3, run::<f32>);
+}
+
+/// The packed-input API: a batch given in the lane-interleaved layout factors and solves to the
+/// same bits as the band layout, with the lanes the kernels choose and with twice as many; the
+/// layout conversions round-trip and `offset` addresses the entries `get` reads.
+#[test]
+fn packed_input_matches_band_input() {
+    fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
+        let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
+        let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
+        let b = BatchMatrix::new(to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
+        let p = c.params;
+        let chol = Cholesky::factor(&a, &p).unwrap();
+        let x = chol.solve(&b, &p).unwrap();
+        let chosen = PackedBandBatch::<T>::lanes_for(c.batch, c.kd, &p);
+        for lanes in [chosen, if chosen == 1 { 8 } else { 2 * chosen }] {
+            let ap = PackedBandBatch::from_band(&a, lanes).unwrap();
+            for (s, i, j) in [(0, 0, 0), (c.batch - 1, c.n - 1, c.n - 1 - c.kd.min(c.n - 1)), (c.batch / 2, c.n / 2, c.n / 2)] {
+                prop_assert_eq!(ap.offset(s, i, j).map(|k| ap.as_slice()[k]), a.get(s, i, j));
+            }
+            prop_assert_eq!(ap.offset(c.batch, 0, 0), None);
+            prop_assert_eq!(&ap.clone().into_band(), &a);
+            let cp = Cholesky::factor_packed(ap, &p).unwrap();
+            prop_assert_eq!(&cp, &chol);
+            let mut bp = PackedBatchMatrix::from_matrix(&b, cp.lanes()).unwrap();
+            cp.solve_packed_in_place(&mut bp, &p).unwrap();
+            prop_assert_eq!(&bp.into_matrix(), &x);
+        }
         Ok(())
     }
     for_each_layout::<f64>(3, run::<f64>);

@@ -20,6 +20,9 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
+use crate::alloc::with_thread_scratch;
 use crate::params::Params;
 use crate::scalar::Real;
 use crate::simd::Isa;
@@ -398,4 +401,22 @@ mod x86 {
             _mm256_permute2f128_ps::<0x31>(s3, s7),
         ]
     }
+}
+
+/// Rewrites the full packs of `data` (`L` systems of `len` elements each) between the band
+/// layout and the pack layout, in place (`to_packs`: band → packs), through one pack of scratch.
+pub(crate) fn repack<T: Real, const L: usize>(data: &mut [T], batch: usize, len: usize, to_packs: bool) {
+    let full = batch / L;
+    data[..full * L * len].par_chunks_mut(len * L).for_each(|chunk| {
+        with_thread_scratch::<T, _>(len * L, |buf| {
+            let buf = buf.as_chunks_mut::<L>().0;
+            if to_packs {
+                gather_all(chunk, buf, len);
+                chunk.copy_from_slice(buf.as_flattened());
+            } else {
+                buf.as_flattened_mut().copy_from_slice(chunk);
+                scatter(buf, chunk, len, 0);
+            }
+        })
+    });
 }

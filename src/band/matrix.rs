@@ -89,6 +89,12 @@ impl<T: Real> BatchMatrix<T> {
     pub fn into_vec(self) -> Vec<T> {
         self.data
     }
+
+    /// Wraps row-major data; the caller guarantees `data.len() == batch·rows·cols`, all ≥ 1.
+    pub(crate) fn from_parts(data: Vec<T>, batch: usize, rows: usize, cols: usize) -> Self {
+        debug_assert_eq!(data.len(), batch * rows * cols);
+        Self { batch, rows, cols, data, elem: PhantomData }
+    }
 }
 
 impl<T: Real, S: AsRef<[T]> + AsMut<[T]>> BatchMatrix<T, S> {

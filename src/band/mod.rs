@@ -4,12 +4,14 @@
 
 pub(crate) mod lanes;
 mod matrix;
+mod packed;
 #[cfg(feature = "cli")]
 mod random;
 mod symmetric;
 
 pub use lanes::pack_lanes;
 pub use matrix::{BatchMatrix, BatchMut, BatchRef};
+pub use packed::{PackedBandBatch, PackedBatchMatrix};
 #[cfg(feature = "cli")]
 pub use random::random_spd_problem;
 pub use symmetric::{BandBatch, BandRef};

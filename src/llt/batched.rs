@@ -236,8 +236,10 @@ fn solve_band_pack<T: Real, const L: usize>(isa: Isa, l: &[T], x: &mut [T], dims
 
 /// Solves the full packs' systems with their factor in pack layout (`lf`: `full` packs of
 /// `L·n·(kd+1)` elements) and the rest with theirs in the band layout (`lt`), as
-/// [`factor_packs`] left them.
-pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T], job: Batch<'_, T>) {
+/// [`factor_packs`] left them. With `rhs_packed`, the full packs' right-hand sides are in pack
+/// layout too (`L·n·nrhs` elements per pack, solved in place with no gather or scatter); the
+/// others' are row-major either way.
+pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T], job: Batch<'_, T>, rhs_packed: bool) {
     let Batch { batch, dims, rhs, par } = job;
     let (len, blen) = (dims.n * (dims.kd + 1), dims.n * dims.nrhs);
     let full = batch / L;
@@ -246,10 +248,12 @@ pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T],
         par,
         || {
             bf.par_chunks_mut(blen * L).zip(lf.par_chunks(len * L)).with_min_len(min_len(par, full.max(1))).for_each(|(x, lc)| {
-                with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims), |rbuf| {
-                    let cols = InMemory { pack: lc.as_chunks::<L>().0, w: dims.kd + 1 };
-                    solve_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims)
-                })
+                let mut cols = InMemory { pack: lc.as_chunks::<L>().0, w: dims.kd + 1 };
+                if rhs_packed {
+                    solve_pack(isa, &mut cols, x.as_chunks_mut::<L>().0, dims);
+                    return;
+                }
+                with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims), |rbuf| solve_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims))
             })
         },
         || {
@@ -258,22 +262,4 @@ pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T],
             solve_band(Plan { isa, lanes }, lt, Batch { batch: rem, dims, rhs: bt, par });
         },
     );
-}
-
-/// Rewrites the full packs of `data` (`L` systems of `len` elements each) between the band
-/// layout and the pack layout, in place (`to_packs`: band → packs), through one pack of scratch.
-pub(crate) fn repack<T: Real, const L: usize>(data: &mut [T], batch: usize, len: usize, to_packs: bool) {
-    let full = batch / L;
-    data[..full * L * len].par_chunks_mut(len * L).for_each(|chunk| {
-        with_thread_scratch::<T, _>(len * L, |buf| {
-            let buf = buf.as_chunks_mut::<L>().0;
-            if to_packs {
-                gather_all(chunk, buf, len);
-                chunk.copy_from_slice(buf.as_flattened());
-            } else {
-                buf.as_flattened_mut().copy_from_slice(chunk);
-                scatter(buf, chunk, len, 0);
-            }
-        })
-    });
 }

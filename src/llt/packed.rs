@@ -1,12 +1,12 @@
 //! [`Packed`]: a factored batch kept in pack layout, in place of the input's storage.
 
-use crate::band::lanes::with_lanes;
+use crate::band::lanes::{repack, with_lanes};
 use crate::scalar::Real;
 use crate::simd::Isa;
 
 use crate::par::Par;
 
-use super::batched::{Batch, repack, solve_packs};
+use super::batched::{Batch, solve_packs};
 use super::Dims;
 use super::inverse::inverse_packs;
 
@@ -57,12 +57,13 @@ impl<T: Real> Packed<T> {
         }
     }
 
-    /// Solves `job` (this factor's `batch` systems, `n`, `kd`) in place under `isa`.
-    pub(crate) fn solve(&self, isa: Isa, job: Batch<'_, T>) {
+    /// Solves `job` (this factor's `batch` systems, `n`, `kd`) in place under `isa`; with
+    /// `rhs_packed`, the right-hand sides of the full packs are in pack layout (`lanes` wide).
+    pub(crate) fn solve(&self, isa: Isa, job: Batch<'_, T>, rhs_packed: bool) {
         debug_assert_eq!((job.batch, job.dims.n, job.dims.kd), self.shape());
         let full = self.batch / self.lanes * self.lanes;
         let (lf, lt) = self.data.split_at(full * self.n * (self.kd + 1));
-        with_lanes!(self.lanes, L => solve_packs::<T, L>(isa, lf, lt, job));
+        with_lanes!(self.lanes, L => solve_packs::<T, L>(isa, lf, lt, job, rhs_packed));
     }
 
     /// The band of every `A_s⁻¹` into `out` (band layout, `batch·n·(kd+1)` elements) under `isa`.
