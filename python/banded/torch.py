@@ -1,4 +1,5 @@
-"""PyTorch ops: ``solveh_banded`` and the S-MNN layer ``ode_forward`` (see ``python/README.md``).
+"""PyTorch ops: ``solveh_banded``, ``logdet_banded`` and the S-MNN layer ``ode_forward`` (see
+``python/README.md``).
 
 Each op is a ``torch.library.custom_op`` with a fake (meta) implementation and
 ``register_autograd``, so it runs in eager mode, under ``torch.compile`` and in
@@ -20,7 +21,7 @@ import torch
 from . import _native
 from ._linalg import _call
 
-__all__ = ["solveh_banded", "ode_forward", "clear_frozen_cache", "empty_cache"]
+__all__ = ["solveh_banded", "logdet_banded", "ode_forward", "clear_frozen_cache", "empty_cache"]
 
 # ---------------------------------------------------------------------------------------------
 # Tensors in and out
@@ -147,6 +148,75 @@ def solveh_banded(ab, b):
     b3 = b.reshape(count, n, -1).contiguous()
     x, _ = _solveh(ab.reshape(count, w, n).contiguous(), b3, list(batch))
     return x.reshape(b.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# logdet_banded
+
+
+@torch.library.custom_op("banded::logdet", mutates_args=())
+def _logdet(ab: torch.Tensor, batch_shape: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    factor = _call(tuple(batch_shape), _native.factor, _np(ab), True)
+    return _t(factor.logdet()), _keep(factor)
+
+
+@_logdet.register_fake
+def _(ab, batch_shape):
+    return ab.new_empty(ab.shape[0]), torch.empty(1, dtype=torch.int64)
+
+
+@torch.library.custom_op("banded::logdet_backward", mutates_args=())
+def _logdet_backward(ab: torch.Tensor, handle: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    factor = _factor_of(handle)
+    if factor is None:
+        factor = _native.factor(_np(ab), True)
+    return _t(factor.logdet_backward(_np(grad), True))
+
+
+@_logdet_backward.register_fake
+def _(ab, handle, grad):
+    return ab.new_empty(ab.shape)
+
+
+def _logdet_setup(ctx, inputs, output):
+    ab, _ = inputs
+    _, handle = output
+    ctx.save_for_backward(ab, handle)
+    ctx.mark_non_differentiable(handle)
+
+
+def _logdet_grad(ctx, grad, _grad_handle):
+    ab, handle = ctx.saved_tensors
+    if grad is None:
+        return None, None
+    return _logdet_backward(ab, handle, grad), None
+
+
+_logdet.register_autograd(_logdet_grad, setup_context=_logdet_setup)
+
+
+def logdet_banded(ab):
+    """``log det A`` of SPD band matrices, differentiably in ``ab``.
+
+    ``ab`` ``(..., kd + 1, n)`` as in :func:`solveh_banded`; returns shape ``ab.shape[:-2]``.
+    The gradient is ``A⁻¹`` on the band (selected inversion from the forward's factor, O(n·kd²)
+    per system; nothing outside the band is formed): ``∂/∂ab[..., 0, j] = A⁻¹[j, j]`` and
+    ``2·A⁻¹[j + d, j]`` for ``d ≥ 1`` (an off-diagonal entry stands for ``A[i, j]`` and
+    ``A[j, i]``); 0 for the ignored entries. With :func:`solveh_banded` this gives a Gaussian
+    log-likelihood ``−½ bᵀA⁻¹b − ½ log det A`` and its gradients. Raises as
+    :func:`solveh_banded`.
+    """
+    _check("ab", ab)
+    if ab.dim() < 2 or ab.shape[-2] == 0 or ab.shape[-1] == 0:
+        raise ValueError(f"`ab`: expected shape (..., kd + 1, n) with kd + 1 ≥ 1 and n ≥ 1, got {tuple(ab.shape)}")
+    batch, (w, n) = tuple(ab.shape[:-2]), ab.shape[-2:]
+    count = 1
+    for s in batch:
+        count *= s
+    if count == 0:
+        return ab.new_zeros(batch)
+    ld, _ = _logdet(ab.reshape(count, w, n).contiguous(), list(batch))
+    return ld.reshape(batch)
 
 
 # ---------------------------------------------------------------------------------------------

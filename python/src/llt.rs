@@ -178,6 +178,21 @@ impl Factor {
         by_dtype!(dtype_of("x", x)?, backward_t(self, py, x, grad_x, check_finite))
     }
 
+    /// The entries of `A⁻¹` inside the band, lower interchange layout `(batch, kd + 1, n)`.
+    fn inverse_band<'py>(&self, py: Python<'py>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+        with_factor!(self.any()?, c => {
+            let shape = [c.batch(), c.kd() + 1, c.n()];
+            let v = py.detach(|| c.inverse_band(&params(check_finite))?.to_lower_band()).py_err(py)?;
+            array(py, v, &shape)
+        })
+    }
+
+    /// ∂(Σ_s grad_logdet[s]·log det A_s)/∂ab for `grad_logdet` `(batch,)`: `(batch, kd + 1, n)`,
+    /// lower interchange layout.
+    fn logdet_backward<'py>(&self, py: Python<'py>, grad_logdet: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+        by_dtype!(dtype_of("grad_logdet", grad_logdet)?, logdet_backward_t(self, py, grad_logdet, check_finite))
+    }
+
     /// `L` in the lower interchange layout, `(batch, kd + 1, n)`.
     fn lower_band<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         with_factor!(self.any()?, c => {
@@ -250,4 +265,12 @@ fn backward_t<'py, T: FactorElement>(
         })
         .py_err(py)?;
     Ok((array(py, gb, &shape)?, array(py, gab, &[c.batch(), c.kd() + 1, c.n()])?))
+}
+
+fn logdet_backward_t<'py, T: FactorElement>(f: &Factor, py: Python<'py>, grad_logdet: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+    let c = f.get::<T>("grad_logdet")?;
+    let g = view::<T>("grad_logdet", grad_logdet, 1)?;
+    let g = slice(&g);
+    let v = py.detach(|| c.logdet_backward(g, &params(check_finite))?.to_lower_band()).py_err(py)?;
+    array(py, v, &[c.batch(), c.kd() + 1, c.n()])
 }

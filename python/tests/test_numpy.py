@@ -504,6 +504,71 @@ def test_backward_finite_differences(lower):
     assert rel_err(gb, fdb) < 1e-7
 
 
+def lower_band_of(z, kd):
+    """The lower layout `(..., kd + 1, n)` of the band of dense symmetric `z` (0 outside)."""
+    n = z.shape[-1]
+    out = np.zeros((*z.shape[:-2], kd + 1, n))
+    for d in range(min(kd, n - 1) + 1):
+        j = np.arange(n - d)
+        out[..., d, : n - d] = z[..., j + d, j]
+    return out
+
+
+@pytest.mark.parametrize("lower", [True, False], ids=["lower", "upper"])
+@pytest.mark.parametrize("batch_shape,n,kd", CASES)
+def test_inverse_band_and_logdet_backward_match_dense_inverse(batch_shape, n, kd, lower):
+    """`inverse_banded` / `BandCholesky.inverse_band` against NumPy's dense inverse, restricted to
+    the band, in the layout of `ab`; `logdet_backward` is `g·A⁻¹` on the diagonal and `2g·A⁻¹`
+    off it; float32 stays float32."""
+    rng = seed("inv", batch_shape, n, kd, lower)
+    ab = random_spd_band(rng, batch_shape, n, kd, lower=lower)
+    zinv = np.linalg.inv(dense_from_lower(as_lower(ab, lower)))
+    want_low = lower_band_of(zinv, kd)
+    want = want_low if lower else lower_to_upper(want_low)
+    z = unchanged(banded.inverse_banded, ab, lower=lower)
+    assert z.shape == ab.shape and z.dtype == np.float64
+    assert rel_err(z, want) < TOL64
+    f = banded.BandCholesky(ab, lower=lower)
+    assert np.array_equal(f.inverse_band(), z)
+    g = rng.uniform(-2.0, 2.0, size=batch_shape)
+    gab = unchanged(f.logdet_backward, g)
+    scale_low = np.where(np.arange(kd + 1)[:, None] == 0, 1.0, 2.0) * np.ones((kd + 1, n))
+    grad_low = np.asarray(g)[..., None, None] * scale_low * want_low
+    assert gab.shape == ab.shape
+    assert rel_err(gab, grad_low if lower else lower_to_upper(grad_low)) < TOL64
+    z32 = banded.inverse_banded(ab.astype(np.float32), lower=lower)
+    assert z32.dtype == np.float32 and rel_err(z32, want) < TOL32
+
+
+def test_logdet_backward_finite_differences():
+    """∂(g·log det A)/∂ab by central differences on stored entries (an off-diagonal stored
+    entry moves both A[i, j] and A[j, i])."""
+    rng = seed("ldfd")
+    n, kd = 7, 2
+    ab = random_spd_band(rng, (), n, kd, garbage=False)
+    g = 0.7
+    gab = banded.BandCholesky(ab).logdet_backward(g)
+    h = 1e-6
+    fd = np.zeros_like(ab)
+    m = mask_lower(kd, n)
+    for d in range(kd + 1):
+        for j in range(n):
+            if m[d, j]:
+                e = np.zeros_like(ab)
+                e[d, j] = h
+                fd[d, j] = g * (banded.logdet_banded(ab + e) - banded.logdet_banded(ab - e)) / (2 * h)
+    assert rel_err(gab, fd) < 1e-7
+
+
+def test_logdet_backward_errors():
+    ab = random_spd_band(seed("lderr"), (2, 3), 6, 1)
+    f = banded.BandCholesky(ab)
+    with pytest.raises(ValueError, match="grad_logdet.*expected shape \\(2, 3\\)"):
+        f.logdet_backward(np.ones(6))
+    with pytest.raises(ValueError, match="grad_logdet"):
+        f.logdet_backward(np.array([[1.0, np.nan, 1.0], [1.0, 1.0, 1.0]]))
+
+
 # --------------------------------------------------------------------------------------------
 # reference vectors (SciPy/LAPACK)
 # --------------------------------------------------------------------------------------------
