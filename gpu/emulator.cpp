@@ -54,7 +54,7 @@ struct Entry {
 
 const Entry KERNELS[] = {
     ENTRIES(interleave), ENTRIES(deinterleave), ENTRIES(first_bad),
-    ENTRIES(band_factor), ENTRIES(band_solve), ENTRIES(band_logdet), ENTRIES(band_gradient),
+    ENTRIES(band_factor), ENTRIES(band_solve), ENTRIES(band_logdet), ENTRIES(band_gradient), ENTRIES(band_inverse),
     ENTRIES(smnn_assemble), ENTRIES(smnn_rhs), ENTRIES(smnn_grads),
 };
 

@@ -2,7 +2,7 @@
 // over the columns inside the kernel (one launch per phase). The band of system `s` is
 // `a[(j * (kd + 1) + d) * batch + s] = A_s[j + d, j]`; a right-hand side block is
 // `b[(i * nrhs + r) * batch + s] = B_s[i, r]`. The arithmetic is that of the CPU reference
-// kernels (src/llt/factor.rs, solve.rs, logdet.rs, backward.rs), in the same order.
+// kernels (src/llt/factor.rs, solve.rs, logdet.rs, backward.rs, inverse.rs), in the same order.
 
 // Factors every system in place (LAPACK `pbtf2`, right-looking). `info[s]` is 0, or `j + 1`
 // for the first column `j` whose pivot is not a positive finite number (the factor stops
@@ -103,3 +103,50 @@ __device__ void band_gradient(const T* __restrict__ x, const T* __restrict__ lam
     }
 }
 BANDED_KERNEL(band_gradient, (const T* x, const T* lam, T* g, i64 batch, i64 n, i64 kd, i64 nrhs), (x, lam, g, batch, n, kd, nrhs))
+
+// The band of Z = A⁻¹ from the factor `l` into `z` (same layout; zeros below the matrix), by
+// selected inversion, last column first (src/llt/inverse.rs, the same operations in the same
+// order): s_k = Σ_i Z[j+k, j+i]·L[j+i, j] read down the columns of Z already computed,
+// Z[j+k, j] = −s_k / L[j,j], Z[j,j] = (1/L[j,j] − Σ_k Z[j+k, j]·L[j+k, j]) / L[j,j]. With
+// `scale` (one weight c per system) the result is the log-determinant's gradient instead:
+// c·Z[j,j] on the diagonal, 2c·Z[i,j] below (applied after the whole recurrence). One thread
+// per system.
+template <class T>
+__device__ void band_inverse(const T* __restrict__ l, T* __restrict__ z, const T* __restrict__ scale, i64 batch, i64 n, i64 kd) {
+    i64 s = global_id();
+    if (s >= batch) return;
+    i64 w = kd + 1;
+    const T* ls = l + s;
+    T* zs = z + s;
+    for (i64 j = n - 1; j >= 0; --j) {
+        i64 kn = b_min(kd, n - 1 - j);
+        const T* col = ls + j * w * batch;
+        T* zj = zs + j * w * batch;
+        T inv = T(1) / col[0];
+        for (i64 k = 1; k <= kn; ++k) zj[k * batch] = T(0);
+        for (i64 k = 1; k <= kn; ++k) {
+            const T* zc = zs + (j + k) * w * batch;
+            T vk = col[k * batch];
+            T acc = zc[0] * vk;
+            for (i64 d = 1; d <= kn - k; ++d) {
+                T zd = zc[d * batch];
+                acc = acc + zd * col[(k + d) * batch];
+                zj[(k + d) * batch] = zj[(k + d) * batch] + zd * vk;
+            }
+            zj[k * batch] = -((zj[k * batch] + acc) * inv);
+        }
+        T sum = T(0);
+        for (i64 i = 1; i <= kn; ++i) sum = sum + zj[i * batch] * col[i * batch];
+        zj[0] = (inv - sum) * inv;
+        for (i64 d = kn + 1; d <= kd; ++d) zj[d * batch] = T(0);
+    }
+    if (scale) {
+        T c = scale[s];
+        for (i64 j = 0; j < n; ++j) {
+            T* zj = zs + j * w * batch;
+            zj[0] = c * zj[0];
+            for (i64 d = 1; d <= kd; ++d) zj[d * batch] = (c + c) * zj[d * batch];
+        }
+    }
+}
+BANDED_KERNEL(band_inverse, (const T* l, T* z, const T* scale, i64 batch, i64 n, i64 kd), (l, z, scale, batch, n, kd))

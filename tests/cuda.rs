@@ -2,7 +2,8 @@
 //!
 //! - With the `cuda-emulator` feature, every kernel of `gpu/` runs on the CPU through the host
 //!   emulator (the same `.cu` sources compiled as C++) behind the same API: band factor,
-//!   solve, log-determinant and the solve's backward (property tests over shapes, kd ≥ n − 1
+//!   solve, log-determinant, the solve's backward, selected inversion and the log-determinant's
+//!   gradient (property tests over shapes, kd ≥ n − 1
 //!   included), the S-MNN forward, backward and frozen path (broadcast axes, weights, central
 //!   smoothness), and the error paths, all compared with the CPU backend: bitwise (the kernels
 //!   do the CPU reference kernels' operations in the same order).
@@ -81,6 +82,13 @@ fn band_case<T: CudaReal>(gpu: &CudaBackend, seed: u64, batch: usize, n: usize, 
     let dg = dev.backward(&dx, &gpu.upload(gx.as_slice(), &gx.shape()).unwrap(), &p).unwrap();
     close(gpu, &format!("grad_rhs ({case})"), &dg.rhs.to_host().unwrap(), grads.rhs.as_slice(), bound);
     close(gpu, &format!("grad_ab ({case})"), dg.ab.to_host().unwrap().as_slice(), grads.ab.as_slice(), bound);
+    // Selected inversion (κ(A)·‖A⁻¹‖ enters once more: the same bound, times 4kd + 2) and the
+    // log-determinant's gradient.
+    let zb = bound * (4.0 * k + 2.0);
+    close(gpu, &format!("inverse_band ({case})"), dev.inverse_band(&p).unwrap().to_host().unwrap().as_slice(), cpu.inverse_band(&p).unwrap().as_slice(), zb);
+    let c: Vec<T> = (0..batch).map(|s| T::from_f64(0.5 - s as f64 / batch as f64)).collect();
+    let dgl = dev.logdet_backward(&gpu.upload(&c, &[batch]).unwrap(), &p).unwrap();
+    close(gpu, &format!("logdet_backward ({case})"), dgl.to_host().unwrap().as_slice(), cpu.logdet_backward(&c, &p).unwrap().as_slice(), zb);
     // In place: the same factor, the same solution.
     let l2 = DeviceCholesky::factor_in_place(gpu.upload_band(&ab).unwrap(), &p).unwrap();
     let mut dx2 = gpu.upload(b.as_slice(), &b.shape()).unwrap();
@@ -130,6 +138,11 @@ fn band_errors(gpu: &CudaBackend) {
     let want = Cholesky::factor(&ab, &p).unwrap().solve(&BatchMatrix::new(bad.clone(), 5, 12, 1).unwrap(), &p).unwrap_err();
     let got = l.solve(&gpu.upload(&bad, &[5, 12, 1]).unwrap(), &p).unwrap_err();
     assert_eq!(got, want, "non-finite rhs");
+    // grad_logdet: the CPU's shape and non-finite errors.
+    let cpu = Cholesky::factor(&ab, &p).unwrap();
+    assert!(matches!(l.logdet_backward(&gpu.upload(&[1.0; 4], &[4]).unwrap(), &p), Err(Error::Shape { arg: "grad_logdet", .. })));
+    let g = [1.0, 1.0, f64::NAN, 1.0, 1.0];
+    assert_eq!(l.logdet_backward(&gpu.upload(&g, &[5]).unwrap(), &p).unwrap_err(), cpu.logdet_backward(&g, &p).unwrap_err(), "non-finite grad_logdet");
     assert!(matches!(gpu.upload(&[1.0f64; 3], &[2, 2]), Err(Error::Shape { arg: "data", .. })));
     assert!(matches!(gpu.upload::<f64>(&[], &[0, 2]), Err(Error::Shape { .. })));
 }
@@ -330,6 +343,10 @@ fn reference_vectors(gpu: &CudaBackend) {
         }
         let e = rel_err(&gab, &want);
         assert!(e < 1e-10, "{file}: grad_ab {e:.2e}");
+        let key = file.trim_start_matches("band_").trim_end_matches(".npz");
+        let z = l.inverse_band(&p).unwrap().to_host().unwrap().to_lower_band().unwrap();
+        let e = rel_err(&z, &common::npz_array("band_inverse.npz", key).1);
+        assert!(e < 1e-10, "{file}: inverse_band {e:.2e}");
     }
     for file in ["smnn_tiny.npz", "smnn_tiny_central.npz", "smnn_broadcast.npz", "smnn_scalar_ode.npz", "smnn_weighted.npz"] {
         let arr = |key: &str| common::npz_array(file, key);

@@ -41,8 +41,7 @@ for the systems that are positive definite, the failed systems' X, LD, L and INV
 failure is reported on stderr (one `warning:` line) and the command still exits with status 1.
 
 With --device cuda[:N] (or emulator) the factor, the solve and log det run on that device; the \
-files read and written, and the errors, are the same as on the CPU (--inverse-band is \
-CPU-only for now: it is refused with a device)."
+files read and written, and the errors, are the same as on the CPU."
 )]
 pub struct SolveArgs {
     /// Lower band of A: (batch, kd+1, n) or (kd+1, n), .npy
@@ -227,10 +226,6 @@ fn solve_cpu<T: Elem>(args: &SolveArgs, layout: Layout, a: BandBatch<T>, rhs: Ve
 #[cfg(feature = "cuda")]
 fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &BandBatch<T>, rhs: &[T], params: &Params) -> Result<Solution<T>> {
     let Layout { batch, n, nrhs, .. } = layout;
-    if args.inverse_band.is_some() {
-        let reason = "selected inversion runs on the CPU only; drop --device to write INV".to_string();
-        return Err(Error::InvalidArgument { arg: "--inverse-band", reason });
-    }
     let chol = DeviceCholesky::factor_in_place(gpu.upload_band(a)?, params)?;
     let mut x = gpu.upload(rhs, &[batch, n, nrhs]).map_err(|e| e.for_arg("rhs"))?;
     chol.solve_in_place(&mut x, params)?;
@@ -238,7 +233,7 @@ fn solve_cuda<T: Elem>(args: &SolveArgs, layout: Layout, gpu: &CudaBackend, a: &
         x: x.to_host()?,
         logdet: args.logdet.is_some().then(|| chol.logdet()?.to_host()).transpose()?,
         l: args.cholesky.is_some().then(|| chol.l().to_host()?.to_lower_band()).transpose()?,
-        inv: None,
+        inv: args.inverse_band.is_some().then(|| chol.inverse_band(params)?.to_host()?.to_lower_band()).transpose()?,
     })
 }
 

@@ -228,6 +228,49 @@ impl<T: CudaReal> DeviceCholesky<T> {
     }
 }
 
+impl<T: CudaReal> DeviceCholesky<T> {
+    /// The entries of `A_s⁻¹` inside the band, on the device, as
+    /// [`Cholesky::inverse_band`](crate::Cholesky::inverse_band) (selected inversion, the same
+    /// operations in the same order): a [`DeviceBand`] of the factor's shape.
+    ///
+    /// Cost `2·n·kd²` flops per system (one thread per system). Errors: [`Error::Overflow`]
+    /// (`inverse_band`, if `params.check_finite()`), [`Error::Cuda`].
+    pub fn inverse_band(&self, params: &Params) -> Result<DeviceBand<T>> {
+        self.inverse_scaled(None, "inverse_band", params)
+    }
+
+    /// The gradient of `Σ_s grad_logdet[s]·log det A_s` with respect to the stored band, on
+    /// the device, as [`Cholesky::logdet_backward`](crate::Cholesky::logdet_backward):
+    /// `grad_logdet` `(batch,)` on this backend.
+    ///
+    /// Cost: that of [`inverse_band`](Self::inverse_band). Errors: [`Error::Shape`] and
+    /// [`Error::InvalidArgument`] (`grad_logdet`: shape, another backend),
+    /// [`Error::NonFinite`] (`grad_logdet`) and [`Error::Overflow`] (`grad_ab`) if
+    /// `params.check_finite()`, [`Error::Cuda`].
+    pub fn logdet_backward(&self, grad_logdet: &DeviceArray<T>, params: &Params) -> Result<DeviceBand<T>> {
+        grad_logdet.expect("grad_logdet", self.backend(), &[self.batch()])?;
+        if params.check_finite() {
+            grad_logdet.check_finite("grad_logdet")?;
+        }
+        self.inverse_scaled(Some(grad_logdet), "grad_ab", params)
+    }
+
+    /// The `band_inverse` kernel, scaled by `scale` if given; the result checked as `arg`.
+    fn inverse_scaled(&self, scale: Option<&DeviceArray<T>>, arg: &'static str, params: &Params) -> Result<DeviceBand<T>> {
+        let (batch, n, kd) = (self.batch(), self.n(), self.kd());
+        let mut z = DeviceArray::zeros(self.backend(), &[batch, n, kd + 1])?;
+        let scale: DevPtr = scale.map_or(NULL, |c| c.buf.ptr());
+        let (b, n64, kd64) = (batch as i64, n as i64, kd as i64);
+        let name = format!("band_inverse_{}", T::SUFFIX);
+        // SAFETY: `l` and `z` hold `batch·n·(kd+1)` elements, `scale` (if any) `batch`.
+        unsafe { self.backend().launch(&name, batch, &[&self.l.array.buf.ptr(), &z.buf.ptr_mut(), &scale, &b, &n64, &kd64])? };
+        if params.check_finite() {
+            z.check_finite_band(arg, n, kd).map_err(Error::into_overflow)?;
+        }
+        Ok(DeviceBand { array: z, n, kd })
+    }
+}
+
 impl<T: CudaReal> DeviceBand<T> {
     pub(crate) fn from_array(array: DeviceArray<T>, n: usize, kd: usize) -> Self {
         Self { array, n, kd }
