@@ -127,7 +127,8 @@ fn band_errors(gpu: &CudaBackend) {
     let want = Cholesky::factor(&ab, &p).unwrap();
     let got = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap();
     assert_eq!(got.logdet().unwrap().to_host().unwrap().len(), 5);
-    assert_eq!(got.l().to_host().unwrap().to_lower_band().unwrap(), want.l().to_lower_band().unwrap(), "NaN below the matrix");
+    let bound = 16.0 * 3.0 * 10.0 * f64::EPSILON; // band_case's bound at kd = 2
+    close(gpu, "NaN below the matrix", &got.l().to_host().unwrap().to_lower_band().unwrap(), &want.l().to_lower_band().unwrap(), bound);
 
     let (ab, _, _) = band_problem::<f64>(8, 5, 12, 2, 1);
     let l = DeviceCholesky::factor(&gpu.upload_band(&ab).unwrap(), &p).unwrap();
@@ -222,6 +223,8 @@ fn smnn_errors(gpu: &CudaBackend) {
     let dzero = up(&zero, &layer.coefficients_shape());
     let got = layer.forward_cuda(DeviceInputs { coefficients: &dzero, rhs_equation: &r, init_vars: &v, steps: &dh }, &p).map(|f| f.u().len());
     match (cpu, got) {
+        // On a device, FMA rounding may tip the relative pivot test of another system too.
+        (Err(a), Err(b)) if gpu.describe() != "emulator" => assert_eq!(kind(&a), kind(&b), "singular M: {a} vs {b}"),
         (Err(a), Err(b)) => assert_eq!(a, b, "singular M"),
         (Ok(_), Ok(_)) => panic!("expected a singular M"),
         (a, b) => panic!("CPU {:?} vs device {:?}", a.err(), b.err()),

@@ -139,9 +139,11 @@ impl CudaBackend {
             match &*self.inner {
                 Inner::Device(d) => {
                     let what = || "timing with CUDA events".to_string();
-                    let start = driver(what, d.stream.record_event(None))?;
+                    // Timing events (cudarc's default flags disable timing: `elapsed_ms` would fail).
+                    let timed = Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+                    let start = driver(what, d.stream.record_event(timed))?;
                     f()?;
-                    let end = driver(what, d.stream.record_event(None))?;
+                    let end = driver(what, d.stream.record_event(timed))?;
                     driver(what, end.synchronize())?;
                     times.push(driver(what, start.elapsed_ms(&end))? as f64);
                 }
