@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Writes tests/data/band_inverse.npz: for each reference band file (tests/data/band_*.npz,
+"""Writes tests/data/inverse_band.npz: for each reference band file (tests/data/band_*.npz,
 made with SciPy/LAPACK), the entries of A_s^-1 inside the band, from LAPACK's dense Cholesky
 inverse (scipy.linalg.lapack.dpotri) of the matrix expanded to dense, in the interchange
 layout (batch, kd+1, n) with the ignored entries 0. Keys: the file's stem without `band_`
@@ -31,5 +31,5 @@ for stem in ["tridiag", "kd4", "kd17", "dense_edge"]:
         for d in range(min(w, n)):
             inv[s, d, : n - d] = z[np.arange(d, n), np.arange(n - d)]
     out[stem] = inv
-np.savez(os.path.join(here, "band_inverse.npz"), **out)
+np.savez(os.path.join(here, "inverse_band.npz"), **out)
 print({k: v.shape for k, v in out.items()})

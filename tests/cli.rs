@@ -649,7 +649,7 @@ fn keep_going_writes_the_other_systems() {
     assert!(read(&d.file("x.npy")).1.iter().all(|v| v.is_nan()));
 }
 
-/// `--inverse-band`: the band of A⁻¹ (LAPACK's dense inverse in `band_inverse.npz`), in AB's
+/// `--inverse-band`: the band of A⁻¹ (LAPACK's dense inverse in `inverse_band.npz`), in AB's
 /// shape, exactly the library's `inverse_band`; with `--keep-going`, NaN for a failed system.
 #[test]
 fn solve_writes_the_inverse_band() {
@@ -660,7 +660,7 @@ fn solve_writes_the_inverse_band() {
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--inverse-band", "inv.npy"]));
     let (shape, inv, descr) = read(&d.file("inv.npy"));
     assert_eq!((shape, descr.as_str()), (vec![B, W, N], "<f8"));
-    let (_, want) = npz_array("band_inverse.npz", "kd4");
+    let (_, want) = npz_array("inverse_band.npz", "kd4");
     assert!(rel_err(&inv, &want) < 1e-10, "{}", rel_err(&inv, &want));
     let a = BandBatch::from_lower_band(&r.ab, B, N, W - 1).unwrap();
     let p = Params::default();

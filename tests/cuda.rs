@@ -348,7 +348,7 @@ fn reference_vectors(gpu: &CudaBackend) {
         assert!(e < 1e-10, "{file}: grad_ab {e:.2e}");
         let key = file.trim_start_matches("band_").trim_end_matches(".npz");
         let z = l.inverse_band(&p).unwrap().to_host().unwrap().to_lower_band().unwrap();
-        let e = rel_err(&z, &common::npz_array("band_inverse.npz", key).1);
+        let e = rel_err(&z, &common::npz_array("inverse_band.npz", key).1);
         assert!(e < 1e-10, "{file}: inverse_band {e:.2e}");
     }
     for file in ["smnn_tiny.npz", "smnn_tiny_central.npz", "smnn_broadcast.npz", "smnn_scalar_ode.npz", "smnn_weighted.npz"] {

@@ -179,6 +179,10 @@ fn band_case<T: Real>(g: &mut Golden, case: &str, a: &BandBatch<T>, rhs: &BatchM
         let gr = chol.backward(&x, grad_x, &p)?;
         g.record(case, "grad_rhs", gr.rhs.as_slice());
         g.record(case, "grad_ab", &gr.ab.to_lower_band().unwrap());
+        g.record(case, "inverse_band", &chol.inverse_band(&p)?.to_lower_band().unwrap());
+        let c: Vec<T> = (0..a.batch()).map(|s| T::from_f64(1.0 - 0.25 * s as f64)).collect();
+        let both = chol.backward_with_logdet(&x, grad_x, &c, &p)?;
+        g.record(case, "grad_ab_with_logdet", &both.ab.to_lower_band().unwrap());
         Ok(())
     };
     if let Err(e) = run(g) {

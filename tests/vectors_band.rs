@@ -69,7 +69,7 @@ fn band_vectors() {
 }
 
 /// `inverse_band` and `logdet_backward` against LAPACK's dense inverse (`dpotri`) of the same
-/// matrices (`tests/data/band_inverse.npz`, made by `scripts/make_inverse_vectors.py`), in f64
+/// matrices (`tests/data/inverse_band.npz`, made by `scripts/make_inverse_vectors.py`), in f64
 /// and (to the f32 rounding of the inputs, κ ≲ 1e3) in f32.
 #[test]
 fn inverse_band_vectors() {
@@ -77,7 +77,7 @@ fn inverse_band_vectors() {
         let (abs, ab) = npz_array(f, "ab");
         let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
         let key = f.trim_start_matches("band_").trim_end_matches(".npz");
-        let (zs, z_ref) = npz_array("band_inverse.npz", key);
+        let (zs, z_ref) = npz_array("inverse_band.npz", key);
         assert_eq!(zs, abs);
         let p = Params::default();
         let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &p).unwrap();
