@@ -14,8 +14,8 @@ use crate::simd::{Isa, dispatch};
 /// so that the compiler vectorises the row loops with AVX2 rather than the baseline's SSE2: the
 /// same operations in the same order (no FMA), the same bits. Measured (AMD EPYC Zen 4, one
 /// system of n = 1000 alone, `Cholesky::factor_solve`, `examples/gemm_ratio.rs --batch 1`,
-/// medians, µs, baseline → dispatched): kd 1 30.8 → 26.4, kd 4 41.4 → 29.4, kd 8 67 → 40,
-/// kd 17 149 → 74, kd 64 1180 → 520.
+/// medians, µs, baseline → dispatched → with the column pairs below): kd 1 30.8 → 26.4 → 26.4,
+/// kd 4 41.4 → 29.4 → 29.0, kd 8 67 → 40 → 38.8, kd 17 149 → 74 → 70, kd 64 1180 → 524 → 446.
 pub(crate) fn factor_system<T: Real>(a: &mut [T], n: usize, kd: usize) -> Result<(), usize> {
     dispatch(Isa::best(), FactorSystem { a, n, kd })
 }
@@ -53,12 +53,24 @@ fn factor_system_in<T: Real>(a: &mut [T], n: usize, kd: usize) -> Result<(), usi
             *v = *v * inv;
         }
         // A[j+r, j+c] -= L[j+r, j]·L[j+c, j] for 1 ≤ c ≤ r ≤ kn; column j+c starts at rest[(c-1)·w].
-        for c in 1..=kn {
-            let lc = col[c];
-            let dst = &mut rest[(c - 1) * w..(c - 1) * w + (kn - c + 1)];
-            for (v, &lr) in dst.iter_mut().zip(&col[c..=kn]) {
-                *v = *v - lr * lc;
+        // Columns c and c+1 together: rows r ≥ c+1 read L[j+r, j] once for both (each element
+        // still gets its one update from column j: the order per element is unchanged).
+        let mut c = 1;
+        while c < kn {
+            let (lc0, lc1) = (col[c], col[c + 1]);
+            let (d0, d1) = rest[(c - 1) * w..].split_at_mut(w);
+            let (d0, d1) = (&mut d0[..kn - c + 1], &mut d1[..kn - c]);
+            d0[0] = d0[0] - col[c] * lc0;
+            for ((v0, v1), &lr) in d0[1..].iter_mut().zip(d1.iter_mut()).zip(&col[c + 1..=kn]) {
+                *v0 = *v0 - lr * lc0;
+                *v1 = *v1 - lr * lc1;
             }
+            c += 2;
+        }
+        if c == kn {
+            let lc = col[c];
+            let v = &mut rest[(c - 1) * w];
+            *v = *v - lc * lc;
         }
     }
     Ok(())
