@@ -112,9 +112,6 @@ fn pivot<T: Real, const L: usize>(col: &mut [[T; L]], kn: usize, global: usize, 
     }
 }
 
-/// Trailing columns per group of [`factor_window`]'s update (see there).
-const P: usize = 2;
-
 /// `factor_system` on `L` interleaved systems, columns `0 ≤ j < nb` of the window `a` (which
 /// starts at global column `j0` of systems of order `dims.n` and holds the columns up to
 /// `min(j0 + nb + kd, dims.n)`). Records in `fail`, per lane, the first failing (global) column
@@ -122,19 +119,21 @@ const P: usize = 2;
 /// without touching the other lanes.
 ///
 /// Right-looking with rank-1 updates, as `factor_system`, the trailing columns of each update
-/// taken [`P`] = 2 at a time: rows `r ≥ c + 1` load `L[r, j]` once for the columns `c` and
+/// taken 2 at a time: rows `r ≥ c + 1` load `L[r, j]` once for the columns `c` and
 /// `c + 1` (2.5 memory operations per element update instead of 3). Every element still
 /// receives exactly the scalar kernel's updates in the same order, unfused (one per column
 /// `j`, which is all the grouping reorders: updates of different elements), so each lane is
 /// bitwise equal to `factor_system`.
 ///
 /// Measured (AMD EPYC Zen 4, AVX2, 8-lane f64 packs, `examples/gemm_ratio.rs` with one thread,
-/// n = 1000, batch 256, best of rounds, GFLOP/s): groups of 2 against 1 (the scalar kernel's
-/// loop), kd 8: 7.2 / 6.6, 17: 10.5 / 9.9, 33: 13.8 / 12.2, 64: 16.9 / 15.5; groups of 3 and
-/// 4 were slower than 1 (4: register spills). The former register-blocked update (`K = 4`
-/// columns factored, then each trailing element loaded once for their 4 updates, used for
-/// kd ≥ 32) was slower than the plain rank-1 update at every kd measured (33: 10.7 / 12.8,
-/// 48: 11.9 / 14.8, 64: 13.8 / 16.4, 96: 15.2 / 17.1, 128: 15.6 / 17.9) and is gone.
+/// n = 1000, batch 256, best of rounds, GFLOP/s, interleaved runs of the two builds): before
+/// (the scalar kernel's loop below kd 32, the register-blocked update from 32) → this: kd 4
+/// 4.2 → 4.4, 8 6.9 → 7.1, 17 10.1 → 10.4, 33 10.8 → 13.4, 64 14.2 → 15.9; on a loaded machine
+/// kd 64 has also measured slower (12.6 → 10.3), so take these as ±20%. Groups of 3 and 4
+/// columns were slower than 1 (4: register spills). The former register-blocked update (`K = 4`
+/// columns factored, then each trailing element loaded once for their 4 updates) was slower
+/// than the plain rank-1 update at every kd measured (GFLOP/s, 33: 10.7 / 12.8, 48: 11.9 / 14.8,
+/// 64: 13.8 / 16.4, 96: 15.2 / 17.1, 128: 15.6 / 17.9) and is gone.
 #[inline(always)]
 fn factor_window<T: Real, const L: usize>(a: &mut [[T; L]], dims: Dims, nb: usize, j0: usize, fail: &mut [usize; L]) {
     let (n, kd) = (dims.n - j0, dims.kd);
@@ -144,31 +143,16 @@ fn factor_window<T: Real, const L: usize>(a: &mut [[T; L]], dims: Dims, nb: usiz
         let kn = kd.min(n - 1 - jj);
         pivot(col, kn, j0 + jj, fail);
         let mut c = 1;
-        while c + P - 1 <= kn {
-            let lc: [[T; L]; P] = std::array::from_fn(|p| col[c + p]);
-            let mut tail = &mut rest[(c - 1) * w..];
-            let mut d: [&mut [[T; L]]; P] = std::array::from_fn(|p| {
-                let (h, t) = std::mem::take(&mut tail).split_at_mut(if p + 1 < P { w } else { kn - c + 1 - p });
-                tail = t;
-                &mut h[..kn - c + 1 - p]
-            });
-            // Rows c ..< c + P − 1: column c + p from row c + p.
-            for r in 0..P - 1 {
-                for p in 0..=r {
-                    sub_mul(&mut d[p][r - p], col[c + r], lc[p]);
-                }
+        while c < kn {
+            let (lc0, lc1) = (col[c], col[c + 1]);
+            let (d0, d1) = rest[(c - 1) * w..].split_at_mut(w);
+            let (d0, d1) = (&mut d0[..kn - c + 1], &mut d1[..kn - c]);
+            sub_mul(&mut d0[0], col[c], lc0);
+            for ((v0, v1), lr) in d0[1..].iter_mut().zip(d1.iter_mut()).zip(&col[c + 1..=kn]) {
+                sub_mul(v0, *lr, lc0);
+                sub_mul(v1, *lr, lc1);
             }
-            // Rows c + P − 1 ..= kn: every column of the group.
-            let m = kn + 2 - c - P;
-            let lr = &col[c + P - 1..][..m];
-            let dm: [&mut [[T; L]]; P] = std::array::from_fn(|p| &mut std::mem::take(&mut d[p])[P - 1 - p..][..m]);
-            for i in 0..m {
-                let x = lr[i];
-                for p in 0..P {
-                    sub_mul(&mut dm[p][i], x, lc[p]);
-                }
-            }
-            c += P;
+            c += 2;
         }
         for c in c..=kn {
             let lc = col[c];
