@@ -1,4 +1,5 @@
 use crate::scalar::Real;
+use crate::simd::{Isa, dispatch};
 
 /// Solves `L Lᵀ X = B` for one system in place: `l` is the factor's column-major band
 /// (`l[j·(kd+1) + d] = L[j+d, j]`), `b` the row-major `n × nrhs` right-hand side, overwritten
@@ -8,7 +9,32 @@ use crate::scalar::Real;
 /// on the right-hand side, so it is computed off the loop-carried dependency chain, which then
 /// holds a 3–4-cycle multiplication instead of a 13–20-cycle division. One more rounding per
 /// entry.
+///
+/// It runs under [`Isa::best`], as `factor_system` does (the same bits as the baseline build).
 pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
+    dispatch(Isa::best(), SolveSystem { l, n, kd, b, nrhs })
+}
+
+/// The arguments of [`solve_system`], as a SIMD operation (7 words: passed in registers).
+struct SolveSystem<'a, T> {
+    l: &'a [T],
+    n: usize,
+    kd: usize,
+    b: &'a mut [T],
+    nrhs: usize,
+}
+
+impl<T: Real> pulp::WithSimd for SolveSystem<'_, T> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _: S) {
+        solve_system_in(self.l, self.n, self.kd, self.b, self.nrhs)
+    }
+}
+
+/// The body of [`solve_system`], inlined into the instruction set it runs under.
+#[inline(always)]
+fn solve_system_in<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
     if nrhs == 1 {
         return solve_vector(l, n, kd, b);
     }
@@ -51,6 +77,7 @@ pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], n
 /// [`solve_system`] for one right-hand side: the same operations in the same order (so the
 /// same bits), without the per-row slicing that costs more than the arithmetic when
 /// `nrhs = 1` (the S-MNN case).
+#[inline(always)]
 fn solve_vector<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T]) {
     let w = kd + 1;
     for j in 0..n {
