@@ -24,8 +24,10 @@ pub enum Kernel {
     /// pack (see `docs/ARCHITECTURE.md`).
     #[default]
     Auto,
-    /// One system at a time with the scalar reference kernels (a factor already stored in packs
-    /// is still solved in packs, with the instruction set it was factored with).
+    /// One system at a time with the per-system reference kernels (their loops run within the
+    /// system, compiled for the CPU's best instruction set: the same bits as the baseline
+    /// build; a factor already stored in packs is still solved in packs, with the instruction
+    /// set it was factored with).
     Reference,
     /// Lane-interleaved packs compiled for the baseline target (no run-time CPU features).
     Portable,
