@@ -79,88 +79,112 @@ pub(crate) struct Dims {
     pub nrhs: usize,
 }
 
-/// One column `col` of the factorization (global column `global`, `kn` rows below the
-/// diagonal): its pivot tested (the first failing column recorded per lane in `fail`), its
-/// square root taken and the rows below scaled by its reciprocal, as `factor_system` does.
-#[inline(always)]
-fn pivot<T: Real, const L: usize>(col: &mut [[T; L]], kn: usize, global: usize, fail: &mut [usize; L]) {
-    let (zero, inf) = (T::zero(), T::infinity());
-    let ajj = col[0];
-    // `ajj > 0 && ajj < ∞` is false for NaN: the scalar kernel's test, lane by lane.
-    let mut bad = false;
-    for l in 0..L {
-        bad |= !(ajj[l] > zero && ajj[l] < inf);
-    }
-    if bad {
-        for l in 0..L {
-            if !(ajj[l] > zero && ajj[l] < inf) && fail[l] == usize::MAX {
-                fail[l] = global;
-            }
-        }
-    }
-    let mut ljj = ajj;
-    let mut inv = ajj;
-    for l in 0..L {
-        ljj[l] = ajj[l].sqrt();
-        inv[l] = ljj[l].recip();
-    }
-    col[0] = ljj;
-    for v in &mut col[1..=kn] {
-        for l in 0..L {
-            v[l] = v[l] * inv[l];
-        }
-    }
-}
+/// Columns per register block of [`factor_window`] (the rank-`K` update of the trailing band).
+const K: usize = 4;
+/// Narrower bands use rank-1 updates (`K = 1`): their trailing triangle is too small to gain.
+const BLOCK_MIN_KD: usize = 32;
 
 /// `factor_system` on `L` interleaved systems, columns `0 ≤ j < nb` of the window `a` (which
 /// starts at global column `j0` of systems of order `dims.n` and holds the columns up to
-/// `min(j0 + nb + kd, dims.n)`). Records in `fail`, per lane, the first failing (global) column
-/// (`usize::MAX` if none). A failed lane keeps computing (its values are garbage, possibly NaN)
-/// without touching the other lanes.
+/// `min(j0 + nb + kd, dims.n)`). Records in `fail`, per lane, the
+/// first failing (global) column (`usize::MAX` if none). A failed lane keeps computing (its
+/// values are garbage, possibly NaN) without touching the other lanes.
 ///
-/// Right-looking with rank-1 updates, as `factor_system`, the trailing columns of each update
-/// taken 2 at a time: rows `r ≥ c + 1` load `L[r, j]` once for the columns `c` and
-/// `c + 1` (2.5 memory operations per element update instead of 3). Every element still
-/// receives exactly the scalar kernel's updates in the same order, unfused (one per column
-/// `j`, which is all the grouping reorders: updates of different elements), so each lane is
-/// bitwise equal to `factor_system`.
-///
-/// Measured (AMD EPYC Zen 4, AVX2, 8-lane f64 packs, `examples/gemm_ratio.rs` with one thread,
-/// n = 1000, batch 256, best of rounds, GFLOP/s, interleaved runs of the two builds): before
-/// (the scalar kernel's loop below kd 32, the register-blocked update from 32) → this: kd 4
-/// 4.2 → 4.4, 8 6.9 → 7.1, 17 10.1 → 10.4, 33 10.8 → 13.4, 64 14.2 → 15.9; on a loaded machine
-/// kd 64 has also measured slower (12.6 → 10.3), so take these as ±20%. Groups of 3 and 4
-/// columns were slower than 1 (4: register spills). The former register-blocked update (`K = 4`
-/// columns factored, then each trailing element loaded once for their 4 updates) was slower
-/// than the plain rank-1 update at every kd measured (GFLOP/s, 33: 10.7 / 12.8, 48: 11.9 / 14.8,
-/// 64: 13.8 / 16.4, 96: 15.2 / 17.1, 128: 15.6 / 17.9) and is gone.
+/// Register-blocked: the columns are taken `K` at a time; the `K` columns are factored among
+/// themselves, then each trailing element `A[r, c]` receives their `K` rank-1 updates in one
+/// load/store (`v − l₁·m₁ − l₂·m₂ − …`, left to right). Every element still receives exactly
+/// the scalar kernel's updates in the same order, unfused, so each lane is bitwise equal to
+/// `factor_system`; only the loads and stores are fewer.
 #[inline(always)]
 fn factor_window<T: Real, const L: usize>(a: &mut [[T; L]], dims: Dims, nb: usize, j0: usize, fail: &mut [usize; L]) {
     let (n, kd) = (dims.n - j0, dims.kd);
     let w = kd + 1;
-    for jj in 0..nb {
-        let (col, rest) = a[jj * w..].split_at_mut(w);
-        let kn = kd.min(n - 1 - jj);
-        pivot(col, kn, j0 + jj, fail);
-        let mut c = 1;
-        while c < kn {
-            let (lc0, lc1) = (col[c], col[c + 1]);
-            let (d0, d1) = rest[(c - 1) * w..].split_at_mut(w);
-            let (d0, d1) = (&mut d0[..kn - c + 1], &mut d1[..kn - c]);
-            sub_mul(&mut d0[0], col[c], lc0);
-            for ((v0, v1), lr) in d0[1..].iter_mut().zip(d1.iter_mut()).zip(&col[c + 1..=kn]) {
-                sub_mul(v0, *lr, lc0);
-                sub_mul(v1, *lr, lc1);
+    let (zero, inf) = (T::zero(), T::infinity());
+    let kb = if kd >= BLOCK_MIN_KD { K } else { 1 };
+    let mut j = 0;
+    while j < nb {
+        let jend = (j + kb).min(nb);
+        // 1. The block's own columns: pivot, scale, update the block's later columns.
+        for jj in j..jend {
+            let (col, rest) = a[jj * w..].split_at_mut(w);
+            let ajj = col[0];
+            // `ajj > 0 && ajj < ∞` is false for NaN: the scalar kernel's test, lane by lane.
+            let mut bad = false;
+            for l in 0..L {
+                bad |= !(ajj[l] > zero && ajj[l] < inf);
             }
-            c += 2;
-        }
-        for c in c..=kn {
-            let lc = col[c];
-            let dst = &mut rest[(c - 1) * w..(c - 1) * w + (kn - c + 1)];
-            for (v, lr) in dst.iter_mut().zip(&col[c..=kn]) {
-                sub_mul(v, *lr, lc);
+            if bad {
+                for l in 0..L {
+                    if !(ajj[l] > zero && ajj[l] < inf) && fail[l] == usize::MAX {
+                        fail[l] = j0 + jj;
+                    }
+                }
+            }
+            let mut ljj = ajj;
+            let mut inv = ajj;
+            for l in 0..L {
+                ljj[l] = ajj[l].sqrt();
+                inv[l] = ljj[l].recip();
+            }
+            col[0] = ljj;
+            let kn = kd.min(n - 1 - jj);
+            for v in &mut col[1..=kn] {
+                for l in 0..L {
+                    v[l] = v[l] * inv[l];
+                }
+            }
+            // Columns jj + c of the block (c ≤ kn), rows jj + c ..= jj + kn.
+            // (Unblocked, `kb = 1`: every column up to jj + kn, the scalar kernel's loop.)
+            let inner = if kb == 1 { kn } else { kn.min(jend - 1 - jj) };
+            for c in 1..=inner {
+                let lc = col[c];
+                let dst = &mut rest[(c - 1) * w..(c - 1) * w + (kn - c + 1)];
+                for (v, lr) in dst.iter_mut().zip(&col[c..=kn]) {
+                    sub_mul(v, *lr, lc);
+                }
             }
         }
+        if kb == 1 {
+            j = jend;
+            continue;
+        }
+        // 2. Trailing columns c ≥ jend reached by the block: rows r ≤ rmax, each element
+        //    updated by the block's columns jj ≥ r − kd (those whose band reaches row r).
+        let rmax = (jend - 1 + kd).min(n - 1);
+        let k = jend - j;
+        let (head, tail) = a.split_at_mut(jend * w);
+        let block = &head[j * w..];
+        for c in jend..=rmax {
+            // lc[t] = L[c, j + t] where the band of column j + t reaches row c.
+            let tc = (c.saturating_sub(kd)).max(j) - j;
+            let mut lc = [[T::zero(); L]; K];
+            for t in tc..k {
+                lc[t] = block[t * w + (c - j - t)];
+            }
+            let dst = &mut tail[(c - jend) * w..(c - jend) * w + (rmax - c + 1)];
+            for (i, v) in dst.iter_mut().enumerate() {
+                let r = c + i;
+                let t0 = (r.saturating_sub(kd)).max(j) - j;
+                let mut acc = *v;
+                if t0 == 0 && k == K {
+                    for t in 0..K {
+                        let lr = block[t * w + (r - j - t)];
+                        for l in 0..L {
+                            acc[l] = acc[l] - lr[l] * lc[t][l];
+                        }
+                    }
+                } else {
+                    for t in t0..k {
+                        let lr = block[t * w + (r - j - t)];
+                        for l in 0..L {
+                            acc[l] = acc[l] - lr[l] * lc[t][l];
+                        }
+                    }
+                }
+                *v = acc;
+            }
+        }
+        j = jend;
     }
 }
 

@@ -286,12 +286,8 @@ impl<T: Real> Cholesky<T> {
         if params.check_finite() {
             b.check_finite_par("rhs", params.par())?;
         }
-        let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
-        let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs: b.as_mut_slice(), par: params.par() };
-        match &self.store {
-            Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
-            Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job, true),
-        }
+        let nrhs = b.cols();
+        self.solve_storage(b.as_mut_slice(), nrhs, true, params);
         if params.check_finite() {
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
@@ -397,16 +393,23 @@ impl<T: Real> Cholesky<T> {
         if params.check_finite() {
             b.check_finite_par("rhs", params.par())?;
         }
-        let (n, kd, nrhs) = (self.n(), self.kd(), b.cols());
-        let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs: b.as_mut_slice(), par: params.par() };
-        match &self.store {
-            Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
-            Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job, false),
-        }
+        let nrhs = b.cols();
+        self.solve_storage(b.as_mut_slice(), nrhs, false, params);
         if params.check_finite() {
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(())
+    }
+
+    /// Solves the `batch` right-hand sides in `rhs` (`n × nrhs` each: row-major, or with
+    /// `rhs_packed` the full packs interleaved with this factor's lanes) in place. Unchecked.
+    fn solve_storage(&self, rhs: &mut [T], nrhs: usize, rhs_packed: bool, params: &Params) {
+        let (n, kd) = (self.n(), self.kd());
+        let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs, par: params.par() };
+        match &self.store {
+            Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
+            Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job, rhs_packed),
+        }
     }
 
     /// `log det A_s = 2 Σ_j log L_s[j, j]` for every system (`batch` values). Cost O(n).
