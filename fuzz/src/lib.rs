@@ -23,7 +23,7 @@
 
 use banded::cli::npy::{Npz, parse_npy};
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Real};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, PackedBandBatch, Par, Params, Real};
 
 // ---------------------------------------------------------------------------------------------
 // Reading the bytes.
@@ -455,6 +455,20 @@ fn band_typed<T: Fz>(r: &mut Reader, flags: u8) {
     check_partial_agrees_ok(&a, &params, &chol);
     let in_place = Cholesky::factor_in_place(a.to_owned().expect("copy"), &params).expect("factor_in_place after factor");
     assert!(same_bits(in_place.l().as_slice(), chol.l().as_slice()), "factor_in_place differs from factor");
+    // The packed-input API, in any of its lane counts, factors to the same bits.
+    let lanes = [1usize, 8, 16, 32, 64][probe % 5];
+    let packed = PackedBandBatch::from_band(&a, lanes).expect("from_band of an accepted batch");
+    assert!(same_bits(packed.clone().into_band().as_slice(), a.as_slice()), "packed layout round trip");
+    let pf = Cholesky::factor_packed(packed, &params).expect("factor_packed after factor");
+    assert!(same_bits(pf.l().as_slice(), chol.l().as_slice()), "factor_packed ({lanes} lanes) differs from factor");
+    // Selected inversion: finite when checked, or an overflow naming it.
+    match chol.inverse_band(&params) {
+        Ok(z) => assert!(!checked || band_finite(z.as_slice(), n, kd), "inverse_band returned a non-finite band with check_finite on"),
+        Err(e) => {
+            check_err(&e, &["inverse_band"], "inverse_band");
+            assert!(matches!(e, Error::Overflow { .. }), "inverse_band: {e}");
+        }
+    }
 
     // solve, solve_in_place, factor_solve, backward.
     let b = match BatchMatrix::new(rhs.clone(), batch, n, nrhs) {

@@ -217,8 +217,8 @@ impl<T: Real> Cholesky<T> {
 
     /// Factors a batch given in the lane-interleaved layout ([`PackedBandBatch`]) in its own
     /// storage: the packs are factored where they are, with no transpose into or out of the
-    /// layout the kernels run in (which [`factor`](Self::factor) does for every element, about a
-    /// quarter of a narrow band's time). The factor stays in that layout; solve with
+    /// layout the kernels run in (which [`factor`](Self::factor) does for every element: with the
+    /// solve, a sixth to a third of the time at kd 1–4, `benches/packed.rs`). The factor stays in that layout; solve with
     /// [`solve_packed_in_place`](Self::solve_packed_in_place) (or any other method: every one
     /// accepts a factor in either layout). The same bits as [`factor`](Self::factor) of the same
     /// matrices when `a.lanes()` is what [`factor`](Self::factor) would choose.
@@ -241,7 +241,7 @@ impl<T: Real> Cholesky<T> {
         with_lanes!(lanes, L => {
             // The packs are already in place: each window is only read once ahead of the
             // factorization (a streaming pass the hardware prefetches), so that its dependent
-            // loads hit the cache (measured: kd 17 ran 1.3x slower than `factor` without).
+            // loads hit the cache (without, kd 17 ran 1.3x slower than `factor` in one run).
             let sides = vec![(); batch / L];
             let make_fill = |_, ()| {
                 let mut done = 0;
