@@ -1,7 +1,8 @@
 //! Selected inversion (`Cholesky::inverse_band`) against the factorization it starts from.
 //!
 //! `cargo bench --bench inverse`. Groups `inverse_n1000_kd{K}` (batch 256, f64 and f32): the
-//! factorization alone (`factor_in_place`), `inverse_band` from that factor, and
+//! factorization alone (`factor_in_place`), `inverse_band` from that factor (and
+//! `inverse_band_into` one reused output, which pays no fresh pages), and
 //! `logdet_backward` (the inverse band scaled: the log-determinant's gradient). The goal is
 //! `inverse_band` ≤ 2× `factor_in_place` (it does twice the flops: `2·n·kd²` against
 //! `n·kd·(kd+3)`). Dense faer's inverse of the first 2 systems (`n³` flops each, after its
@@ -32,6 +33,12 @@ fn group<T: Real>(c: &mut Criterion, kd: usize) {
     });
     g.bench_function(BenchmarkId::new(format!("inverse_band_{}", T::NAME), BATCH), |bench| {
         bench.iter(|| black_box(chol.inverse_band(&p).unwrap()))
+    });
+    // Into one reused output: no fresh pages (the factorization above also runs in storage
+    // allocated outside the timing).
+    let mut out = chol.inverse_band(&p).unwrap();
+    g.bench_function(BenchmarkId::new(format!("inverse_band_into_{}", T::NAME), BATCH), |bench| {
+        bench.iter(|| chol.inverse_band_into(black_box(&mut out), &p).unwrap())
     });
     let ones = vec![T::one(); BATCH];
     g.bench_function(BenchmarkId::new(format!("logdet_backward_{}", T::NAME), BATCH), |bench| {

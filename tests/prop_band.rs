@@ -260,7 +260,12 @@ fn check_inverse<T: Real>(c: &Case, chol: &Cholesky<T>) -> Result<(), TestCaseEr
     let u = T::epsilon().as_f64() / 2.0;
     let u64_ = f64::EPSILON / 2.0;
     let p = c.params;
-    let z = chol.inverse_band(&p).unwrap().to_lower_band().unwrap();
+    let zb = chol.inverse_band(&p).unwrap();
+    // Into storage holding garbage: every element written, the same bits.
+    let mut into = BandBatch::new(vec![T::infinity(); c.batch * n * w], c.batch, n, kd).unwrap();
+    chol.inverse_band_into(&mut into, &p).unwrap();
+    prop_assert_eq!(&into, &zb);
+    let z = zb.to_lower_band().unwrap();
     let gl: Vec<T> = c.g.iter().take(c.batch).map(|&v| T::from_f64(v)).collect();
     let gz = chol.logdet_backward(&gl, &p).unwrap().to_lower_band().unwrap();
     let l_band = chol.l().to_lower_band().unwrap();

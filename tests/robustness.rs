@@ -125,6 +125,8 @@ fn an_inverse_beyond_the_precision_is_an_overflow_error() {
     let e = chol.inverse_band(&p()).unwrap_err();
     assert!(matches!(e, Error::Overflow { arg: "inverse_band", ref index, .. } if index == &vec![1, 0, 0]), "{e:?}");
     assert!(matches!(chol.logdet_backward(&[1.0, 1.0], &p()), Err(Error::Overflow { arg: "grad_ab", .. })));
+    let mut wrong = BandBatch::zeros(batch, n, 2).unwrap();
+    assert!(matches!(chol.inverse_band_into(&mut wrong, &p()), Err(Error::Shape { arg: "out", .. })));
     // Unchecked, the raw result; system 0 alone is fine.
     let z = chol.inverse_band(&p().with_check_finite(false)).unwrap();
     assert!(z.get(0, 1, 1).is_some_and(|v| (v / 1e30 - 1.0).abs() < 1e-6));
