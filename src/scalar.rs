@@ -7,7 +7,8 @@ use rayon::prelude::*;
 use crate::par::Par;
 
 mod sealed {
-    pub trait Sealed {}
+    /// Also gives the kernels each type's SIMD vectors.
+    pub trait Sealed: crate::simd::vector::SetElem {}
     impl Sealed for f32 {}
     impl Sealed for f64 {}
 }

@@ -518,10 +518,14 @@ fn emulator_solve_matches_the_cpu() {
         ("ab32.npy", "rhs32.npy", f32_tol),
         ("ab32.npy", "rhs.npy", 1e-12),
     ] {
+        // The CPU's reference kernels: the emulator performs their operations.
         for (device, suffix) in [("cpu", "cpu"), ("emulator", "dev")] {
             let (x, ld, l) = (format!("x_{suffix}.npy"), format!("ld_{suffix}.npy"), format!("l_{suffix}.npy"));
-            let out = d.run(&["solve", "--ab", ab, "--rhs", rhs, "--out", &x, "--logdet", &ld, "--cholesky", &l, "--device", device]);
-            assert_ok(&out);
+            let mut args = vec!["solve", "--ab", ab, "--rhs", rhs, "--out", &x, "--logdet", &ld, "--cholesky", &l, "--device", device];
+            if device == "cpu" {
+                args.extend(["--kernel", "reference"]);
+            }
+            assert_ok(&d.run(&args));
         }
         for name in ["x", "ld", "l"] {
             assert_close_npy(&d.file(&format!("{name}_cpu.npy")), &d.file(&format!("{name}_dev.npy")), tol);
@@ -530,11 +534,10 @@ fn emulator_solve_matches_the_cpu() {
     // Against SciPy too.
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x.npy", "--device", "emulator"]));
     assert!(rel_err(&read(&d.file("x.npy")).1, &r.x) < 1e-10);
-    // Selected inversion on the device: the CPU's file, bit for bit (the emulator runs the
-    // CPU's operations in the same order).
-    for (device, out) in [("cpu", "inv_cpu.npy"), ("emulator", "inv_dev.npy")] {
-        assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", out, "--device", device]));
-    }
+    // Selected inversion on the device: the CPU's file under the reference kernels, bit for
+    // bit (the emulator runs the CPU's operations in the same order).
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", "inv_cpu.npy", "--kernel", "reference"]));
+    assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", "inv_dev.npy", "--device", "emulator"]));
     assert_eq!(read(&d.file("inv_cpu.npy")).1, read(&d.file("inv_dev.npy")).1);
 }
 

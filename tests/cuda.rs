@@ -5,8 +5,10 @@
 //!   solve, log-determinant, the solve's backward, selected inversion and the log-determinant's
 //!   gradient (property tests over shapes, kd ≥ n − 1
 //!   included), the S-MNN forward, backward and frozen path (broadcast axes, weights, central
-//!   smoothness), and the error paths, all compared with the CPU backend: bitwise (the kernels
-//!   do the CPU reference kernels' operations in the same order).
+//!   smoothness), and the error paths, all compared with the CPU backend under
+//!   [`Kernel::Reference`]: bitwise (the kernels do the CPU reference kernels' operations in the
+//!   same order; the CPU's fast kernels fuse multiply–adds and are held to the reference in
+//!   `tests/packs.rs`).
 //! - The reference vectors of `tests/data/` through the device path, against the files.
 //! - The same checks on a real device when one is present (`CudaBackend::new(0)` succeeds);
 //!   otherwise they say they were skipped. There NVRTC contracts into FMA, so results are
@@ -20,11 +22,18 @@ mod smnn_ref;
 
 use banded::cuda::{CudaBackend, CudaReal, DeviceCholesky, DeviceInputs, nvrtc};
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Params};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Params};
 use common::rel_err;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use smnn_ref::{Spec, draw};
+
+/// The parameters of every call: the CPU side runs the reference kernels, whose operations
+/// (unfused, in LAPACK's order) the device kernels perform too (the CUDA backend itself reads no
+/// kernel choice).
+fn reference() -> Params {
+    Params::default().with_kernel(Kernel::Reference)
+}
 
 fn f64s<T: CudaReal>(x: &[T]) -> Vec<f64> {
     x.iter().map(|v| v.as_f64()).collect()
@@ -61,7 +70,7 @@ fn band_problem<T: CudaReal>(seed: u64, batch: usize, n: usize, kd: usize, nrhs:
 
 /// Factor, solve, log-determinant and backward on `gpu` against the CPU.
 fn band_case<T: CudaReal>(gpu: &CudaBackend, seed: u64, batch: usize, n: usize, kd: usize, nrhs: usize) {
-    let p = Params::default();
+    let p = reference();
     let (ab, b, gx) = band_problem::<T>(seed, batch, n, kd, nrhs);
     let cpu = Cholesky::factor(&ab, &p).unwrap();
     let x = cpu.solve(&b, &p).unwrap();
@@ -99,7 +108,7 @@ fn band_case<T: CudaReal>(gpu: &CudaBackend, seed: u64, batch: usize, n: usize, 
 /// The error paths: not positive definite (every failing system), non-finite input (index as
 /// on the CPU), bad shapes, arrays of another backend.
 fn band_errors(gpu: &CudaBackend) {
-    let p = Params::default();
+    let p = reference();
     let (mut ab, b, _) = band_problem::<f64>(7, 5, 12, 2, 1);
     let len = ab.system_len();
     // Systems 1 and 3 indefinite at columns 4 and 0.
@@ -160,7 +169,7 @@ fn smnn_case<T: CudaReal>(gpu: &CudaBackend, spec: &Spec) {
     let layer = layer_of(&pr);
     let cv = |x: &[f64]| x.iter().map(|&v| T::from_f64(v)).collect::<Vec<T>>();
     let (c, r, v, h, gu) = (cv(&pr.c), cv(&pr.r), cv(&pr.v), cv(&pr.h), cv(&pr.grad_u));
-    let p = Params::default();
+    let p = reference();
     let fwd = layer.forward(Inputs { coefficients: &c, rhs_equation: &r, init_vars: &v, steps: &h }, &p).unwrap();
     let g = fwd.backward(&gu, &p).unwrap();
 
@@ -205,7 +214,7 @@ fn smnn_specs() -> Vec<Spec> {
 fn smnn_errors(gpu: &CudaBackend) {
     let pr = draw(&smnn_specs()[0]);
     let layer = layer_of(&pr);
-    let p = Params::default();
+    let p = reference();
     let up = |x: &[f64], shape: &[usize]| gpu.upload(x, shape).unwrap();
     let (c, r, v) = (up(&pr.c, &layer.coefficients_shape()), up(&pr.r, &layer.rhs_equation_shape()), up(&pr.v, &layer.init_vars_shape()));
     let mut h = pr.h.clone();
@@ -219,7 +228,7 @@ fn smnn_errors(gpu: &CudaBackend) {
     assert!(matches!(got, Error::Shape { arg: "init_vars", .. }), "{got}");
     // All-zero coefficients and no initial values: the equations fix nothing, M is singular.
     let zero = vec![0.0; pr.c.len()];
-    let cpu = layer.forward(Inputs { coefficients: &zero, rhs_equation: &pr.r, init_vars: &pr.v, steps: &pr.h }, &Params::default());
+    let cpu = layer.forward(Inputs { coefficients: &zero, rhs_equation: &pr.r, init_vars: &pr.v, steps: &pr.h }, &reference());
     let dzero = up(&zero, &layer.coefficients_shape());
     let got = layer.forward_cuda(DeviceInputs { coefficients: &dzero, rhs_equation: &r, init_vars: &v, steps: &dh }, &p).map(|f| f.u().len());
     match (cpu, got) {
@@ -246,7 +255,7 @@ fn kind(e: &Error) -> String {
 /// argument; bitwise on the emulator): a solution, a backward gradient, the S-MNN normal
 /// matrix, `u`, and a weight whose square overflows.
 fn overflow_errors(gpu: &CudaBackend, exact: bool) {
-    let p = Params::default();
+    let p = reference();
     let same = |cpu: Error, dev: Error, what: &str| {
         assert!(matches!(cpu, Error::Overflow { .. } | Error::InvalidArgument { .. }), "{what}: {cpu:?}");
         assert_eq!(kind(&dev), kind(&cpu), "{what}: CPU {cpu:?}, device {dev:?}");
@@ -316,7 +325,7 @@ fn overflow_errors(gpu: &CudaBackend, exact: bool) {
 /// formulation for S-MNN) through the device path, against the files' values with the CPU
 /// vector tests' tolerances (1e-10 band, 1e-9 S-MNN).
 fn reference_vectors(gpu: &CudaBackend) {
-    let p = Params::default();
+    let p = reference();
     for file in ["band_tridiag.npz", "band_kd4.npz", "band_kd17.npz", "band_dense_edge.npz"] {
         let (abs, ab) = common::npz_array(file, "ab");
         let (batch, kd, n) = (abs[0], abs[1] - 1, abs[2]);
@@ -507,8 +516,8 @@ mod emulator {
         // An array of another handle is refused, not misread.
         let other = CudaBackend::emulator();
         let (ab, _, _) = band_problem::<f64>(1, 2, 4, 1, 1);
-        let l = DeviceCholesky::factor(&other.upload_band(&ab).unwrap(), &Params::default()).unwrap();
+        let l = DeviceCholesky::factor(&other.upload_band(&ab).unwrap(), &reference()).unwrap();
         let b = gpu.upload(&[1.0; 8], &[2, 4, 1]).unwrap();
-        assert!(matches!(l.solve(&b, &Params::default()), Err(Error::InvalidArgument { arg: "rhs", .. })));
+        assert!(matches!(l.solve(&b, &reference()), Err(Error::InvalidArgument { arg: "rhs", .. })));
     }
 }

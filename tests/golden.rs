@@ -1,5 +1,8 @@
-//! Golden bits: the exact outputs of the band solver and the S-MNN layer, hashed, against
-//! `tests/data/golden.txt`, so that a refactor can be checked bit for bit.
+//! Golden bits: the exact outputs of the band solver and the S-MNN layer under
+//! [`Kernel::Reference`] — the kernels whose bits are the same on every machine — hashed,
+//! against `tests/data/golden.txt`, so that a refactor can be checked bit for bit. (The fast
+//! kernels are deterministic on one machine but fuse multiply–adds where the CPU can: their
+//! promise is tested in `tests/packs.rs`.)
 //!
 //! `BANDED_WRITE_GOLDEN=1 cargo test --test golden` (re)writes the file instead of checking it.
 //!
@@ -17,7 +20,7 @@ use std::collections::BTreeMap;
 
 use banded::band::random_spd_problem;
 use banded::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
-use banded::{BandBatch, BatchMatrix, Cholesky, Params, Real};
+use banded::{BandBatch, BatchMatrix, Cholesky, Kernel, Params, Real};
 use common::npz_array;
 
 const GOLDEN: &str = "golden.txt";
@@ -167,9 +170,14 @@ fn cast<T: Real>(v: &[f64]) -> Vec<T> {
 // ---------------------------------------------------------------------------------------------
 // The calls into the library.
 
+/// The parameters of every call: the reference kernels (reproducible bits), on all threads.
+fn reference() -> Params {
+    Params::default().with_kernel(Kernel::Reference)
+}
+
 /// Factor, solve, logdet, backward and the fused factor+solve of one band batch.
 fn band_case<T: Real>(g: &mut Golden, case: &str, a: &BandBatch<T>, rhs: &BatchMatrix<T>, grad_x: &BatchMatrix<T>) {
-    let p = Params::default();
+    let p = reference();
     let run = |g: &mut Golden| -> banded::Result<()> {
         let chol = Cholesky::factor(a, &p)?;
         g.record(case, "l", &chol.l().to_lower_band().unwrap());
@@ -197,7 +205,7 @@ fn band_case<T: Real>(g: &mut Golden, case: &str, a: &BandBatch<T>, rhs: &BatchM
 
 /// `factor_partial` of a batch in which some systems are not positive definite.
 fn band_partial_case<T: Real>(g: &mut Golden, case: &str, a: &BandBatch<T>) {
-    match Cholesky::factor_partial(a.clone(), &Params::default()) {
+    match Cholesky::factor_partial(a.clone(), &reference()) {
         Ok(pc) => {
             let failures: Vec<u64> = pc.failures.iter().flat_map(|f| [f.system as u64, f.column as u64]).collect();
             g.record_u64(case, "partial_failures", &failures);
@@ -230,7 +238,7 @@ struct SmnnProblem<'a, T> {
 /// the frozen forward/backward of one S-MNN problem.
 fn smnn_case<T: Real>(g: &mut Golden, case: &str, problem: SmnnProblem<'_, T>, reuse: &mut Reuse<T>) {
     let SmnnProblem { options, shapes, inputs, grad_u } = problem;
-    let p = Params::default();
+    let p = reference();
     let run = |g: &mut Golden, reuse: &mut Reuse<T>| -> banded::Result<()> {
         let layer = Smnn::new(options, shapes)?;
         let mut fwd = layer.forward(inputs, &p)?;

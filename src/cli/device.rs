@@ -11,7 +11,7 @@ use std::str::FromStr;
 
 #[cfg(feature = "cuda")]
 use crate::cuda::CudaBackend;
-use crate::Result;
+use crate::{Error, Kernel, Params, Result};
 
 /// The value of `--device`: `cpu`, `cuda` (= `cuda:0`), `cuda:N` or `emulator`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -69,6 +69,37 @@ pub struct DeviceArg {
     /// rounding.
     #[arg(long, value_name = "DEVICE", default_value_t = Device::Cpu)]
     pub device: Device,
+}
+
+/// The `--kernel` flag of `banded solve` and `banded smnn forward|backward`: which CPU kernel
+/// computes (the benches have their own, in `BenchArgs`).
+#[derive(Debug, clap::Args)]
+pub struct KernelArg {
+    /// The CPU's kernel [default: auto]
+    ///
+    /// auto: the fastest for the shape and CPU; it fuses multiply–adds where the CPU has FMA,
+    /// and its results are the same bits every run on this machine, whatever the batch size,
+    /// threads or position of a system in the batch. reference: LAPACK's operations, unfused,
+    /// one system at a time: the same bits on every machine (reproducible results). portable,
+    /// avx2, avx512, neon: the packs under that instruction set (portable: unfused, the
+    /// reference's bits; one this CPU lacks runs as portable). CPU only.
+    #[arg(long, value_enum, value_name = "KERNEL")]
+    pub kernel: Option<Kernel>,
+}
+
+impl KernelArg {
+    /// The parameters of a command on `device`: the default ones with `--kernel`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] for `--kernel` with a device other than the CPU (it
+    /// chooses the CPU's kernels; a device runs its own).
+    pub fn params(&self, device: Device) -> Result<Params> {
+        match (self.kernel, device) {
+            (Some(_), Device::Cuda(_) | Device::Emulator) => {
+                Err(Error::InvalidArgument { arg: "--kernel", reason: format!("chooses the CPU's kernel; not used with --device {device}") })
+            }
+            (kernel, _) => Ok(Params::default().with_kernel(kernel.unwrap_or_default())),
+        }
+    }
 }
 
 /// An opened [`Device`]: what the commands dispatch on.

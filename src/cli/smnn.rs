@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::bench::{BenchArgs, Runner, Timings, print_line, warm_then_time};
-use super::device::{Backend, DeviceArg};
+use super::device::{Backend, DeviceArg, KernelArg};
 use super::io::{self, Array, Dtype, Elem, Npz, Tensor};
 use super::keep_going;
 
@@ -81,6 +81,9 @@ pub struct SmnnArgs {
     /// report each failure, and exit with status 1
     #[arg(long)]
     pub keep_going: bool,
+    // --kernel (help text on `KernelArg`).
+    #[command(flatten)]
+    pub kernel: KernelArg,
     // --device (help text on `DeviceArg`).
     #[command(flatten)]
     pub device: DeviceArg,
@@ -105,6 +108,7 @@ pub fn run(cmd: &SmnnCommand) -> Result<()> {
         SmnnCommand::Backward(a) => (a, true),
     };
     let backend = args.device.open()?;
+    let params = args.kernel.params(args.device.device)?;
     let mut npz = Npz::open(&args.inputs)?;
     let mut arrays = Vec::with_capacity(5);
     for name in ["coefficients", "rhs_equation", "init_vars", "steps"] {
@@ -116,12 +120,12 @@ pub fn run(cmd: &SmnnCommand) -> Result<()> {
     drop(npz);
     let dtype = arrays.iter().fold(Dtype::F32, |d, a| Dtype::promote(d, a.dtype()));
     match dtype {
-        Dtype::F32 => run_typed::<f32>(args, &backend, arrays),
-        Dtype::F64 => run_typed::<f64>(args, &backend, arrays),
+        Dtype::F32 => run_typed::<f32>(args, &backend, arrays, &params),
+        Dtype::F64 => run_typed::<f64>(args, &backend, arrays, &params),
     }
 }
 
-fn run_typed<T: Elem>(args: &SmnnArgs, backend: &Backend, arrays: Vec<Array>) -> Result<()> {
+fn run_typed<T: Elem>(args: &SmnnArgs, backend: &Backend, arrays: Vec<Array>, params: &Params) -> Result<()> {
     let t: Vec<Tensor<T>> = arrays.into_iter().map(Array::into_tensor).collect();
     let layer = Smnn::new(
         args.options(),
@@ -133,14 +137,13 @@ fn run_typed<T: Elem>(args: &SmnnArgs, backend: &Backend, arrays: Vec<Array>) ->
         return Err(Error::Shape { arg: "grad_u", expected: fmt_shape(&layer.u_shape()), got: fmt_shape(&gu.shape) });
     }
     let data: Vec<&[T]> = t.iter().map(|t| &t.data[..]).collect();
-    let params = Params::default();
-    let ((u, grads), failed) = match layer_on(&layer, backend, &data, &params) {
+    let ((u, grads), failed) = match layer_on(&layer, backend, &data, params) {
         Ok(out) => (out, None),
         Err(e) => {
             let Some(failures) = keep_going::failures(&e, args.keep_going) else {
                 return Err(e);
             };
-            (keep_going_layer(&layer, backend, &data, failures, &params)?, Some(e))
+            (keep_going_layer(&layer, backend, &data, failures, params)?, Some(e))
         }
     };
     let u = Tensor::new("u", layer.u_shape().to_vec(), u)?.into_array();

@@ -7,7 +7,7 @@ use crate::cuda::{CudaBackend, DeviceCholesky};
 use crate::error::fmt_shape;
 use crate::{BandBatch, BatchMatrix, Cholesky, Error, Params, Result};
 
-use super::device::{Backend, DeviceArg};
+use super::device::{Backend, DeviceArg, KernelArg};
 use super::io::{self, Dtype, Elem, Tensor};
 use super::keep_going;
 
@@ -68,6 +68,9 @@ pub struct SolveArgs {
     /// failed systems' are NaN), report each failure, and exit with status 1
     #[arg(long)]
     pub keep_going: bool,
+    // --kernel (help text on `KernelArg`).
+    #[command(flatten)]
+    pub kernel: KernelArg,
     // --device (help text on `DeviceArg`).
     #[command(flatten)]
     pub device: DeviceArg,
@@ -121,12 +124,13 @@ impl Layout {
 /// Runs `banded solve`.
 pub fn run(args: &SolveArgs) -> Result<()> {
     let backend = args.device.open()?;
+    let params = args.kernel.params(args.device.device)?;
     let ab = io::read_npy(&args.ab)?;
     let rhs = io::read_npy(&args.rhs)?;
     let layout = Layout::of(ab.shape(), rhs.shape())?;
     match Dtype::promote(ab.dtype(), rhs.dtype()) {
-        Dtype::F32 => solve_typed::<f32>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor()),
-        Dtype::F64 => solve_typed::<f64>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor()),
+        Dtype::F32 => solve_typed::<f32>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor(), &params),
+        Dtype::F64 => solve_typed::<f64>(args, &backend, layout, ab.into_tensor(), rhs.into_tensor(), &params),
     }
 }
 
@@ -139,16 +143,15 @@ struct Solution<T> {
     inv: Option<Vec<T>>,
 }
 
-fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, mut rhs: Tensor<T>) -> Result<()> {
+fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab: Tensor<T>, mut rhs: Tensor<T>, params: &Params) -> Result<()> {
     let Layout { batch, kd, n, nrhs, .. } = layout;
     // Finiteness first, with indices in the files' own shapes; the library then checks again
     // (cheap) and checks the results for overflow.
     check_band_finite(&ab, layout)?;
     io::check_finite("--rhs", &rhs)?;
-    let params = Params::default();
     // The right-hand sides are solved in place: kept (copied) only for a --keep-going rerun.
     let b = if args.keep_going { rhs.data.clone() } else { std::mem::take(&mut rhs.data) };
-    let (solution, failed) = match solve_on(args, backend, layout, &ab.data, b, &params) {
+    let (solution, failed) = match solve_on(args, backend, layout, &ab.data, b, params) {
         Ok(solution) => (solution, None),
         Err(e) => {
             let Some(failures) = keep_going::failures(&e, args.keep_going) else {
@@ -161,7 +164,7 @@ fn solve_typed<T: Elem>(args: &SolveArgs, backend: &Backend, layout: Layout, ab:
                 Solution { x: Vec::new(), logdet: Some(Vec::new()), l: Some(Vec::new()), inv: Some(Vec::new()) }
             } else {
                 let (ab_ok, rhs_ok) = (keep_going::gather(&ab.data, w * n, &ok)?, keep_going::gather(&rhs.data, n * nrhs, &ok)?);
-                solve_on(args, backend, sub_layout, &ab_ok, rhs_ok, &params)?
+                solve_on(args, backend, sub_layout, &ab_ok, rhs_ok, params)?
             };
             let all = |v: Option<Vec<T>>, per| v.map(|v| keep_going::scatter(&v, per, &ok, batch)).transpose();
             let solution = Solution {

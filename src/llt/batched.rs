@@ -22,19 +22,21 @@ use super::{factor_system, solve_system};
 /// Per system: `Ok`, or `Err(column)` of the first pivot that is not positive and finite.
 pub(crate) type Status = Vec<Result<(), usize>>;
 
-/// How a batch runs: `lanes` systems per pack under `isa`, or (`lanes == 1`) one system at a
-/// time with the reference kernels.
+/// How a batch runs: `lanes` systems per pack under `isa` (`lanes == 1`: one system at a time,
+/// with the fast kernels on one lane), or with the per-system reference kernels
+/// (`reference`, `Kernel::Reference`: then `lanes == 1`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
     pub isa: Isa,
     pub lanes: usize,
+    pub reference: bool,
 }
 
 impl Plan {
     /// The plan for `batch` systems of bandwidth `kd` under `params` ([`pack_lanes`]).
     pub(crate) fn new<T: Real>(batch: usize, kd: usize, params: &Params) -> Self {
-        let isa = Isa::of(params.kernel()).unwrap_or(Isa::Portable);
-        Self { isa, lanes: pack_lanes::<T>(batch, kd, params) }
+        let isa = Isa::of(params.kernel());
+        Self { isa: isa.unwrap_or(Isa::Portable), lanes: pack_lanes::<T>(batch, kd, params), reference: isa.is_none() }
     }
 }
 
@@ -57,16 +59,34 @@ enum Source {
 }
 
 /// Scratch elements of `T` one pack of `L` lanes needs with `source`: the right-hand sides
-/// (`n·nrhs` rows) and, for [`Source::Gathered`], the whole pack (`n·(kd+1)` rows), for
-/// [`Source::Streamed`] one window of columns.
-fn scratch_len<T, const L: usize>(source: Source, dims: Dims) -> usize {
+/// (`n·nrhs` rows; none when they are solved where they are), the reciprocal pivots (`n`
+/// rows) and, for [`Source::Gathered`], the whole pack (`n·(kd+1)` rows), for
+/// [`Source::Streamed`] one window of columns. Laid out in that order: columns, right-hand
+/// sides, reciprocals ([`split_scratch`]).
+fn scratch_len<T, const L: usize>(source: Source, dims: Dims, rhs_in_place: bool) -> usize {
+    (source_rows::<T, L>(source, dims) + if rhs_in_place { 0 } else { dims.n * dims.nrhs } + dims.n) * L
+}
+
+/// Rows of scratch the column source of [`scratch_len`] needs.
+fn source_rows<T, const L: usize>(source: Source, dims: Dims) -> usize {
     let w = dims.kd + 1;
-    let cols = match source {
+    match source {
         Source::Gathered => dims.n * w,
         Source::Streamed => (block_cols::<T, L>(dims.n, dims.kd) + dims.kd.min(dims.n)) * w,
         Source::Filled | Source::InMemory => 0,
-    };
-    (cols + dims.n * dims.nrhs) * L
+    }
+}
+
+/// Rows of `L` lanes.
+type Rows<'a, T, const L: usize> = &'a mut [[T; L]];
+
+/// [`scratch_len`]'s scratch as `(columns, right-hand sides, reciprocals)` rows of `L` lanes
+/// (the right-hand sides empty with `rhs_in_place`).
+fn split_scratch<T: Real, const L: usize>(s: &mut [T], source: Source, dims: Dims, rhs_in_place: bool) -> (Rows<'_, T, L>, Rows<'_, T, L>, Rows<'_, T, L>) {
+    let rows = s.as_chunks_mut::<L>().0;
+    let (cols, rest) = rows.split_at_mut(source_rows::<T, L>(source, dims));
+    let (rbuf, inv) = rest.split_at_mut(if rhs_in_place { 0 } else { dims.n * dims.nrhs });
+    (cols, rbuf, inv)
 }
 
 /// `v` in `count` consecutive pieces of `len` (`count` empty pieces when `len == 0`).
@@ -75,13 +95,18 @@ pub(crate) fn pieces<T>(v: &mut [T], len: usize, count: usize) -> Vec<&mut [T]> 
 }
 
 /// Factors one pack from `cols` under `isa`, its right-hand sides `rhs` (`≤ L` row-major
-/// matrices; empty when `dims.nrhs == 0`) gathered into `rbuf`, solved, and scattered back.
-fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims) -> [usize; L] {
+/// matrices; empty when `dims.nrhs == 0`) gathered into `rbuf`, solved, and scattered back
+/// (with `L = 1` they are solved where they are: one system's row-major right-hand sides are
+/// its pack layout). `inv`: `n` rows of scratch.
+fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) -> [usize; L] {
     let len = dims.n * dims.nrhs;
+    if L == 1 {
+        return factor_pack(isa, &mut cols, &mut rhs.as_chunks_mut::<L>().0[..len], dims, inv);
+    }
     if len > 0 {
         gather_all(rhs, rbuf, len);
     }
-    let fail = factor_pack(isa, &mut cols, &mut rbuf[..len], dims);
+    let fail = factor_pack(isa, &mut cols, &mut rbuf[..len], dims, inv);
     if len > 0 {
         scatter(&rbuf[..len], rhs, len, 0);
     }
@@ -89,10 +114,13 @@ fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, 
 }
 
 /// Solves one pack's right-hand sides with the factor in `cols` (see [`factor_one`]).
-fn solve_one<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims) {
+fn solve_one<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) {
     let len = dims.n * dims.nrhs;
+    if L == 1 {
+        return solve_pack(isa, &mut cols, &mut rhs.as_chunks_mut::<L>().0[..len], dims, inv);
+    }
     gather_all(rhs, rbuf, len);
-    solve_pack(isa, &mut cols, &mut rbuf[..len], dims);
+    solve_pack(isa, &mut cols, &mut rbuf[..len], dims, inv);
     scatter(&rbuf[..len], rhs, len, 0);
 }
 
@@ -119,6 +147,28 @@ pub(crate) fn factor_reference<T: Real>(data: &mut [T], job: Batch<'_, T>) -> St
         .collect()
 }
 
+/// Factors (and with `nrhs > 0` solves) every system of `data` (`batch` systems in the band
+/// layout) one at a time with the fast kernels on one lane under `isa`, in place (one system's
+/// band is its pack layout with `L = 1`): the same operations, hence bits, as in a lane of a
+/// pack.
+pub(crate) fn factor_singles<T: Real>(isa: Isa, data: &mut [T], job: Batch<'_, T>) -> Status {
+    let dims = job.dims;
+    let w = dims.kd + 1;
+    pieces(data, dims.n * w, job.batch)
+        .into_par_iter()
+        .zip(pieces(job.rhs, dims.n * dims.nrhs, job.batch))
+        .with_min_len(min_len(job.par, job.batch))
+        .map(|(a, x)| {
+            let cols = Filled { pack: a.as_chunks_mut::<1>().0, w, fill: |_: &mut [[T; 1]], _| {} };
+            let fail = with_thread_scratch::<T, _>(scratch_len::<T, 1>(Source::Filled, dims, true), |s| {
+                let (_, _, inv) = split_scratch::<T, 1>(s, Source::Filled, dims, true);
+                factor_one::<T, 1, _>(isa, cols, x, &mut [], dims, inv)
+            });
+            if fail[0] == usize::MAX { Ok(()) } else { Err(fail[0]) }
+        })
+        .collect()
+}
+
 /// Factors (and with `nrhs > 0` solves, fused) `data`, `batch` systems in the band layout, in
 /// packs of `L` under `isa`: the full packs gathered from the band layout and left in pack
 /// layout in their own storage (see [`crate::llt::packed::Packed`]), the rest as
@@ -127,11 +177,10 @@ pub(crate) fn factor_packs<T: Real, const L: usize>(isa: Isa, data: &mut [T], jo
     let dims = job.dims;
     let full = job.batch / L;
     factor_full_and_tail::<T, L, ()>(isa, data, job, vec![(); full], &|_, chunk, x, ()| {
-        let n_scratch = scratch_len::<T, L>(Source::Gathered, dims);
-        with_thread_scratch::<T, _>(n_scratch, |s| {
-            let (buf, rbuf) = s.split_at_mut(dims.n * (dims.kd + 1) * L);
-            let cols = Gathered { band: chunk, buf: buf.as_chunks_mut::<L>().0, n: dims.n, kd: dims.kd, loaded: 0 };
-            factor_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims)
+        with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Gathered, dims, false), |s| {
+            let (buf, rbuf, inv) = split_scratch::<T, L>(s, Source::Gathered, dims, false);
+            let cols = Gathered { band: chunk, buf, n: dims.n, kd: dims.kd, loaded: 0 };
+            factor_one(isa, cols, x, rbuf, dims, inv)
         })
     })
 }
@@ -151,9 +200,10 @@ where
 {
     let dims = job.dims;
     factor_full_and_tail::<T, L, S>(isa, data, job, sides, &|p, chunk, x, side| {
-        with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Filled, dims), |rbuf| {
+        with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Filled, dims, false), |s| {
+            let (_, rbuf, inv) = split_scratch::<T, L>(s, Source::Filled, dims, false);
             let cols = Filled { pack: chunk.as_chunks_mut::<L>().0, w: dims.kd + 1, fill: make_fill(p, side) };
-            factor_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims)
+            factor_one(isa, cols, x, rbuf, dims, inv)
         })
     })
 }
@@ -188,28 +238,28 @@ fn factor_full_and_tail<T: Real, const L: usize, S: Send>(isa: Isa, data: &mut [
 }
 
 /// The systems after the full packs (`job.batch < L`, band layout, left in it): one padded
-/// pack streamed through a window ([`tail_as_pack`]), or one at a time.
+/// pack streamed through a window ([`tail_as_pack`]), or one at a time on one lane.
 fn factor_tail<T: Real, const L: usize>(isa: Isa, data: &mut [T], job: Batch<'_, T>) -> Status {
     let (rem, dims) = (job.batch, job.dims);
     if !tail_as_pack(rem, L) {
-        return factor_reference(data, job);
+        return factor_singles(isa, data, job);
     }
-    let len = scratch_len::<T, L>(Source::Streamed, dims);
-    let fail = with_thread_scratch::<T, _>(len, |s| {
-        let (buf, rbuf) = s.split_at_mut(len - dims.n * dims.nrhs * L);
-        let cols = Streamed { band: data, buf: buf.as_chunks_mut::<L>().0, n: dims.n, kd: dims.kd, start: 0, loaded: 0 };
-        factor_one(isa, cols, job.rhs, rbuf.as_chunks_mut::<L>().0, dims)
+    let fail = with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Streamed, dims, false), |s| {
+        let (buf, rbuf, inv) = split_scratch::<T, L>(s, Source::Streamed, dims, false);
+        let cols = Streamed { band: data, buf, n: dims.n, kd: dims.kd, start: 0, loaded: 0 };
+        factor_one(isa, cols, job.rhs, rbuf, dims, inv)
     });
     status(fail, rem).collect()
 }
 
 /// Solves `b` (`batch` row-major `n × nrhs` matrices) in place with the factor `l` in the band
 /// layout, under `plan`: in packs streamed from the band layout (the last one padded), or one
-/// system at a time.
+/// system at a time (with the reference kernels under `plan.reference`, which must then be
+/// the kernels that made `l`).
 pub(crate) fn solve_band<T: Real>(plan: Plan, l: &[T], job: Batch<'_, T>) {
     let Batch { batch, dims, rhs, par } = job;
     let Dims { n, kd, nrhs } = dims;
-    if plan.lanes == 1 {
+    if plan.reference {
         rhs.par_chunks_mut(n * nrhs)
             .zip(l.par_chunks(n * (kd + 1)))
             .with_min_len(min_len(par, batch))
@@ -224,13 +274,19 @@ pub(crate) fn solve_band<T: Real>(plan: Plan, l: &[T], job: Batch<'_, T>) {
     })
 }
 
-/// One pack (`≤ L` systems) of [`solve_band`].
+/// One pack (`≤ L` systems) of [`solve_band`]; one system (`L = 1`) reads its band in place.
 fn solve_band_pack<T: Real, const L: usize>(isa: Isa, l: &[T], x: &mut [T], dims: Dims) {
-    let len = scratch_len::<T, L>(Source::Streamed, dims);
-    with_thread_scratch::<T, _>(len, |s| {
-        let (buf, rbuf) = s.split_at_mut(len - dims.n * dims.nrhs * L);
-        let cols = BandFactor { band: l, buf: buf.as_chunks_mut::<L>().0, n: dims.n, kd: dims.kd };
-        solve_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims);
+    if L == 1 {
+        return with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims, true), |s| {
+            let (_, _, inv) = split_scratch::<T, L>(s, Source::InMemory, dims, true);
+            let cols = InMemory { pack: l.as_chunks::<L>().0, w: dims.kd + 1 };
+            solve_one(isa, cols, x, &mut [], dims, inv);
+        });
+    }
+    with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Streamed, dims, false), |s| {
+        let (buf, rbuf, inv) = split_scratch::<T, L>(s, Source::Streamed, dims, false);
+        let cols = BandFactor { band: l, buf, n: dims.n, kd: dims.kd };
+        solve_one(isa, cols, x, rbuf, dims, inv);
     })
 }
 
@@ -249,17 +305,20 @@ pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T],
         || {
             bf.par_chunks_mut(blen * L).zip(lf.par_chunks(len * L)).with_min_len(min_len(par, full.max(1))).for_each(|(x, lc)| {
                 let mut cols = InMemory { pack: lc.as_chunks::<L>().0, w: dims.kd + 1 };
-                if rhs_packed {
-                    solve_pack(isa, &mut cols, x.as_chunks_mut::<L>().0, dims);
-                    return;
-                }
-                with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims), |rbuf| solve_one(isa, cols, x, rbuf.as_chunks_mut::<L>().0, dims))
+                with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims, rhs_packed), |s| {
+                    let (_, rbuf, inv) = split_scratch::<T, L>(s, Source::InMemory, dims, rhs_packed);
+                    if rhs_packed {
+                        solve_pack(isa, &mut cols, x.as_chunks_mut::<L>().0, dims, inv);
+                    } else {
+                        solve_one(isa, cols, x, rbuf, dims, inv);
+                    }
+                })
             })
         },
         || {
             let rem = batch - full * L;
             let lanes = if tail_as_pack(rem, L) { L } else { 1 };
-            solve_band(Plan { isa, lanes }, lt, Batch { batch: rem, dims, rhs: bt, par });
+            solve_band(Plan { isa, lanes, reference: false }, lt, Batch { batch: rem, dims, rhs: bt, par });
         },
     );
 }

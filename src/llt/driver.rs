@@ -23,7 +23,7 @@ use crate::band::lanes::{block_cols, gather_band, scatter_band};
 use crate::scalar::Real;
 use crate::simd::Isa;
 
-use super::kernels::{Dims, backward_in, factor_window_in, forward_in, touch};
+use super::kernels::{Dims, backward_in, factor_window_in, forward_in, recips_in, touch};
 
 /// Read access to the factored columns of a pack, for the substitutions.
 pub(crate) trait Factored<T, const L: usize> {
@@ -50,18 +50,19 @@ fn blocks(n: usize, block: usize) -> impl DoubleEndedIterator<Item = (usize, usi
 }
 
 /// Factors one pack from `cols`, fusing the solve of `rhs` (`n·nrhs` rows, the pack's
-/// right-hand sides interleaved; empty when `dims.nrhs == 0`). Returns, per lane, the first
-/// failing column (`usize::MAX` if none).
+/// right-hand sides interleaved; empty when `dims.nrhs == 0`). `inv` (`n` rows of scratch)
+/// keeps the reciprocal pivots from the factorization for both substitutions. Returns, per
+/// lane, the first failing column (`usize::MAX` if none).
 #[inline(always)]
-pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims) -> [usize; L] {
+pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) -> [usize; L] {
     let (n, w) = (dims.n, dims.kd + 1);
     let block = block_cols::<T, L>(n, dims.kd);
     let mut fail = [usize::MAX; L];
     for (j0, j1) in blocks(n, block) {
         let win = cols.open(j0, (j1 + dims.kd).min(n));
-        factor_window_in(isa, win, dims, j0..j1, &mut fail);
+        factor_window_in(isa, win, dims, j0..j1, &mut fail, &mut inv[j0..j1]);
         if dims.nrhs > 0 {
-            forward_in(isa, &win[..(j1 - j0) * w], rhs, dims, j0);
+            forward_in(isa, &win[..(j1 - j0) * w], rhs, dims, j0, &inv[j0..j1]);
         }
         cols.retire(j0, j1);
     }
@@ -70,22 +71,25 @@ pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, c
         return fail;
     }
     for (j0, j1) in blocks(n, block).rev() {
-        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
+        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0, &inv[j0..j1]);
         cols.store(j0, j1);
     }
     fail
 }
 
 /// Solves the pack's right-hand sides `rhs` (`n·nrhs` interleaved rows) with the factor in
-/// `cols`: forward, then backward substitution, one cache-sized block of columns at a time.
+/// `cols`: forward, then backward substitution, one cache-sized block of columns at a time;
+/// `inv` (`n` rows of scratch) holds the reciprocal pivots, computed in the forward pass.
 #[inline(always)]
-pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims) {
+pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) {
     let block = block_cols::<T, L>(dims.n, dims.kd);
     for (j0, j1) in blocks(dims.n, block) {
-        forward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
+        let l = cols.factored(j0, j1);
+        recips_in(isa, l, dims.kd, &mut inv[j0..j1]);
+        forward_in(isa, l, rhs, dims, j0, &inv[j0..j1]);
     }
     for (j0, j1) in blocks(dims.n, block).rev() {
-        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0);
+        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0, &inv[j0..j1]);
     }
 }
 

@@ -29,6 +29,7 @@ use rayon::prelude::*;
 
 use crate::band::{BandBatch, BatchMatrix, BatchMut, PackedBandBatch, PackedBatchMatrix};
 use crate::band::lanes::with_lanes;
+use crate::band::pack_lanes;
 use crate::error::{Error, PivotFailure, Result, fmt_shape};
 use crate::par::min_len;
 use crate::params::Params;
@@ -43,7 +44,7 @@ use kernels::touch;
 pub(crate) use logdet::logdet_system;
 pub(crate) use solve::solve_system;
 
-use batched::{factor_packs, factor_reference, solve_band};
+use batched::{factor_packs, factor_reference, factor_singles, solve_band};
 use packed::Packed;
 
 /// The Cholesky factors `A_s = L_s L_sᵀ` of a batch of SPD band matrices, every `L_s` lower
@@ -68,6 +69,12 @@ pub struct Cholesky<T> {
     store: Store<T>,
     /// `L` in the [`BandBatch`] layout, built by the first [`l`](Self::l) if `store` is packed.
     band: OnceLock<BandBatch<T>>,
+    /// The instruction set of the fast kernels that made it, or `None` for the reference
+    /// kernels ([`Kernel::Reference`](crate::Kernel::Reference)). A factor is solved by the
+    /// kernels that made it unless the solve's parameters name another fast kernel, so that a
+    /// reproducible factorization gives reproducible solutions (and the portable, unfused
+    /// kernels' factor, the reference's bits, is solved unfused).
+    made: Option<Isa>,
 }
 
 #[derive(Clone, Debug)]
@@ -186,15 +193,18 @@ impl<T: Real> Cholesky<T> {
         };
         let plan = Plan::new::<T>(batch, kd, params);
         let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs: b, par: params.par() };
-        let (store, status) = if plan.lanes == 1 {
+        let (store, status) = if plan.reference {
             let status = factor_reference(a.as_mut_slice(), job);
+            (Store::Band(a), status)
+        } else if plan.lanes == 1 {
+            let status = factor_singles(plan.isa, a.as_mut_slice(), job);
             (Store::Band(a), status)
         } else {
             let (_, _, _, mut data) = a.into_parts();
             let status = with_lanes!(plan.lanes, L => factor_packs::<T, L>(plan.isa, &mut data, job));
             (Store::Packed(Packed { data, isa: plan.isa, lanes: plan.lanes, batch, n, kd }), status)
         };
-        Self::partial(store, status, batch)
+        Self::partial(store, status, batch, (!plan.reference).then_some(plan.isa))
     }
 
     /// [`factor_partial_solve`](Self::factor_partial_solve) of the `job.batch` systems of
@@ -212,7 +222,7 @@ impl<T: Real> Cholesky<T> {
         debug_assert_eq!(plan.lanes, L);
         let (batch, Dims { n, kd, .. }) = (job.batch, job.dims);
         let status = batched::factor_filled::<T, L, S, G, F>(plan.isa, &mut data, job, sides, make_fill);
-        Self::partial(Store::Packed(Packed { data, isa: plan.isa, lanes: L, batch, n, kd }), status, batch)
+        Self::partial(Store::Packed(Packed { data, isa: plan.isa, lanes: L, batch, n, kd }), status, batch, Some(plan.isa))
     }
 
     /// Factors a batch given in the lane-interleaved layout ([`PackedBandBatch`]) in its own
@@ -235,7 +245,9 @@ impl<T: Real> Cholesky<T> {
         if lanes == 1 {
             return Self::factor_in_place(BandBatch::from_parts(batch, n, kd, data), &params);
         }
-        let plan = Plan { isa: Isa::of(params.kernel()).unwrap_or(Isa::Portable), lanes };
+        // Under `Kernel::Reference` the packs run unfused (`Isa::Portable`): the reference kernels' operations
+        // in their order, hence their bits.
+        let plan = Plan { isa: Isa::of(params.kernel()).unwrap_or(Isa::Portable), lanes, reference: false };
         let job = Batch { batch, dims: Dims { n, kd, nrhs: 0 }, rhs: &mut [], par: params.par() };
         let w = kd + 1;
         with_lanes!(lanes, L => {
@@ -296,19 +308,19 @@ impl<T: Real> Cholesky<T> {
 
     /// The [`PartialCholesky`] of a factored `store` with per-system `status`. Errors only if
     /// the copy of the systems that factored cannot be allocated (when some failed).
-    fn partial(store: Store<T>, status: Status, batch: usize) -> Result<PartialCholesky<T>> {
+    fn partial(store: Store<T>, status: Status, batch: usize, made: Option<Isa>) -> Result<PartialCholesky<T>> {
         let failures: Vec<PivotFailure> = status
             .iter()
             .enumerate()
             .filter_map(|(system, st)| st.err().map(|column| PivotFailure { system, column }))
             .collect();
         if failures.is_empty() {
-            let factor = Some(Self { store, band: OnceLock::new() });
+            let factor = Some(Self { store, band: OnceLock::new(), made });
             return Ok(PartialCholesky { factor, systems: (0..batch).collect(), failures });
         }
         let systems: Vec<usize> = (0..batch).filter(|&s| status[s].is_ok()).collect();
-        let all = Self { store, band: OnceLock::new() }.into_l();
-        let factor = all.select(&systems)?.map(|l| Self { store: Store::Band(l), band: OnceLock::new() });
+        let all = Self { store, band: OnceLock::new(), made }.into_l();
+        let factor = all.select(&systems)?.map(|l| Self { store: Store::Band(l), band: OnceLock::new(), made });
         Ok(PartialCholesky { factor, systems, failures })
     }
 
@@ -406,9 +418,15 @@ impl<T: Real> Cholesky<T> {
     fn solve_storage(&self, rhs: &mut [T], nrhs: usize, rhs_packed: bool, params: &Params) {
         let (n, kd) = (self.n(), self.kd());
         let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs, par: params.par() };
-        match &self.store {
-            Store::Band(l) => solve_band(Plan::new::<T>(self.batch(), kd, params), l.as_slice(), job),
-            Store::Packed(p) => p.solve(Isa::of(params.kernel()).unwrap_or(p.isa), job, rhs_packed),
+        // The kernels that made the factor, unless `params` names another fast kernel.
+        let isa = self.made.map(|made| Isa::of(params.kernel()).unwrap_or(made));
+        match (&self.store, isa) {
+            (Store::Band(l), None) => solve_band(Plan { isa: Isa::Portable, lanes: 1, reference: true }, l.as_slice(), job),
+            (Store::Band(l), Some(isa)) => {
+                let lanes = pack_lanes::<T>(self.batch(), kd, &params.with_kernel(isa.kernel()));
+                solve_band(Plan { isa, lanes, reference: false }, l.as_slice(), job)
+            }
+            (Store::Packed(p), isa) => p.solve(isa.unwrap_or(p.isa), job, rhs_packed),
         }
     }
 

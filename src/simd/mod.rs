@@ -1,4 +1,5 @@
-//! Which kernel runs, and SIMD dispatch through [`pulp`].
+//! Which kernel runs, and SIMD dispatch through [`pulp`] (and, for the fast kernels, native
+//! vectors: [`vector`]).
 //!
 //! The packed kernels are written once, as loops over `[T; L]` lanes (one lane per system of a
 //! pack, see `band/lanes.rs`), inside a [`pulp::WithSimd`] operation. [`dispatch`] runs such an
@@ -9,6 +10,8 @@
 //! the baseline target is the portable path. Every path performs the same IEEE operations in
 //! the same order (no FMA contraction: Rust never fuses `a * b + c`), so they agree bit for bit
 //! with each other and with the per-system reference kernels (see `docs/ARCHITECTURE.md`).
+
+pub(crate) mod vector;
 
 /// Which implementation runs the batched kernels (a request: see [`crate::Params::with_kernel`]).
 ///
@@ -92,6 +95,16 @@ impl Isa {
     /// 512-bit packs measured no faster (see `docs/ARCHITECTURE.md`, "Instruction sets").
     pub(crate) fn best() -> Isa {
         [Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_present()).unwrap_or(Isa::Portable)
+    }
+
+    /// The kernel request that runs under this instruction set.
+    pub(crate) fn kernel(self) -> Kernel {
+        match self {
+            Isa::Portable => Kernel::Portable,
+            Isa::Avx2 => Kernel::Avx2,
+            Isa::Avx512 => Kernel::Avx512,
+            Isa::Neon => Kernel::Neon,
+        }
     }
 
     /// The instruction set a kernel request runs under (`None`: the per-system reference).

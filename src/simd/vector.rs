@@ -1,0 +1,279 @@
+//! Native SIMD vectors for the fast kernels: one [`Vector`] is `W` lanes of one element type
+//! in one machine register (a `__m512d` holds 8 f64 lanes), with the handful of operations a
+//! Cholesky factor and its substitutions need.
+//!
+//! The fast kernels are written once, generic over a [`Vector`], and instantiated per
+//! instruction set through a [`VectorSet`] ([`Avx512`], [`Avx2`], [`Fused`], [`Plain`]): a run
+//! of [`dispatch`] enters a function compiled with that set's `#[target_feature]`s (after the
+//! CPU was found to have them) and calls [`VecOp::run`] with the set, so every vector
+//! operation inlines into one instruction. Register-typed values (not `[T; W]` arrays) keep a
+//! register tile's accumulators in registers: with arrays of lanes LLVM spilled them to the
+//! stack, or re-vectorised a loop over rows with gathers and scatters (measured: a kd = 17
+//! pack factored 1.2–2× slower).
+//!
+//! Every operation is IEEE-exact per lane: `fnma` is one fused multiply–add (one rounding)
+//! wherever the set has FMA ([`Avx512`], [`Avx2`], [`Fused`]) and a multiply then a subtract
+//! in [`Plain`]; `sqrt` and `recip` (`1/x`) are correctly rounded everywhere. So a kernel's
+//! results depend on the set only through fusing, never on the width `W`: a lane computes the
+//! same bits in a `__m512d`, a `__m256d` or alone.
+
+use crate::scalar::Real;
+
+/// `W` lanes of `T` in one register, and the kernels' operations on them, lane by lane.
+pub trait Vector<T>: Copy {
+    /// Lanes per vector.
+    const W: usize;
+    /// The register tile of the factorization's trailing update: `ROWS × COLS` accumulators
+    /// plus `ROWS + COLS` operands fit the set's vector registers (32 with AVX-512, 16 with
+    /// AVX2 and the baseline x86-64).
+    const TILE: [usize; 2];
+    /// The first `W` elements of `src` (which must hold at least `W`; the kernels pass the
+    /// lanes of a pack row, whose length the compiler knows).
+    fn load(src: &[T]) -> Self;
+    /// Writes the lanes to the first `W` elements of `dst`.
+    fn store(self, dst: &mut [T]);
+    /// `self − a·b`: one rounding where the set fuses, two where it does not.
+    fn fnma(self, a: Self, b: Self) -> Self;
+    /// `self · b`.
+    fn mul(self, b: Self) -> Self;
+    /// The square root of each lane.
+    fn sqrt(self) -> Self;
+    /// `1 / self`, lane by lane.
+    fn recip(self) -> Self;
+}
+
+/// The vectors of one instruction set, for each element type, and its scalar (`W = 1`) type
+/// for rows narrower than a vector (a lone system): the same fusing as the vectors.
+pub trait VectorSet {
+    /// f64 lanes.
+    type F64: Vector<f64>;
+    /// f32 lanes.
+    type F32: Vector<f32>;
+    /// One f64 lane, fused like [`Self::F64`].
+    type S64: Vector<f64>;
+    /// One f32 lane, fused like [`Self::F32`].
+    type S32: Vector<f32>;
+}
+
+/// An operation generic over the [`VectorSet`] it runs with: [`dispatch`] calls `run` inside
+/// the set's `#[target_feature]` context. Everything `run` reaches in its hot loops must be
+/// `#[inline(always)]`.
+pub(crate) trait VecOp {
+    /// What the operation returns.
+    type Output;
+    /// Runs the operation with the vectors of `S`.
+    fn run<S: VectorSet>(self) -> Self::Output;
+}
+
+/// The vector and scalar types of `T` within a [`VectorSet`] (`Real` is sealed to f32/f64).
+pub trait SetElem: Copy {
+    /// `S`'s vector of `Self`.
+    type Vec<S: VectorSet>: Vector<Self>;
+    /// `S`'s one-lane type of `Self`.
+    type One<S: VectorSet>: Vector<Self>;
+}
+
+impl SetElem for f64 {
+    type Vec<S: VectorSet> = S::F64;
+    type One<S: VectorSet> = S::S64;
+}
+
+impl SetElem for f32 {
+    type Vec<S: VectorSet> = S::F32;
+    type One<S: VectorSet> = S::S32;
+}
+
+/// One lane of `T`, fused (`FUSED`) or not: the scalar vector of every set, and the whole
+/// vector of [`Fused`] and [`Plain`].
+#[derive(Clone, Copy)]
+pub(crate) struct One<T, const FUSED: bool>(T);
+
+impl<T: Real, const FUSED: bool> Vector<T> for One<T, FUSED> {
+    const W: usize = 1;
+    const TILE: [usize; 2] = [3, 3];
+    #[inline(always)]
+    fn load(src: &[T]) -> Self {
+        One(src[0])
+    }
+    #[inline(always)]
+    fn store(self, dst: &mut [T]) {
+        dst[0] = self.0;
+    }
+    #[inline(always)]
+    fn fnma(self, a: Self, b: Self) -> Self {
+        // Inside a `#[target_feature(enable = "fma")]` function `mul_add` is one instruction;
+        // `Plain` (no FMA on the baseline target) never fuses, so never calls libm's `fma`.
+        One(if FUSED { (-a.0).mul_add(b.0, self.0) } else { self.0 - a.0 * b.0 })
+    }
+    #[inline(always)]
+    fn mul(self, b: Self) -> Self {
+        One(self.0 * b.0)
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        One(self.0.sqrt())
+    }
+    #[inline(always)]
+    fn recip(self) -> Self {
+        One(T::one() / self.0)
+    }
+}
+
+/// Scalar lanes with FMA (aarch64 NEON: the compiler vectorises the lane loops, `fmla`).
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub(crate) struct Fused;
+
+impl VectorSet for Fused {
+    type F64 = One<f64, true>;
+    type F32 = One<f32, true>;
+    type S64 = One<f64, true>;
+    type S32 = One<f32, true>;
+}
+
+/// Scalar lanes without FMA: the baseline target (`Kernel::Portable`).
+pub(crate) struct Plain;
+
+impl VectorSet for Plain {
+    type F64 = One<f64, false>;
+    type F32 = One<f32, false>;
+    type S64 = One<f64, false>;
+    type S32 = One<f32, false>;
+}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unused_imports)]
+pub(crate) use x86::{Avx2, Avx512};
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{One, Vector, VectorSet};
+
+    /// AVX-512 (F, VL, DQ, BW) with FMA: 8 f64 / 16 f32 lanes.
+    pub(crate) struct Avx512;
+
+    impl VectorSet for Avx512 {
+        type F64 = Zmm64;
+        type F32 = Zmm32;
+        type S64 = One<f64, true>;
+        type S32 = One<f32, true>;
+    }
+
+    /// AVX2 with FMA: 4 f64 / 8 f32 lanes.
+    pub(crate) struct Avx2;
+
+    impl VectorSet for Avx2 {
+        type F64 = Ymm64;
+        type F32 = Ymm32;
+        type S64 = One<f64, true>;
+        type S32 = One<f32, true>;
+    }
+
+    /// 8 f64 lanes in a `zmm` register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Zmm64(__m512d);
+    /// 16 f32 lanes in a `zmm` register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Zmm32(__m512);
+    /// 4 f64 lanes in a `ymm` register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Ymm64(__m256d);
+    /// 8 f32 lanes in a `ymm` register.
+    #[derive(Clone, Copy)]
+    pub(crate) struct Ymm32(__m256);
+
+    // SAFETY (every `unsafe` block below): these types are only named by `Avx512` and `Avx2`,
+    // whose kernels run only through `simd::vector::dispatch` inside a function compiled with
+    // that set's target features and entered only after pulp detected them on this CPU
+    // (`V4::try_new` / `V3::try_new`), so every intrinsic is supported. Loads and stores go
+    // through `src[..W]` / `dst[..W]`, bounds-checked slices of `W` elements, and are unaligned
+    // (`loadu` / `storeu`).
+    macro_rules! vector {
+        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident) => {
+            impl Vector<$t> for $ty {
+                const W: usize = $w;
+                const TILE: [usize; 2] = $tile;
+                #[inline(always)]
+                fn load(src: &[$t]) -> Self {
+                    let src = &src[..$w];
+                    // SAFETY: see above (`src` holds `W` elements).
+                    $ty(unsafe { $load(src.as_ptr()) })
+                }
+                #[inline(always)]
+                fn store(self, dst: &mut [$t]) {
+                    let dst = &mut dst[..$w];
+                    // SAFETY: see above (`dst` holds `W` elements).
+                    unsafe { $store(dst.as_mut_ptr(), self.0) }
+                }
+                #[inline(always)]
+                fn fnma(self, a: Self, b: Self) -> Self {
+                    // SAFETY: see above.
+                    $ty(unsafe { $fnma(a.0, b.0, self.0) })
+                }
+                #[inline(always)]
+                fn mul(self, b: Self) -> Self {
+                    // SAFETY: see above.
+                    $ty(unsafe { $mul(self.0, b.0) })
+                }
+                #[inline(always)]
+                fn sqrt(self) -> Self {
+                    // SAFETY: see above.
+                    $ty(unsafe { $sqrt(self.0) })
+                }
+                #[inline(always)]
+                fn recip(self) -> Self {
+                    // SAFETY: see above.
+                    $ty(unsafe { $div($set1(1.0), self.0) })
+                }
+            }
+        };
+    }
+    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd);
+    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps);
+    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd);
+    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps);
+
+    /// Runs `op` with the AVX-512 vectors.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F/VL/DQ/BW, AVX2 and FMA (pulp's `V4` detected).
+    #[target_feature(enable = "avx512f,avx512vl,avx512dq,avx512bw,avx512cd,avx2,fma,bmi1,bmi2,lzcnt,popcnt,avx,sse4.2")]
+    pub(super) unsafe fn run_avx512<Op: super::VecOp>(op: Op) -> Op::Output {
+        op.run::<Avx512>()
+    }
+
+    /// Runs `op` with the AVX2 vectors.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2 and FMA (pulp's `V3` detected).
+    #[target_feature(enable = "avx2,fma,bmi1,bmi2,lzcnt,popcnt,avx,sse4.2")]
+    pub(super) unsafe fn run_avx2<Op: super::VecOp>(op: Op) -> Op::Output {
+        op.run::<Avx2>()
+    }
+}
+
+/// Runs `op` with the vectors of `isa` (see [`VecOp`]): [`Avx512`] and [`Avx2`] where the CPU
+/// has them (else [`Plain`], as `Isa::of` already promised), [`Fused`] on aarch64 NEON, and
+/// [`Plain`] for the portable path.
+#[inline(always)]
+pub(crate) fn dispatch<Op: VecOp>(isa: super::Isa, op: Op) -> Op::Output {
+    use super::Isa;
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 if pulp::x86::V4::try_new().is_some() => {
+            // SAFETY: pulp detected AVX-512 F/VL/DQ/BW/CD with AVX2 and FMA just now (`V4`).
+            return unsafe { x86::run_avx512(op) };
+        }
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 if pulp::x86::V3::try_new().is_some() => {
+            // SAFETY: pulp detected AVX2 and FMA just now (`V3`).
+            return unsafe { x86::run_avx2(op) };
+        }
+        // NEON (with its fused multiply–add) is part of the aarch64 baseline.
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => return op.run::<Fused>(),
+        _ => {}
+    }
+    op.run::<Plain>()
+}
