@@ -4,8 +4,15 @@
 //! systems of order 1000 (f64 and f32; fused `factor_solve`, and `factor_in_place` +
 //! `solve_in_place` as `banded_separate`), and dense faer (Cholesky + solve of the same matrices
 //! expanded to dense, one system per rayon task) on the first 8 systems; compare per-system
-//! times (criterion's throughput line, in systems per second): dense costs n³/3 flops per
-//! system, the band n·kd·(kd+3).
+//! times (the medians over 256 and 8 systems): dense costs n³/3 flops per system, the band
+//! n·kd·(kd+3).
+//!
+//! Roofline (`banded::roofline`): the banded benchmarks' throughput is the bytes that must cross
+//! memory (`roofline::factor_solve`, or `factor` + `solve` for `banded_separate`) in decimal
+//! GB/s; before the first of them in a group runs, one line `roofline …` gives this machine's
+//! copy bandwidth at their working set and its gemm rate for the element type, measured then
+//! (same process, all threads), and each one's roofline time: roofline fraction = roofline
+//! time / criterion's median. Dense faer's throughput stays in systems per second.
 //!
 //! Group `checks_n1000`: what `Params::check_finite` (the default) costs: the finiteness scan of
 //! a 256 × 1000 f64 right-hand side alone, and `solve_in_place` at kd 1 with the checks (the
@@ -15,8 +22,11 @@
 use std::hint::black_box;
 use std::time::Duration;
 
+use std::cell::Cell;
+
 use banded::band::random_spd_problem;
-use banded::{BatchMatrix, Cholesky, Params, Real};
+use banded::roofline::{self, BandShape, Cost, Peak};
+use banded::{BatchMatrix, Cholesky, Par, Params, Real};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
@@ -33,12 +43,55 @@ fn configure(c: &mut Criterion, kd: usize, systems: usize) -> criterion::Benchma
     g
 }
 
+/// Whether criterion measures (`cargo bench`), rather than running each benchmark once as a test
+/// (`cargo test --benches`, `-- --test`), where no roofline is measured.
+fn benchmarking() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter().any(|a| a == "--bench") && !args.iter().any(|a| a == "--test")
+}
+
+/// Prints, the first time it is called (`printed`), the roofline of `costs`: this machine's
+/// peak for `T` measured now (all threads of the global pool, the bandwidth at the first cost's
+/// working set; `banded::roofline::Peak`) and each cost's roofline time.
+fn print_roofline<T: Real>(printed: &Cell<bool>, group: &str, costs: &[(&str, Cost)]) {
+    if printed.replace(true) || !benchmarking() {
+        return;
+    }
+    let ws = costs.first().map_or(0.0, |(_, c)| c.working_set);
+    match Peak::measure::<T>(ws as usize, Par::rayon(0)) {
+        Ok(peak) => {
+            let each: Vec<String> = costs
+                .iter()
+                .map(|(name, c)| format!("{name} {:.1} MB {:.1} MFLOP roofline {:.3} ms", c.bytes / 1e6, c.flops / 1e6, c.time_floor(&peak) * 1e3))
+                .collect();
+            println!(
+                "roofline {group} {}: copy {:.1} GB/s at {:.1} MB, gemm {:.1} GFLOP/s, {} threads; {}",
+                T::NAME,
+                peak.bytes_per_s / 1e9,
+                peak.working_set as f64 / 1e6,
+                peak.flops_per_s / 1e9,
+                peak.threads,
+                each.join("; ")
+            );
+        }
+        Err(e) => println!("roofline {group} {}: not measured: {e}", T::NAME),
+    }
+}
+
 fn banded<T: Real>(c: &mut Criterion, kd: usize) {
     let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
     let p = Params::default().with_check_finite(false);
+    let shape = BandShape::new::<T>(BATCH, N, kd);
+    let (fused, separate) = (roofline::factor_solve(shape, 1), roofline::factor(shape) + roofline::solve(shape, 1));
+    let (fused_name, separate_name) = (format!("banded_{}", T::NAME), format!("banded_separate_{}", T::NAME));
+    let costs = [(fused_name.as_str(), fused), (separate_name.as_str(), separate)];
+    let printed = Cell::new(false);
+    let group = format!("solve_n{N}_kd{kd}");
     let mut g = configure(c, kd, BATCH);
     // `Cholesky::factor_solve`: the solve fused into the factorization's pass.
-    g.bench_function(BenchmarkId::new(format!("banded_{}", T::NAME), BATCH), |bench| {
+    g.throughput(Throughput::BytesDecimal(fused.bytes as u64));
+    g.bench_function(BenchmarkId::new(&fused_name, BATCH), |bench| {
+        print_roofline::<T>(&printed, &group, &costs);
         bench.iter_batched(
             || (a.clone(), b.clone()),
             |(a, mut x)| {
@@ -50,7 +103,9 @@ fn banded<T: Real>(c: &mut Criterion, kd: usize) {
         )
     });
     // `factor_in_place`, then `solve_in_place`: the factor read again by both substitutions.
-    g.bench_function(BenchmarkId::new(format!("banded_separate_{}", T::NAME), BATCH), |bench| {
+    g.throughput(Throughput::BytesDecimal(separate.bytes as u64));
+    g.bench_function(BenchmarkId::new(&separate_name, BATCH), |bench| {
+        print_roofline::<T>(&printed, &group, &costs);
         bench.iter_batched(
             || (a.clone(), b.clone()),
             |(a, mut x)| {

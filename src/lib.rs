@@ -7,6 +7,7 @@ pub mod error;
 pub mod llt;
 pub mod par;
 mod params;
+pub mod roofline;
 pub mod scalar;
 mod simd;
 pub mod smnn;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use banded::{BandBatch, BatchMatrix, Cholesky, Params};
-use common::cli::{assert_fails, assert_ok, banded, stderr};
+use common::cli::{assert_fails, assert_ok, assert_roofline_consistent, banded, stderr};
 use common::{npz_array, rel_err};
 use npyz::WriterBuilder;
 
@@ -361,9 +361,10 @@ fn bench_solve_prints_one_line() {
             "f32",
             "--threads",
             "2",
+            "--no-roofline",
         ],
-        &["bench", "solve", "--n", "1", "--kd", "0", "--batch", "1", "--reps", "1", "--threads", "1"],
-        &["bench", "solve", "--n", "30", "--kd", "2", "--batch", "9", "--reps", "1", "--separate"],
+        &["bench", "solve", "--n", "1", "--kd", "0", "--batch", "1", "--reps", "1", "--threads", "1", "--no-roofline"],
+        &["bench", "solve", "--n", "30", "--kd", "2", "--batch", "9", "--reps", "1", "--separate", "--no-roofline"],
     ] {
         let out = d.run(args);
         assert_ok(&out);
@@ -371,14 +372,18 @@ fn bench_solve_prints_one_line() {
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(field(&text, "median_s") >= 0.0);
         assert!(field(&text, "gflops") >= 0.0);
-        for key in ["n", "kd", "kd_eff", "batch", "nrhs", "threads", "reps"] {
+        for key in ["n", "kd", "kd_eff", "batch", "nrhs", "threads", "reps", "bytes", "flops", "ws_bytes"] {
             field(&text, key);
+        }
+        let measured = !args.contains(&"--no-roofline");
+        for key in ["bw_gbs", "gemm_gflops", "roofline_s", "roofline_frac"] {
+            assert_eq!(text.contains(&format!(" {key}=")), measured, "{text}");
         }
         assert!(text.contains("dtype=f"), "{text}");
         let mode = if args.contains(&"--separate") { "mode=separate" } else { "mode=fused" };
         assert!(text.contains(mode), "{text}");
     }
-    let out = d.run(&["bench", "solve", "--n", "20", "--kd", "100", "--batch", "3", "--threads", "2"]);
+    let out = d.run(&["bench", "solve", "--n", "20", "--kd", "100", "--batch", "3", "--threads", "2", "--no-roofline"]);
     let text = String::from_utf8(out.stdout).unwrap();
     assert_eq!(field(&text, "kd_eff"), 19.0);
     assert_eq!(field(&text, "threads"), 2.0);
@@ -392,8 +397,8 @@ fn bench_kernel_choice() {
     let d = Dir::new();
     for k in ["auto", "reference", "portable", "avx2", "avx512", "neon"] {
         for cmd in [
-            &["bench", "solve", "--n", "40", "--kd", "3", "--batch", "20", "--reps", "1", "--kernel", k][..],
-            &["bench", "smnn", "--batch", "9", "--steps", "6", "--dims", "1", "--orders", "2", "--reps", "1", "--backward", "--kernel", k],
+            &["bench", "solve", "--n", "40", "--kd", "3", "--batch", "20", "--reps", "1", "--no-roofline", "--kernel", k][..],
+            &["bench", "smnn", "--batch", "9", "--steps", "6", "--dims", "1", "--orders", "2", "--reps", "1", "--backward", "--no-roofline", "--kernel", k],
         ] {
             let out = d.run(cmd);
             assert_ok(&out);
@@ -403,6 +408,26 @@ fn bench_kernel_choice() {
     }
     let out = d.run(&["bench", "solve", "--n", "5", "--kd", "1", "--batch", "1", "--kernel", "sse9"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// The roofline fields of `banded bench solve`: the counts of `banded::roofline` for the shape
+/// and mode, and the measured rates consistent with `roofline_s` and `roofline_frac`.
+#[test]
+fn bench_solve_roofline_fields() {
+    let d = Dir::new();
+    // n = 50, kd = 3, 4 systems, one right-hand side, f64: per system a band of 200 elements and
+    // 50 of right-hand side; 50·3·6 + 4·50·3 = 1500 flops.
+    for (mode, bytes) in [("fused", 8.0 * 4.0 * (2.0 * 200.0 + 2.0 * 50.0)), ("separate", 8.0 * 4.0 * (3.0 * 200.0 + 2.0 * 50.0))] {
+        let mut args = vec!["bench", "solve", "--n", "50", "--kd", "3", "--batch", "4", "--reps", "3", "--threads", "2"];
+        if mode == "separate" {
+            args.push("--separate");
+        }
+        let out = d.run(&args);
+        assert_ok(&out);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains(&format!(" mode={mode} ")), "{text}");
+        assert_roofline_consistent(&text, bytes, 4.0 * 1500.0, 8.0 * 4.0 * 250.0);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,7 +605,7 @@ fn emulator_errors_match_the_cpu() {
 #[test]
 fn bench_solve_on_the_emulator() {
     let d = Dir::new();
-    let base = ["bench", "solve", "--n", "30", "--kd", "3", "--batch", "5", "--nrhs", "2", "--reps", "3"];
+    let base = ["bench", "solve", "--n", "30", "--kd", "3", "--batch", "5", "--nrhs", "2", "--reps", "3", "--no-roofline"];
     let cpu = String::from_utf8(d.run(&base).stdout).unwrap();
     let cpu_keys: Vec<&str> = keys(&cpu).into_iter().map(|k| if k == "kernel" { "device" } else { k }).collect();
     for extra in [&["--device", "emulator"][..], &["--device", "emulator", "--dtype", "f32", "--separate", "--seed", "3"]] {

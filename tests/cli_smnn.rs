@@ -6,7 +6,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use common::cli::{assert_fails, assert_ok, banded};
+use common::cli::{assert_fails, assert_ok, assert_roofline_consistent, banded};
 use common::{npz_array, rel_err, smnn_npz_scalar};
 use npyz::WriterBuilder;
 
@@ -241,7 +241,7 @@ fn bad_files_fail_cleanly() {
 fn bench_prints_one_line() {
     let dir = tempfile::tempdir().unwrap();
     for extra in [&[][..], &["--backward", "--central", "--dtype", "f32", "--equations", "3"]] {
-        let mut args = vec!["bench", "smnn", "--batch", "3", "--steps", "20", "--dims", "2", "--orders", "3", "--reps", "2"];
+        let mut args = vec!["bench", "smnn", "--batch", "3", "--steps", "20", "--dims", "2", "--orders", "3", "--reps", "2", "--no-roofline"];
         args.extend_from_slice(extra);
         let o = banded(&args, dir.path());
         assert_ok(&o);
@@ -250,12 +250,38 @@ fn bench_prints_one_line() {
         let med = out.split_whitespace().find_map(|w| w.strip_prefix("median_s=")).expect("median_s=");
         assert!(med.parse::<f64>().unwrap() >= 0.0);
         assert!(out.starts_with("bench=smnn "), "{out}");
+        assert!(out.contains(" bytes=") && out.split_whitespace().last().unwrap().starts_with("ws_bytes="), "{out}");
     }
     let line = assert_fails(&banded(&["bench", "smnn", "--batch", "1", "--steps", "1", "--dims", "1", "--orders", "2"], dir.path()));
     assert!(line.contains("n_steps") || line.contains("T"), "{line}");
     let line =
         assert_fails(&banded(&["bench", "smnn", "--batch", "1", "--steps", "5", "--dims", "1", "--orders", "1", "--central"], dir.path()));
     assert!(line.contains("central"), "{line}");
+}
+
+/// The roofline fields of `banded bench smnn`: the counts of `banded::roofline` for the layer
+/// (forward, or forward + backward), and the measured rates consistent with `roofline_s` and
+/// `roofline_frac`.
+#[test]
+fn bench_roofline_fields() {
+    use banded::roofline::{smnn_forward, smnn_forward_backward};
+    use banded::smnn::{InputShapes, Options, Smnn};
+    let dir = tempfile::tempdir().unwrap();
+    for (backward, dtype, elem) in [(false, "f64", 8), (true, "f32", 4)] {
+        let mut args = vec!["bench", "smnn", "--batch", "3", "--steps", "20", "--dims", "2", "--orders", "3", "--reps", "2", "--threads", "2", "--dtype", dtype];
+        if backward {
+            args.push("--backward");
+        }
+        let o = banded(&args, dir.path());
+        assert_ok(&o);
+        let out = String::from_utf8(o.stdout).unwrap();
+        // The bench's inputs: no broadcast axis, one step of initial values for every order.
+        let shapes = InputShapes { coefficients: &[3, 20, 2, 2, 3], rhs_equation: &[3, 20, 2], init_vars: &[3, 1, 2, 3], steps: &[3, 19] };
+        let layer = Smnn::new(Options::default(), shapes).unwrap();
+        let cost = if backward { smnn_forward_backward(&layer, elem) } else { smnn_forward(&layer, elem) };
+        assert!(cost.flops > 0.0 && cost.bytes > 0.0);
+        assert_roofline_consistent(&out, cost.bytes, cost.flops, cost.working_set);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,7 +434,7 @@ fn emulator_errors_match_the_cpu() {
 #[test]
 fn bench_on_the_emulator() {
     let dir = tempfile::tempdir().unwrap();
-    let base = ["bench", "smnn", "--batch", "3", "--steps", "12", "--dims", "2", "--orders", "3", "--reps", "2"];
+    let base = ["bench", "smnn", "--batch", "3", "--steps", "12", "--dims", "2", "--orders", "3", "--reps", "2", "--no-roofline"];
     let cpu = String::from_utf8(banded(&base, dir.path()).stdout).unwrap();
     let cpu_keys: Vec<&str> = keys(&cpu).into_iter().map(|k| if k == "kernel" { "device" } else { k }).collect();
     for extra in [&["--device", "emulator"][..], &["--device", "emulator", "--backward", "--central", "--dtype", "f32", "--equations", "3"]] {

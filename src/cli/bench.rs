@@ -7,6 +7,7 @@ use std::time::Instant;
 use crate::band::random_spd_problem;
 #[cfg(feature = "cuda")]
 use crate::cuda::{CudaBackend, DeviceCholesky};
+use crate::roofline::{self, BandShape, Cost, Peak};
 use crate::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Result};
 
 use super::device::{Backend, DeviceArg};
@@ -27,18 +28,30 @@ the clock starts, finiteness checks off): fused into one pass over the factor \
 is printed:
 
   bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. mode=fused|separate kernel=.. threads=.. \
-reps=.. seed=.. median_s=.. min_s=.. gflops=..
+reps=.. seed=.. median_s=.. min_s=.. gflops=.. bytes=.. flops=.. ws_bytes=.. bw_gbs=.. gemm_gflops=.. \
+roofline_s=.. roofline_frac=..
 
-gflops = batch * (n*k*(k+3) + 4*n*k*nrhs) / median_s / 1e9 with k = kd_eff = min(kd, n-1), \
-the effective bandwidth (a band wider than the matrix is stored and counted as k = n-1). \
-kd = 0 (diagonal) counts 0 flops.
+gflops = flops / median_s / 1e9, flops = batch * (n*k*(k+3) + 4*n*k*nrhs) with k = kd_eff = \
+min(kd, n-1), the effective bandwidth (a band wider than the matrix is stored and counted as \
+k = n-1). kd = 0 (diagonal) counts 0 flops.
+
+The roofline (banded::roofline): bytes = what must cross memory, per system n*(kd_eff+1) \
+elements of band and n*nrhs of right-hand sides: fused (roofline::factor_solve) the band read, \
+the factor written, the right-hand sides read, the solutions written; separate (roofline::factor \
++ roofline::solve) also the factor read again. ws_bytes = the working set (band + right-hand \
+sides). After the timed runs, in the same process and rayon pool (--threads): bw_gbs = a \
+parallel scaled copy of ws_bytes (read + written) in GB/s, gemm_gflops = a 1024^3 matrix product \
+of --dtype in GFLOP/s (about 1 s for both); roofline_s = max(flops / (gemm_gflops*1e9), bytes / \
+(bw_gbs*1e9)), roofline_frac = roofline_s / median_s (1 = at the roof). --no-roofline skips the \
+measurement: the line then ends at ws_bytes.
 
 With --device cuda[:N] (or emulator) the systems are generated on the host and uploaded once; \
 each run factors a copy of the band made on the device before the clock starts \
 (DeviceCholesky::factor_in_place, then solve_in_place on a copy of the right-hand sides: two \
 launches, so mode=separate), timed with CUDA events (wall clock on the emulator). The line is \
 the same but for kernel=.., which becomes device=.. (e.g. device=cuda:0(NVIDIA_H200,sm_90)), \
-and threads=1 (one host thread drives the device)."
+threads=1 (one host thread drives the device), and no roofline measurement (the line ends at \
+ws_bytes)."
 )]
 pub struct BenchSolveArgs {
     /// Order of each matrix
@@ -54,8 +67,8 @@ pub struct BenchSolveArgs {
     /// (a CUDA device always does)
     #[arg(long)]
     pub separate: bool,
-    // --batch, --dtype, --reps, --threads, --seed, --kernel, --device (help text on the fields
-    // of `BenchArgs`).
+    // --batch, --dtype, --reps, --threads, --seed, --kernel, --no-roofline, --device (help text
+    // on the fields of `BenchArgs`).
     #[command(flatten)]
     pub common: BenchArgs,
 }
@@ -82,6 +95,10 @@ pub struct BenchArgs {
     /// the shape and CPU; one this CPU lacks runs as `portable`) [default: auto]
     #[arg(long, value_enum)]
     pub kernel: Option<Kernel>,
+    /// Skip the roofline measurement (bandwidth and matrix-product rate, about 1 s): the line
+    /// then ends with the byte and flop counts (a device always skips it)
+    #[arg(long)]
+    pub no_roofline: bool,
     // --device (help text on `DeviceArg`).
     #[command(flatten)]
     pub device: DeviceArg,
@@ -186,6 +203,34 @@ impl Runner {
         matches!(self, Runner::Cpu { .. })
     }
 
+    /// The result line's roofline fields for `cost`, the work of what ran in `median` seconds
+    /// of the median run: `bytes=… flops=… ws_bytes=…` (the counts), then on the CPU, unless
+    /// `--no-roofline`, `bw_gbs=… gemm_gflops=… roofline_s=… roofline_frac=…` from a [`Peak`]
+    /// measured now, in this runner's pool and on its threads, at the working set of `cost`
+    /// and for `--dtype`.
+    ///
+    /// Errors: [`Error::InvalidArgument`] if the measurement's buffers cannot be allocated.
+    pub fn roofline_fields(&self, common: &BenchArgs, cost: &Cost, median: f64) -> Result<String> {
+        let counts = format!("bytes={:.0} flops={:.0} ws_bytes={:.0}", cost.bytes, cost.flops, cost.working_set);
+        let par = match self {
+            Runner::Cpu { params, .. } if !common.no_roofline => params.par(),
+            _ => return Ok(counts),
+        };
+        // Saturating: a working set beyond `usize` is measured at the largest size anyway.
+        let working_set = cost.working_set as usize;
+        let peak = self.install(|| match common.dtype {
+            Dtype::F32 => Peak::measure::<f32>(working_set, par),
+            Dtype::F64 => Peak::measure::<f64>(working_set, par),
+        })?;
+        Ok(format!(
+            "{counts} bw_gbs={:.3} gemm_gflops={:.3} roofline_s={:.9} roofline_frac={:.6}",
+            peak.bytes_per_s / 1e9,
+            peak.flops_per_s / 1e9,
+            cost.time_floor(&peak),
+            cost.fraction(&peak, median)
+        ))
+    }
+
     /// The result line's fields that say where it ran: `kernel=… threads=…` on the CPU,
     /// `device=… threads=1` on a device (its [`CudaBackend::describe`] without spaces, e.g.
     /// `device=cuda:0(NVIDIA_H200,sm_90)`, so that the line still splits on whitespace).
@@ -245,24 +290,28 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
     let (n, batch, nrhs) = (args.n.get(), common.batch.get(), args.nrhs.get());
     let kd_eff = args.kd.min(n - 1);
     let Timings { median, min } = Timings::of(&times);
-    let flops = batch as f64 * solve_flops(n, kd_eff, nrhs);
-    let gflops = if median > 0.0 { flops / median / 1e9 } else { 0.0 };
+    let separate = args.separate || !runner.is_cpu();
+    let cost = solve_cost(BandShape { batch, n, kd: kd_eff, elem: common.dtype.size() }, nrhs, separate);
+    let gflops = if median > 0.0 { cost.flops / median / 1e9 } else { 0.0 };
+    let roofline = runner.roofline_fields(common, &cost, median)?;
     print_line(&format!(
         "bench=solve n={n} kd={} kd_eff={kd_eff} batch={batch} nrhs={nrhs} dtype={} mode={} {} reps={} \
-         seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3}",
+         seed={} median_s={median:.9} min_s={min:.9} gflops={gflops:.3} {roofline}",
         args.kd,
         common.dtype.short(),
-        if args.separate || !runner.is_cpu() { "separate" } else { "fused" },
+        if separate { "separate" } else { "fused" },
         runner.fields(common),
         common.reps,
         common.seed
     ))
 }
 
-/// Flops of factor + solve of one system: `n·k·(k+3) + 4·n·k·nrhs`.
-pub fn solve_flops(n: usize, k: usize, nrhs: usize) -> f64 {
-    let (n, k, r) = (n as f64, k as f64, nrhs as f64);
-    n * k * (k + 3.0) + 4.0 * n * k * r
+/// The work `banded bench solve` times on `shape` (stored bandwidth `kd_eff`): the fused
+/// [`roofline::factor_solve`], or with `separate` [`roofline::factor`] then
+/// [`roofline::solve`] (the factor written, then read again). Its flops are
+/// `batch·(n·k·(k+3) + 4·n·k·nrhs)` either way.
+pub fn solve_cost(shape: BandShape, nrhs: usize, separate: bool) -> Cost {
+    if separate { roofline::factor(shape) + roofline::solve(shape, nrhs) } else { roofline::factor_solve(shape, nrhs) }
 }
 
 /// Median of a non-empty list (mean of the middle two for an even count); 0 if empty.
@@ -339,7 +388,13 @@ mod tests {
     fn median_and_flops() {
         assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-        assert_eq!(solve_flops(10, 2, 1), 10.0 * 2.0 * 5.0 + 80.0);
+        for separate in [false, true] {
+            let cost = solve_cost(BandShape::new::<f64>(3, 10, 2), 1, separate);
+            assert_eq!(cost.flops, 3.0 * (10.0 * 2.0 * 5.0 + 80.0));
+        }
+        let shape = BandShape::new::<f32>(1, 10, 2);
+        assert_eq!(solve_cost(shape, 2, true).bytes, 4.0 * (30.0 * 3.0 + 40.0));
+        assert_eq!(solve_cost(shape, 2, false).bytes, 4.0 * (30.0 * 2.0 + 40.0));
     }
 
     #[test]

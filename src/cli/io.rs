@@ -55,6 +55,14 @@ impl Dtype {
             Dtype::F64 => "f64",
         }
     }
+
+    /// Bytes per element: 4 / 8.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => std::mem::size_of::<f32>(),
+            Dtype::F64 => std::mem::size_of::<f64>(),
+        }
+    }
 }
 
 impl fmt::Display for Dtype {

@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::cuda::{CudaBackend, DeviceArray, DeviceInputs};
 use crate::smnn::{Grads, InputShapes, Inputs, Options, Smnn, Workspace};
 use crate::error::{PivotFailure, fmt_shape};
-use crate::{Error, Params, Result};
+use crate::{Error, Params, Result, roofline};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -290,13 +290,22 @@ Forward::backward_into, as a training loop would; --fresh allocates it anew ever
 line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
-storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=..
+storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.. \
+bytes=.. flops=.. ws_bytes=.. bw_gbs=.. gemm_gflops=.. roofline_s=.. roofline_frac=..
+
+The roofline (banded::roofline::smnn_forward, or smnn_forward_backward with --backward): bytes \
+= what must cross memory (the inputs read, u written, the factor of the normal matrix written; \
+the backward reads the inputs, u, grad_u and the factor again and writes the four gradients), \
+flops = the assembly, factor, solves and gradient sums (see banded::roofline), ws_bytes = the \
+working set. bw_gbs, gemm_gflops, roofline_s and roofline_frac are measured and computed as for \
+`banded bench solve` (after the timed runs, same process and pool; --no-roofline skips them).
 
 With --device cuda[:N] (or emulator) the inputs are generated on the host and uploaded once; \
 each run is Smnn::forward_cuda (and DeviceForward::backward), timed with CUDA events (wall \
 clock on the emulator). The device path allocates its storage in every run, so storage=fresh; \
 kernel=.. becomes device=.. (e.g. device=cuda:0(NVIDIA_H200,sm_90)) and threads=1 (one host \
-thread drives the device); the other fields are the same."
+thread drives the device), and the line ends at ws_bytes (no roofline measurement); the other \
+fields are the same."
 )]
 pub struct BenchSmnnArgs {
     /// Number of steps T (>= 2)
@@ -321,8 +330,8 @@ pub struct BenchSmnnArgs {
     /// (a CUDA device always does)
     #[arg(long)]
     pub fresh: bool,
-    // --batch, --dtype, --reps, --threads, --seed, --kernel, --device (help text on the fields
-    // of `BenchArgs`).
+    // --batch, --dtype, --reps, --threads, --seed, --kernel, --no-roofline, --device (help text
+    // on the fields of `BenchArgs`).
     #[command(flatten)]
     pub common: BenchArgs,
 }
@@ -348,9 +357,12 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
         Dtype::F64 => time_smnn::<f64>(args, &layer, &runner),
     })?;
     let Timings { median, min } = Timings::of(&times);
+    let elem = common.dtype.size();
+    let cost = if args.backward { roofline::smnn_forward_backward(&layer, elem) } else { roofline::smnn_forward(&layer, elem) };
+    let roofline = runner.roofline_fields(common, &cost, median)?;
     print_line(&format!(
         "bench=smnn batch={b} steps={t} dims={d} orders={o} equations={e} central={} backward={} dtype={} \
-         storage={} {} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9}",
+         storage={} {} reps={} seed={} n={} kd={} median_s={median:.9} min_s={min:.9} {roofline}",
         args.central,
         args.backward,
         common.dtype.short(),
