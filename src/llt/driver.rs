@@ -33,8 +33,10 @@ pub(crate) trait Factored<T, const L: usize> {
 
 /// Where the columns of a pack come from and go to while it is factored.
 pub(crate) trait Columns<T, const L: usize>: Factored<T, L> {
-    /// Makes the columns up to `upto` available and returns the rows of columns `j0..upto`
-    /// (`j0`: the first column not yet retired; calls come with non-decreasing `j0`, `upto`).
+    /// Makes the columns up to `upto` available and returns the rows of columns
+    /// `j0 − min(kd, j0) .. upto`: the window of the columns `j0..upto` to factor, after the
+    /// `kd` factored columns before them (their history, which the new columns' terms read).
+    /// Calls come with non-decreasing `j0`, `upto`, each `j0` the previous `upto`.
     fn open(&mut self, j0: usize, upto: usize) -> &mut [[T; L]];
     /// Columns `j0..j1` of the last window are factored (and forward-substituted).
     fn retire(&mut self, j0: usize, j1: usize);
@@ -55,15 +57,12 @@ fn blocks(n: usize, block: usize) -> impl DoubleEndedIterator<Item = (usize, usi
 /// lane, the first failing column (`usize::MAX` if none).
 #[inline(always)]
 pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) -> [usize; L] {
-    let (n, w) = (dims.n, dims.kd + 1);
+    let n = dims.n;
     let block = block_cols::<T, L>(n, dims.kd);
     let mut fail = [usize::MAX; L];
     for (j0, j1) in blocks(n, block) {
-        let win = cols.open(j0, (j1 + dims.kd).min(n));
-        factor_window_in(isa, win, dims, j0..j1, &mut fail, &mut inv[j0..j1]);
-        if dims.nrhs > 0 {
-            forward_in(isa, &win[..(j1 - j0) * w], rhs, dims, j0, &inv[j0..j1]);
-        }
+        let win = cols.open(j0, j1);
+        factor_window_in(isa, win, dims, j0..j1, &mut fail, &mut inv[j0..j1], rhs);
         cols.retire(j0, j1);
     }
     if dims.nrhs == 0 {
@@ -138,7 +137,7 @@ impl<T: Real, const L: usize> Columns<T, L> for Gathered<'_, T, L> {
             gather_band(self.band, &mut self.buf[self.loaded * w..], self.n, self.kd, self.loaded..upto);
             self.loaded = upto;
         }
-        &mut self.buf[j0 * w..upto * w]
+        &mut self.buf[(j0 - self.kd.min(j0)) * w..upto * w]
     }
     #[inline(always)]
     fn retire(&mut self, _: usize, _: usize) {}
@@ -201,9 +200,11 @@ impl<T: Real, const L: usize> Columns<T, L> for Streamed<'_, T, L> {
     #[inline(always)]
     fn open(&mut self, j0: usize, upto: usize) -> &mut [[T; L]] {
         let w = self.kd + 1;
-        if j0 > self.start {
-            self.buf.copy_within((j0 - self.start) * w..(self.loaded - self.start) * w, 0);
-            self.start = j0;
+        // Keep the `kd` columns before `j0` (the history the window's terms read).
+        let lo = j0 - self.kd.min(j0);
+        if lo > self.start {
+            self.buf.copy_within((lo - self.start) * w..(self.loaded - self.start) * w, 0);
+            self.start = lo;
         }
         let (start, loaded) = (self.start, self.loaded);
         gather_band(self.band, &mut self.buf[(loaded - start) * w..], self.n, self.kd, loaded..upto);
@@ -241,7 +242,8 @@ impl<T: Real, const L: usize, F: FnMut(&mut [[T; L]], usize)> Columns<T, L> for 
     #[inline(always)]
     fn open(&mut self, j0: usize, upto: usize) -> &mut [[T; L]] {
         (self.fill)(self.pack, upto);
-        &mut self.pack[j0 * self.w..upto * self.w]
+        let kd = self.w - 1;
+        &mut self.pack[(j0 - kd.min(j0)) * self.w..upto * self.w]
     }
     #[inline(always)]
     fn retire(&mut self, _: usize, _: usize) {}

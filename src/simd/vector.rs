@@ -32,6 +32,18 @@ pub trait Vector<T>: Copy {
     fn load(src: &[T]) -> Self;
     /// Writes the lanes to the first `W` elements of `dst`.
     fn store(self, dst: &mut [T]);
+    /// The `W` elements at `src`.
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `W` elements of `T` (any alignment).
+    unsafe fn load_ptr(src: *const T) -> Self;
+    /// Writes the lanes to the `W` elements at `dst`.
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `W` elements of `T` (any alignment).
+    unsafe fn store_ptr(self, dst: *mut T);
+    /// Whether every lane is a valid Cholesky pivot: positive and finite (NaN is not).
+    fn pivots_ok(self) -> bool;
     /// `self − a·b`: one rounding where the set fuses, two where it does not.
     fn fnma(self, a: Self, b: Self) -> Self;
     /// `self · b`.
@@ -98,6 +110,20 @@ impl<T: Real, const FUSED: bool> Vector<T> for One<T, FUSED> {
     #[inline(always)]
     fn store(self, dst: &mut [T]) {
         dst[0] = self.0;
+    }
+    #[inline(always)]
+    unsafe fn load_ptr(src: *const T) -> Self {
+        // SAFETY: the caller guarantees `src` is valid for one read.
+        One(unsafe { src.read_unaligned() })
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, dst: *mut T) {
+        // SAFETY: the caller guarantees `dst` is valid for one write.
+        unsafe { dst.write_unaligned(self.0) }
+    }
+    #[inline(always)]
+    fn pivots_ok(self) -> bool {
+        self.0 > T::zero() && self.0 < T::infinity()
     }
     #[inline(always)]
     fn fnma(self, a: Self, b: Self) -> Self {
@@ -190,7 +216,7 @@ mod x86 {
     // through `src[..W]` / `dst[..W]`, bounds-checked slices of `W` elements, and are unaligned
     // (`loadu` / `storeu`).
     macro_rules! vector {
-        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident) => {
+        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident, $ok:expr) => {
             impl Vector<$t> for $ty {
                 const W: usize = $w;
                 const TILE: [usize; 2] = $tile;
@@ -205,6 +231,21 @@ mod x86 {
                     let dst = &mut dst[..$w];
                     // SAFETY: see above (`dst` holds `W` elements).
                     unsafe { $store(dst.as_mut_ptr(), self.0) }
+                }
+                #[inline(always)]
+                unsafe fn load_ptr(src: *const $t) -> Self {
+                    // SAFETY: see above; the caller guarantees `src` valid for `W` reads.
+                    $ty(unsafe { $load(src) })
+                }
+                #[inline(always)]
+                unsafe fn store_ptr(self, dst: *mut $t) {
+                    // SAFETY: see above; the caller guarantees `dst` valid for `W` writes.
+                    unsafe { $store(dst, self.0) }
+                }
+                #[inline(always)]
+                fn pivots_ok(self) -> bool {
+                    // SAFETY: see above.
+                    unsafe { $ok(self.0) }
                 }
                 #[inline(always)]
                 fn fnma(self, a: Self, b: Self) -> Self {
@@ -229,10 +270,38 @@ mod x86 {
             }
         };
     }
-    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd);
-    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps);
-    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd);
-    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps);
+    // `0 < x < ∞` in every lane, with ordered comparisons (false for NaN).
+    #[inline(always)]
+    unsafe fn ok_zmm64(v: __m512d) -> bool {
+        // SAFETY: AVX-512F (see above).
+        unsafe { _mm512_cmp_pd_mask::<_CMP_GT_OQ>(v, _mm512_setzero_pd()) & _mm512_cmp_pd_mask::<_CMP_LT_OQ>(v, _mm512_set1_pd(f64::INFINITY)) == 0xff }
+    }
+    #[inline(always)]
+    unsafe fn ok_zmm32(v: __m512) -> bool {
+        // SAFETY: AVX-512F (see above).
+        unsafe { _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, _mm512_setzero_ps()) & _mm512_cmp_ps_mask::<_CMP_LT_OQ>(v, _mm512_set1_ps(f32::INFINITY)) == 0xffff }
+    }
+    #[inline(always)]
+    unsafe fn ok_ymm64(v: __m256d) -> bool {
+        // SAFETY: AVX (see above).
+        unsafe {
+            let ok = _mm256_and_pd(_mm256_cmp_pd::<_CMP_GT_OQ>(v, _mm256_setzero_pd()), _mm256_cmp_pd::<_CMP_LT_OQ>(v, _mm256_set1_pd(f64::INFINITY)));
+            _mm256_movemask_pd(ok) == 0xf
+        }
+    }
+    #[inline(always)]
+    unsafe fn ok_ymm32(v: __m256) -> bool {
+        // SAFETY: AVX (see above).
+        unsafe {
+            let ok = _mm256_and_ps(_mm256_cmp_ps::<_CMP_GT_OQ>(v, _mm256_setzero_ps()), _mm256_cmp_ps::<_CMP_LT_OQ>(v, _mm256_set1_ps(f32::INFINITY)));
+            _mm256_movemask_ps(ok) == 0xff
+        }
+    }
+
+    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64);
+    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps, ok_zmm32);
+    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd, ok_ymm64);
+    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps, ok_ymm32);
 
     /// Runs `op` with the AVX-512 vectors.
     ///
