@@ -513,3 +513,54 @@ proptest! {
     }
 }
 
+/// Selected inversion of factors stored in the widest packs — 32 and 64 lanes, given by the
+/// caller ([`Cholesky::factor_packed`]) under the automatic kernel and under
+/// [`Kernel::Avx512`], and those [`Cholesky::factor`] picks itself under `Kernel::Avx512` (16 and
+/// 32 f64 lanes, 32 and 64 f32) — against faer's dense inverse ([`check_inverse`]: the band of
+/// `A⁻¹` within its derived bound, `inverse_band_into` the same bits over garbage,
+/// `logdet_backward`). Each case asserts the lanes its factor is stored in. `Kernel::Avx512`
+/// runs where the CPU has AVX-512 (elsewhere it would fall back to the portable kernels and
+/// other widths, so those cases are left out).
+#[test]
+fn inverse_band_in_wide_packs_and_under_avx512() {
+    fn run<T: Real>() {
+        let avx512 = Kernel::Avx512.is_available();
+        if !avx512 {
+            eprintln!("no AVX-512 on this CPU: the Kernel::Avx512 cases are skipped");
+        }
+        let kernels: Vec<Kernel> = [Kernel::Auto, Kernel::Avx512].into_iter().filter(|k| *k != Kernel::Avx512 || avx512).collect();
+        let mut seed = 0;
+        for kernel in kernels {
+            for (n, kd) in [(12, 2), (20, 9)] {
+                // Given lanes: one full pack and three systems after it (one at a time).
+                for lanes in [32, 64] {
+                    seed += 1;
+                    let c = gen_case(lanes + 3, n, kd, 1, seed, (seed % 2) as u8, Params::default().with_kernel(kernel).with_par(Par::rayon(2)));
+                    let ab: Vec<T> = c.ab.iter().map(|&v| T::from_f64(v)).collect();
+                    let a = BandBatch::from_lower_band(&ab, c.batch, n, kd).unwrap();
+                    let chol = Cholesky::factor_packed(PackedBandBatch::from_band(&a, lanes).unwrap(), &c.params).unwrap();
+                    assert_eq!(chol.lanes(), lanes, "{} {kernel:?}: factor_packed's lanes", T::NAME);
+                    check_inverse::<T>(&c, &chol).unwrap_or_else(|e| panic!("{} {kernel:?} given {lanes} lanes, n {n} kd {kd}: {e}", T::NAME));
+                }
+            }
+            if kernel == Kernel::Avx512 {
+                // The lanes `factor` picks under AVX-512 (two 512-bit registers a row, doubled
+                // for kd ≤ 8 when that finishes first): single and double width, a pack and
+                // three systems after it, or two double-width packs on one thread.
+                let base = 128 / std::mem::size_of::<T>();
+                for (batch, n, kd, par, lanes) in [(base + 3, 20, 9, Par::rayon(2), base), (4 * base, 12, 2, Par::Seq, 2 * base)] {
+                    seed += 1;
+                    let p = Params::default().with_kernel(kernel).with_par(par);
+                    assert_eq!(pack_lanes::<T>(batch, kd, &p), lanes, "{} batch {batch} kd {kd} under AVX-512", T::NAME);
+                    let c = gen_case(batch, n, kd, 1, seed, (seed % 2) as u8, p);
+                    let ab: Vec<T> = c.ab.iter().map(|&v| T::from_f64(v)).collect();
+                    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &p).unwrap();
+                    assert_eq!(chol.lanes(), lanes, "{} batch {batch} kd {kd}: factor's lanes under AVX-512", T::NAME);
+                    check_inverse::<T>(&c, &chol).unwrap_or_else(|e| panic!("{} AVX-512, {lanes} lanes, n {n} kd {kd}: {e}", T::NAME));
+                }
+            }
+        }
+    }
+    run::<f64>();
+    run::<f32>();
+}
