@@ -7,7 +7,7 @@ use std::process::Output;
 
 use banded::{BandBatch, BatchMatrix, Cholesky, Params};
 use common::cli::{assert_fails, assert_ok, assert_roofline_consistent, banded, stderr};
-use common::{npz_array, rel_err};
+use common::{assert_same_bits, npz_array, rel_err};
 use npyz::WriterBuilder;
 
 /// Writes a C-order `.npy` with the default dtype of `T` (little-endian on every CI machine).
@@ -563,7 +563,7 @@ fn emulator_solve_matches_the_cpu() {
     // bit (the emulator runs the CPU's operations in the same order).
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", "inv_cpu.npy", "--kernel", "reference"]));
     assert_ok(&d.run(&["solve", "--ab", "ab.npy", "--rhs", "rhs.npy", "--out", "x2.npy", "--inverse-band", "inv_dev.npy", "--device", "emulator"]));
-    assert_eq!(read(&d.file("inv_cpu.npy")).1, read(&d.file("inv_dev.npy")).1);
+    assert_same_bits(&read(&d.file("inv_cpu.npy")).1, &read(&d.file("inv_dev.npy")).1, "--inverse-band on the emulator");
 }
 
 /// Bad inputs give the CPU's error line, word for word, on the emulator.
@@ -666,7 +666,7 @@ fn keep_going_writes_the_other_systems() {
     let two: Vec<f64> = [&r.ab[..W * N], &r.ab[W * N..]].concat();
     let a = BandBatch::from_lower_band(&two, 2, N, W - 1).unwrap();
     let want_l = Cholesky::factor(&a, &Params::default()).unwrap().l().to_lower_band().unwrap();
-    assert_eq!([&l[..W * N], &l[2 * W * N..]].concat(), want_l);
+    assert_same_bits(&[&l[..W * N], &l[2 * W * N..]].concat(), &want_l, "L of the systems that factored");
     assert!(l[W * N..2 * W * N].iter().all(|v| v.is_nan()));
     // Every system failing: all NaN, still written.
     let all_bad: Vec<f64> = [&bad[..], &bad[..], &bad[..]].concat();
@@ -692,7 +692,7 @@ fn solve_writes_the_inverse_band() {
     assert!(rel_err(&inv, &want) < 1e-10, "{}", rel_err(&inv, &want));
     let a = BandBatch::from_lower_band(&r.ab, B, N, W - 1).unwrap();
     let p = Params::default();
-    assert_eq!(inv, Cholesky::factor(&a, &p).unwrap().inverse_band(&p).unwrap().to_lower_band().unwrap());
+    assert_same_bits(&inv, &Cholesky::factor(&a, &p).unwrap().inverse_band(&p).unwrap().to_lower_band().unwrap(), "--inverse-band");
 
     let mut bad = r.ab.clone();
     bad[W * N + 3] = -1.0; // system 1, A[3, 3]

@@ -228,7 +228,9 @@ fn factor_solve_checks_its_right_hand_side_and_reports_failures() {
     let mut b = BatchMatrix::new(vec![1.0, -2.0, 0.5, 3.0], 1, n, 1).unwrap();
     let want = Cholesky::factor(&a, &p()).unwrap().solve(&b, &p()).unwrap();
     Cholesky::factor_solve(a, &mut b, &p()).unwrap();
-    assert_eq!(b, want);
+    assert_eq!(b.shape(), want.shape());
+    let bits = |m: &BatchMatrix<f64>| m.as_slice().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(bits(&b), bits(&want), "factor_solve's x, bitwise factor + solve's");
 }
 
 /// Batches large enough for the parallel finiteness scan (several chunks of 2¹⁶ elements)
@@ -312,4 +314,70 @@ fn packed_inputs_are_checked() {
     bad[2 * 2 * n + 3] = -1.0; // system 2, A[3, 3]
     let ap = PackedBandBatch::from_band(&BandBatch::from_lower_band(&bad, batch, n, 1).unwrap(), 8).unwrap();
     assert!(matches!(Cholesky::factor_packed(ap, &p()), Err(Error::NotPositiveDefinite { system: 2, column: 3, .. })));
+}
+
+/// `solve_packed_in_place` with right-hand sides of the factor's batch and lanes but another
+/// order (rows per matrix, more or fewer than `n`): a shape error naming `rhs` and both shapes,
+/// the right-hand sides untouched. (Another batch is `packed_inputs_are_checked`'s case.)
+#[test]
+fn packed_rhs_of_another_order_is_a_shape_error() {
+    let (batch, n) = (10, 5);
+    let ab: Vec<f64> = (0..batch).flat_map(|_| tridiag(n)).collect();
+    let a = BandBatch::from_lower_band(&ab, batch, n, 1).unwrap();
+    let chol = Cholesky::factor_packed(PackedBandBatch::from_band(&a, 8).unwrap(), &p()).unwrap();
+    assert_eq!((chol.batch(), chol.n(), chol.lanes()), (batch, n, 8));
+    for rows in [n + 1, 2 * n, n - 1] {
+        let data: Vec<f64> = (0..batch * rows * 2).map(|k| k as f64).collect();
+        let mut bp = PackedBatchMatrix::from_matrix(&BatchMatrix::new(data, batch, rows, 2).unwrap(), 8).unwrap();
+        let before = bp.as_slice().to_vec();
+        match chol.solve_packed_in_place(&mut bp, &p()) {
+            Err(Error::Shape { arg, expected, got }) => {
+                assert_eq!((arg, expected.as_str()), ("rhs", "(10, 5, nrhs)"), "rows {rows}");
+                assert_eq!(got, format!("(10, {rows}, 2)"), "rows {rows}");
+            }
+            other => panic!("rhs of {rows} rows for a factor of order {n}: expected a shape error naming rhs, got {other:?}"),
+        }
+        assert_eq!(bp.as_slice(), &before[..], "rows {rows}: the right-hand sides were written");
+    }
+}
+
+/// `inverse_band_into` refuses an `out` that differs from the factor in any one dimension —
+/// batch, order `n` or bandwidth `kd`, larger or smaller — naming `out` and the shape it
+/// expected, and leaves it as it was; the factor's own shape is accepted (in packs and not).
+#[test]
+fn inverse_band_into_checks_every_dimension_of_out() {
+    let (batch, n, kd) = (10, 6, 2);
+    let mut ab = Vec::new();
+    for _ in 0..batch {
+        ab.extend(vec![5.0; n]);
+        ab.extend(vec![-1.0; n]);
+        ab.extend(vec![0.5; n]);
+    }
+    let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
+    for params in [p(), p().with_kernel(banded::Kernel::Reference)] {
+        let chol = Cholesky::factor(&a, &params).unwrap();
+        let want = format!("({batch}, {}, {n})", kd + 1);
+        let wrong = [
+            ("batch + 1", batch + 1, n, kd),
+            ("batch − 1", batch - 1, n, kd),
+            ("n + 1", batch, n + 1, kd),
+            ("n − 1", batch, n - 1, kd),
+            ("kd + 1", batch, n, kd + 1),
+            ("kd − 1", batch, n, kd - 1),
+        ];
+        for (what, b, nn, k) in wrong {
+            let mut out = BandBatch::new(vec![7.0; b * nn * (k + 1)], b, nn, k).unwrap();
+            match chol.inverse_band_into(&mut out, &params) {
+                Err(Error::Shape { arg, expected, got }) => {
+                    assert_eq!((arg, expected.as_str()), ("out", want.as_str()), "{what}");
+                    assert_eq!(got, format!("({b}, {}, {nn})", k + 1), "{what}");
+                }
+                other => panic!("out with {what}: expected a shape error naming out, got {other:?}"),
+            }
+            assert!(out.as_slice().iter().all(|&v| v == 7.0), "{what}: out was written");
+        }
+        let mut out = BandBatch::new(vec![7.0; batch * n * (kd + 1)], batch, n, kd).unwrap();
+        chol.inverse_band_into(&mut out, &params).unwrap();
+        assert_eq!(out, chol.inverse_band(&params).unwrap());
+    }
 }

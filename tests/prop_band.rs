@@ -36,6 +36,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use common::lanes::{base_lanes, layout_of, sizes_for, Layout, LAYOUTS, WIDE_MAX_KD};
+use common::{bit_diff, bits};
 
 /// One random batch: interchange-layout band `ab`, right-hand sides `b`, cotangents `g`, and
 /// the parameters it runs under.
@@ -222,7 +223,9 @@ fn check_case<T: Real>(c: &Case) -> Result<(), TestCaseError> {
             for j in 0..n {
                 let got = gab[(s * w + d) * n + j].as_f64();
                 if j + d >= n {
-                    prop_assert_eq!(got, 0.0, "ignored entries of ∂ℓ/∂ab are zero");
+                    // In the storage itself: `to_lower_band` writes zeros there of its own.
+                    let stored = grad.ab.as_slice()[(s * n + j) * w + d];
+                    prop_assert_eq!(bits(stored), bits(T::zero()), "system {}: ∂ℓ/∂ab stores {:?} below the matrix, at (j {}, d {})", s, stored, j, d);
                     continue;
                 }
                 let i = j + d;
@@ -264,10 +267,11 @@ fn check_inverse<T: Real>(c: &Case, chol: &Cholesky<T>) -> Result<(), TestCaseEr
     // Into storage holding garbage: every element written, the same bits.
     let mut into = BandBatch::new(vec![T::infinity(); c.batch * n * w], c.batch, n, kd).unwrap();
     chol.inverse_band_into(&mut into, &p).unwrap();
-    prop_assert_eq!(&into, &zb);
+    prop_assert_eq!(bit_diff(into.as_slice(), zb.as_slice()), None, "inverse_band_into vs inverse_band");
     let z = zb.to_lower_band().unwrap();
     let gl: Vec<T> = c.g.iter().take(c.batch).map(|&v| T::from_f64(v)).collect();
-    let gz = chol.logdet_backward(&gl, &p).unwrap().to_lower_band().unwrap();
+    let gzb = chol.logdet_backward(&gl, &p).unwrap();
+    let gz = gzb.to_lower_band().unwrap();
     let l_band = chol.l().to_lower_band().unwrap();
     for s in 0..c.batch {
         let band = |d: usize, j: usize| c.ab[(s * w + d) * n + j];
@@ -290,7 +294,12 @@ fn check_inverse<T: Real>(c: &Case, chol: &Cholesky<T>) -> Result<(), TestCaseEr
             for j in 0..n {
                 let (got, grad) = (z[(s * w + d) * n + j].as_f64(), gz[(s * w + d) * n + j].as_f64());
                 if j + d >= n {
-                    prop_assert_eq!((got, grad), (0.0, 0.0), "ignored entries are zero");
+                    // In the storage itself: `to_lower_band` writes zeros there of its own.
+                    // (`logdet_backward` scales those zeros too: −0 for a negative weight.)
+                    let k = (s * n + j) * w + d;
+                    let (zs, gs) = (zb.as_slice()[k], gzb.as_slice()[k]);
+                    prop_assert_eq!(bits(zs), bits(T::zero()), "system {}: inverse_band stores {:?} below the matrix, at (j {}, d {})", s, zs, j, d);
+                    prop_assert!(gs == T::zero(), "system {}: logdet_backward stores {:?} below the matrix, at (j {}, d {})", s, gs, j, d);
                     continue;
                 }
                 err2 += (got - ainv[(j + d, j)]).powi(2);
@@ -358,10 +367,12 @@ fn par_is_deterministic() {
     fn run<T: Real>(c: &Case) -> Result<(), TestCaseError> {
         let to_t = |v: &[f64]| v.iter().map(|&x| T::from_f64(x)).collect::<Vec<T>>();
         let a = BandBatch::from_lower_band(&to_t(&c.ab), c.batch, c.n, c.kd).unwrap();
-        prop_assert_eq!(&BandBatch::from_lower_band_par(&to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap(), &a);
+        let par = BandBatch::from_lower_band_par(&to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap();
+        prop_assert_eq!(bit_diff(par.as_slice(), a.as_slice()), None, "from_lower_band_par");
         // Into storage holding garbage, larger than needed: the same batch, ignored entries zero.
         let garbage = vec![T::infinity(); c.ab.len() + 7];
-        prop_assert_eq!(&BandBatch::from_lower_band_in(garbage, &to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap(), &a);
+        let reused = BandBatch::from_lower_band_in(garbage, &to_t(&c.ab), c.batch, c.n, c.kd, Par::rayon(2)).unwrap();
+        prop_assert_eq!(bit_diff(reused.as_slice(), a.as_slice()), None, "from_lower_band_in");
         let b = BatchMatrix::new(to_t(&c.b), c.batch, c.n, c.nrhs).unwrap();
         let run = |par| {
             let p = c.params.with_par(par);
@@ -370,8 +381,8 @@ fn par_is_deterministic() {
         };
         let (x1, c1) = run(Par::Seq);
         let (x2, c2) = run(Par::rayon(2));
-        prop_assert_eq!(x1, x2);
-        prop_assert_eq!(c1, c2);
+        prop_assert_eq!(bit_diff(x1.as_slice(), x2.as_slice()), None, "x");
+        prop_assert_eq!(bit_diff(c1.l().as_slice(), c2.l().as_slice()), None, "L");
         Ok(())
     }
     for_each_layout::<f64>(3, run::<f64>);
@@ -393,8 +404,8 @@ fn single_rhs_path_matches_general_path() {
         let x2 = chol.solve(&BatchMatrix::new(two, c.batch, c.n, 2).unwrap(), &p).unwrap();
         let col0: Vec<T> = x2.as_slice().iter().step_by(2).copied().collect();
         let col1: Vec<T> = x2.as_slice().iter().skip(1).step_by(2).map(|&v| -v).collect();
-        prop_assert_eq!(x1.as_slice(), &col0[..]);
-        prop_assert_eq!(x1.as_slice(), &col1[..]);
+        prop_assert_eq!(bit_diff(x1.as_slice(), &col0), None, "column 0");
+        prop_assert_eq!(bit_diff(x1.as_slice(), &col1), None, "column 1 (negated)");
         Ok(())
     }
     for_each_layout::<f64>(3, run::<f64>);
@@ -414,8 +425,8 @@ fn fused_factor_solve_matches_factor_then_solve() {
         let x = chol.solve(&b, &p).unwrap();
         let mut xf = b.clone();
         let fused = Cholesky::factor_solve(a, &mut xf, &p).unwrap();
-        prop_assert_eq!(&xf, &x);
-        prop_assert_eq!(&fused, &chol);
+        prop_assert_eq!(bit_diff(xf.as_slice(), x.as_slice()), None, "x");
+        prop_assert_eq!(bit_diff(fused.l().as_slice(), chol.l().as_slice()), None, "L");
         Ok(())
     }
     for_each_layout::<f64>(3, run::<f64>);
@@ -441,12 +452,12 @@ fn packed_input_matches_band_input() {
                 prop_assert_eq!(ap.offset(s, i, j).map(|k| ap.as_slice()[k]), a.get(s, i, j));
             }
             prop_assert_eq!(ap.offset(c.batch, 0, 0), None);
-            prop_assert_eq!(&ap.clone().into_band(), &a);
+            prop_assert_eq!(bit_diff(ap.clone().into_band().as_slice(), a.as_slice()), None, "{} lanes: round trip", lanes);
             let cp = Cholesky::factor_packed(ap, &p).unwrap();
-            prop_assert_eq!(&cp, &chol);
+            prop_assert_eq!(bit_diff(cp.l().as_slice(), chol.l().as_slice()), None, "{} lanes: L", lanes);
             let mut bp = PackedBatchMatrix::from_matrix(&b, cp.lanes()).unwrap();
             cp.solve_packed_in_place(&mut bp, &p).unwrap();
-            prop_assert_eq!(&bp.into_matrix(), &x);
+            prop_assert_eq!(bit_diff(bp.into_matrix().as_slice(), x.as_slice()), None, "{} lanes: x", lanes);
         }
         Ok(())
     }
@@ -500,4 +511,56 @@ proptest! {
     fn f32_long_systems_match_dense_faer(c in long_strategy()) {
         check_case::<f32>(&c)?;
     }
+}
+
+/// Selected inversion of factors stored in the widest packs — 32 and 64 lanes, given by the
+/// caller ([`Cholesky::factor_packed`]) under the automatic kernel and under
+/// [`Kernel::Avx512`], and those [`Cholesky::factor`] picks itself under `Kernel::Avx512` (16 and
+/// 32 f64 lanes, 32 and 64 f32) — against faer's dense inverse ([`check_inverse`]: the band of
+/// `A⁻¹` within its derived bound, `inverse_band_into` the same bits over garbage,
+/// `logdet_backward`). Each case asserts the lanes its factor is stored in. `Kernel::Avx512`
+/// runs where the CPU has AVX-512 (elsewhere it would fall back to the portable kernels and
+/// other widths, so those cases are left out).
+#[test]
+fn inverse_band_in_wide_packs_and_under_avx512() {
+    fn run<T: Real>() {
+        let avx512 = Kernel::Avx512.is_available();
+        if !avx512 {
+            eprintln!("no AVX-512 on this CPU: the Kernel::Avx512 cases are skipped");
+        }
+        let kernels: Vec<Kernel> = [Kernel::Auto, Kernel::Avx512].into_iter().filter(|k| *k != Kernel::Avx512 || avx512).collect();
+        let mut seed = 0;
+        for kernel in kernels {
+            for (n, kd) in [(12, 2), (20, 9)] {
+                // Given lanes: one full pack and three systems after it (one at a time).
+                for lanes in [32, 64] {
+                    seed += 1;
+                    let c = gen_case(lanes + 3, n, kd, 1, seed, (seed % 2) as u8, Params::default().with_kernel(kernel).with_par(Par::rayon(2)));
+                    let ab: Vec<T> = c.ab.iter().map(|&v| T::from_f64(v)).collect();
+                    let a = BandBatch::from_lower_band(&ab, c.batch, n, kd).unwrap();
+                    let chol = Cholesky::factor_packed(PackedBandBatch::from_band(&a, lanes).unwrap(), &c.params).unwrap();
+                    assert_eq!(chol.lanes(), lanes, "{} {kernel:?}: factor_packed's lanes", T::NAME);
+                    check_inverse::<T>(&c, &chol).unwrap_or_else(|e| panic!("{} {kernel:?} given {lanes} lanes, n {n} kd {kd}: {e}", T::NAME));
+                }
+            }
+            if kernel == Kernel::Avx512 {
+                // The lanes `factor` picks under AVX-512 (two 512-bit registers a row, doubled
+                // for kd ≤ 8 when that finishes first): single and double width, a pack and
+                // three systems after it, or two double-width packs on one thread.
+                let base = 128 / std::mem::size_of::<T>();
+                for (batch, n, kd, par, lanes) in [(base + 3, 20, 9, Par::rayon(2), base), (4 * base, 12, 2, Par::Seq, 2 * base)] {
+                    seed += 1;
+                    let p = Params::default().with_kernel(kernel).with_par(par);
+                    assert_eq!(pack_lanes::<T>(batch, kd, &p), lanes, "{} batch {batch} kd {kd} under AVX-512", T::NAME);
+                    let c = gen_case(batch, n, kd, 1, seed, (seed % 2) as u8, p);
+                    let ab: Vec<T> = c.ab.iter().map(|&v| T::from_f64(v)).collect();
+                    let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &p).unwrap();
+                    assert_eq!(chol.lanes(), lanes, "{} batch {batch} kd {kd}: factor's lanes under AVX-512", T::NAME);
+                    check_inverse::<T>(&c, &chol).unwrap_or_else(|e| panic!("{} AVX-512, {lanes} lanes, n {n} kd {kd}: {e}", T::NAME));
+                }
+            }
+        }
+    }
+    run::<f64>();
+    run::<f32>();
 }

@@ -3,8 +3,11 @@
 //! allocations, weights and inputs whose squares or solutions overflow the precision. Each case
 //! gets the error that names what was wrong (see README, "Errors and robustness").
 
+mod common;
+
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Par, Params};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, PackedBandBatch, PackedBatchMatrix, Par, Params};
+use common::assert_same_bits;
 
 fn p() -> Params {
     Params::default()
@@ -49,15 +52,17 @@ fn rayon_usize_max_is_the_same_as_seq() {
         let seq = Params::default().with_par(Par::Seq);
         let max = Params::default().with_par(Par::rayon(usize::MAX));
         let (fs, fm) = (Cholesky::factor(&a, &seq).unwrap(), Cholesky::factor(&a, &max).unwrap());
-        assert_eq!(fs, fm);
-        assert_eq!(fs.solve(&b, &seq).unwrap(), fm.solve(&b, &max).unwrap());
+        assert_same_bits(fs.l().as_slice(), fm.l().as_slice(), format!("batch {batch}: L"));
+        assert_same_bits(fs.solve(&b, &seq).unwrap().as_slice(), fm.solve(&b, &max).unwrap().as_slice(), format!("batch {batch}: x"));
         let x = fs.solve(&b, &seq).unwrap();
-        assert_eq!(fs.backward(&x, &b, &seq).unwrap(), fm.backward(&x, &b, &max).unwrap());
+        let (gs, gm) = (fs.backward(&x, &b, &seq).unwrap(), fm.backward(&x, &b, &max).unwrap());
+        assert_same_bits(gs.rhs.as_slice(), gm.rhs.as_slice(), format!("batch {batch}: grad_rhs"));
+        assert_same_bits(gs.ab.as_slice(), gm.ab.as_slice(), format!("batch {batch}: grad_ab"));
     }
     let (l, d) = smnn_problem::<f64>(Options::default());
     let seq = l.forward(d.inputs(), &Params::default().with_par(Par::Seq)).unwrap();
     let max = l.forward(d.inputs(), &Params::default().with_par(Par::rayon(usize::MAX))).unwrap();
-    assert_eq!(seq.u(), max.u());
+    assert_same_bits(seq.u(), max.u(), "S-MNN u");
 }
 
 #[test]
@@ -250,4 +255,59 @@ fn an_overflowing_gradient_of_a_finite_lambda_is_named() {
     // Unchecked, the gradients come back as computed.
     let g = f.backward(&gu, &p().with_check_finite(false)).unwrap();
     assert!(g.coefficients.iter().any(|v| !v.is_finite()) && g.rhs_equation.iter().all(|v| v.is_finite()));
+}
+
+/// `solve_packed_in_place` of finite right-hand sides whose solution overflows: `Error::Overflow`
+/// naming `x` at the first non-finite entry (interchange index `(s, i, r)`), as `solve` reports
+/// it for the same factor; the raw solution is left in place (unchecked: returned as it is).
+#[test]
+fn a_packed_solution_beyond_the_precision_is_an_overflow_error() {
+    // 17 f32 systems, a 16-lane pack and one after it. System `bad` is 1e-30·I (L = 1e-15), the
+    // others I: with b = 1e30 everywhere, x = 1e60 overflows in system `bad` alone.
+    let (batch, n, kd) = (17, 4, 1);
+    for bad in [5, 16] {
+        let ab: Vec<f32> = (0..batch).flat_map(|s| [vec![if s == bad { 1e-30f32 } else { 1.0 }; n], vec![0.0; n]].concat()).collect();
+        let a = BandBatch::from_lower_band(&ab, batch, n, kd).unwrap();
+        let chol = Cholesky::factor_packed(PackedBandBatch::from_band(&a, 16).unwrap(), &p()).unwrap();
+        assert_eq!(chol.lanes(), 16);
+        let b = BatchMatrix::new(vec![1e30f32; batch * n * 2], batch, n, 2).unwrap();
+        let mut bp = PackedBatchMatrix::from_matrix(&b, 16).unwrap();
+        let e = chol.solve_packed_in_place(&mut bp, &p()).unwrap_err();
+        assert!(matches!(e, Error::Overflow { arg: "x", ref index, .. } if index == &vec![bad, 0, 0]), "system {bad}: {e:?}");
+        assert_eq!(chol.solve(&b, &p()).unwrap_err(), e, "system {bad}: solve reports the same overflow");
+        // The raw solution is left in place, as the unchecked solve gives it.
+        let raw = chol.solve(&b, &p().with_check_finite(false)).unwrap();
+        assert_same_bits(bp.into_matrix().as_slice(), raw.as_slice(), format!("system {bad}: the raw solution"));
+        // A solution within the precision from the same factor is fine.
+        let small = BatchMatrix::new(vec![1e-20f32; batch * n * 2], batch, n, 2).unwrap();
+        assert!(chol.solve_packed_in_place(&mut PackedBatchMatrix::from_matrix(&small, 16).unwrap(), &p()).is_ok());
+    }
+}
+
+/// `inverse_band_into` for a nearly singular but finite f32 system (its inverse beyond the
+/// largest finite f32): `Error::Overflow` naming `inverse_band` at the first non-finite entry,
+/// as `inverse_band` reports it, with `out` holding the raw result (the unchecked inverse).
+#[test]
+fn inverse_band_into_of_a_nearly_singular_system_is_an_overflow_error() {
+    // System `bad` is c·[[1, a], [a, 1]] with c = 1e-36, a = 1 − 2⁻¹⁰ (all normal f32): its
+    // inverse is [[1, −a], [−a, 1]]/(c(1 − a²)) ≈ 5e38, beyond f32::MAX ≈ 3.4e38. The others
+    // are [[2, −1], [−1, 2]]. Batch 17: a 16-lane pack and a system after it.
+    let (batch, n, kd) = (17, 2, 1);
+    let (c, a) = (1e-36f32, 1.0 - 1.0 / 1024.0f32);
+    for bad in [3, 16] {
+        let ab: Vec<f32> = (0..batch).flat_map(|s| if s == bad { [c, c, a * c, 0.0] } else { [2.0, 2.0, -1.0, 0.0] }).collect();
+        let chol = Cholesky::factor(&BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &p()).unwrap();
+        assert!(chol.lanes() > 1, "the batch runs in packs");
+        let e = chol.inverse_band(&p()).unwrap_err();
+        assert!(matches!(e, Error::Overflow { arg: "inverse_band", ref index, .. } if index == &vec![bad, 0, 0]), "system {bad}: {e:?}");
+        let mut out = BandBatch::new(vec![f32::NAN; batch * n * (kd + 1)], batch, n, kd).unwrap();
+        assert_eq!(chol.inverse_band_into(&mut out, &p()).unwrap_err(), e, "system {bad}: inverse_band_into");
+        let raw = chol.inverse_band(&p().with_check_finite(false)).unwrap();
+        assert_same_bits(out.as_slice(), raw.as_slice(), format!("system {bad}: out holds the raw result"));
+        assert!(raw.get(bad, 1, 1).is_some_and(|v| v == f32::INFINITY), "system {bad}: Z[1, 1] = {:?}", raw.get(bad, 1, 1));
+        // Unchecked into `out`: the same raw result, and no error.
+        let mut out2 = BandBatch::new(vec![f32::NAN; batch * n * (kd + 1)], batch, n, kd).unwrap();
+        chol.inverse_band_into(&mut out2, &p().with_check_finite(false)).unwrap();
+        assert_same_bits(out2.as_slice(), raw.as_slice(), format!("system {bad}: unchecked inverse_band_into"));
+    }
 }

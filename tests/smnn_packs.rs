@@ -24,6 +24,7 @@ use std::collections::BTreeSet;
 use banded::smnn::{Inputs, Workspace};
 use banded::{Par, Params, Real};
 
+use common::assert_same_bits;
 use common::lanes::{base_lanes, layout_of, sizes_for, Layout, Tail, LAYOUTS};
 use smnn_check::{check, layer};
 use smnn_ref::{draw, Problem, Spec};
@@ -96,6 +97,15 @@ fn to<T: Real>(x: &[f64]) -> Vec<T> {
     x.iter().map(|&v| T::from_f64(v)).collect()
 }
 
+/// The four gradients of `a` and `b` hold the same bits.
+#[track_caller]
+fn assert_same_grads<T: Real>(a: &banded::smnn::Grads<T>, b: &banded::smnn::Grads<T>, what: &str) {
+    assert_same_bits(&a.coefficients, &b.coefficients, format!("{what}: grad_coefficients"));
+    assert_same_bits(&a.rhs_equation, &b.rhs_equation, format!("{what}: grad_rhs_equation"));
+    assert_same_bits(&a.init_vars, &b.init_vars, format!("{what}: grad_init_vars"));
+    assert_same_bits(&a.steps, &b.steps, format!("{what}: grad_steps"));
+}
+
 /// The batch against each system alone, bitwise.
 fn check_bitwise<T: Real>(p: &Problem, params: &Params) {
     let (c, r, v, h, gu) = (to::<T>(&p.c), to::<T>(&p.r), to::<T>(&p.v), to::<T>(&p.h), to::<T>(&p.grad_u));
@@ -107,13 +117,13 @@ fn check_bitwise<T: Real>(p: &Problem, params: &Params) {
     // Into reused gradient storage holding garbage (and of other lengths): the same bits.
     let mut g2 = banded::smnn::Grads { coefficients: vec![T::nan(); 3], rhs_equation: vec![T::nan(); 1000], init_vars: vec![], steps: vec![T::one(); 7] };
     fwd.backward_into(&gu, params, &mut g2).unwrap();
-    assert_eq!(g2, g, "backward_into reused storage");
+    assert_same_grads(&g2, &g, "backward_into reused storage");
     // Storage of the right size full of NaN: every entry is written.
     for v in [&mut g2.coefficients, &mut g2.rhs_equation, &mut g2.init_vars, &mut g2.steps] {
         v.fill(T::nan());
     }
     fwd.backward_into(&gu, params, &mut g2).unwrap();
-    assert_eq!(g2, g, "backward_into over NaN");
+    assert_same_grads(&g2, &g, "backward_into over NaN");
 
     let one = layer(&Problem { batch: 1, ..p.clone() }, true);
     let lens = [c.len() / batch, r.len() / batch, v.len() / batch, h.len() / batch, p.n()];
@@ -124,12 +134,12 @@ fn check_bitwise<T: Real>(p: &Problem, params: &Params) {
         let x1 = Inputs { coefficients: &cs1, rhs_equation: &rs1, init_vars: &vs1, steps: &hs1 };
         let f1 = one.forward_with(x1, params, ws).unwrap();
         let what = format!("{} batch={batch} T={} D={} O={} E={} central={} system {s}", T::NAME, p.t, p.d, p.o, p.e, p.central);
-        assert_eq!(f1.u(), &fwd.u()[s * lens[4]..(s + 1) * lens[4]], "u, {what}");
+        assert_same_bits(f1.u(), &fwd.u()[s * lens[4]..(s + 1) * lens[4]], format!("u, {what}"));
         let g1 = f1.backward(&gs1, params).unwrap();
-        assert_eq!(g1.coefficients, part(&g.coefficients, lens[0]), "grad_coefficients, {what}");
-        assert_eq!(g1.rhs_equation, part(&g.rhs_equation, lens[1]), "grad_rhs_equation, {what}");
-        assert_eq!(g1.init_vars, part(&g.init_vars, lens[2]), "grad_init_vars, {what}");
-        assert_eq!(g1.steps, part(&g.steps, lens[3]), "grad_steps, {what}");
+        assert_same_bits(&g1.coefficients, &part(&g.coefficients, lens[0]), format!("grad_coefficients, {what}"));
+        assert_same_bits(&g1.rhs_equation, &part(&g.rhs_equation, lens[1]), format!("grad_rhs_equation, {what}"));
+        assert_same_bits(&g1.init_vars, &part(&g.init_vars, lens[2]), format!("grad_init_vars, {what}"));
+        assert_same_bits(&g1.steps, &part(&g.steps, lens[3]), format!("grad_steps, {what}"));
         ws = f1.into_workspace();
     }
 }

@@ -10,7 +10,10 @@
 //! - an `Ok` result has the promised shape and is finite wherever the inputs were finite,
 //!   `params.check_finite()` was on and the matrix was accepted; where cheap, it agrees with an
 //!   independent fact (the residual of a solve of a diagonally dominant system, the
-//!   log-determinant of a diagonal matrix, the fused and the separate paths bitwise);
+//!   log-determinant of a diagonal matrix, the equations that define the band of `A⁻¹` from the
+//!   factor, the log-determinant's gradient from that band) or with a second path to it (the
+//!   fused and the separate paths, the band and the packed layouts, a fresh and a reused
+//!   output: bitwise where one kernel computes both);
 //! - an `Err` displays a non-empty message that names its argument (or its system or file).
 //!
 //! Sizes are bounded so that one input stays small: band `batch ≤ 40`, `n ≤ 64`, `kd ≤ 33`,
@@ -23,7 +26,7 @@
 
 use banded::cli::npy::{Npz, parse_npy};
 use banded::smnn::{InputShapes, Inputs, Options, Smnn};
-use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, PackedBandBatch, Par, Params, Real};
+use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, PackedBandBatch, PackedBatchMatrix, Par, Params, Real};
 
 // ---------------------------------------------------------------------------------------------
 // Reading the bytes.
@@ -272,7 +275,9 @@ pub const LOWER_BAND: u8 = 16;
 /// An input of the band target: the header, then `ab` in the column band layout
 /// (`ab[(s·n + j)·(kd+1) + d] = A_s[j+d, j]`; with [`LOWER_BAND`] the body converts it to the
 /// interchange layout for `from_lower_band`), `rhs` `(batch, n, nrhs)` and `grad_x`
-/// `(batch, n, nrhs)`, as raw values. Values left out are generated (see [`Reader::value`]).
+/// `(batch, n, nrhs)`, as raw values; the body then reads `grad_logdet` (`batch` values, the
+/// log-determinant's cotangent), here left out. Values left out are generated (see
+/// [`Reader::value`]).
 pub fn encode_band<T: Fz>(h: BandHeader, ab: &[T], rhs: &[T], grad_x: &[T]) -> Vec<u8> {
     let mut out = vec![(h.flags & !F32) | T::FLAG, h.kernel, h.par, h.batch, h.n, h.kd, h.nrhs, h.lengths];
     out.extend(h.probe.to_le_bytes());
@@ -417,8 +422,10 @@ fn band_typed<T: Fz>(r: &mut Reader, flags: u8) {
     let mut rhs: Vec<T> = r.values(rhs_len);
     let gx_len = perturbed(batch * n * nrhs, lengths, 0, 255);
     let mut grad_x: Vec<T> = r.values(gx_len);
+    // ∂ℓ/∂ log det A_s, one per system (read last: the inputs before it keep their meaning).
+    let mut grad_logdet: Vec<T> = r.values(batch);
     if dominant {
-        for v in rhs.iter_mut().chain(grad_x.iter_mut()) {
+        for v in rhs.iter_mut().chain(grad_x.iter_mut()).chain(grad_logdet.iter_mut()) {
             if !v.is_finite() || v.abs() > T::from_f64(1e6) {
                 *v = T::one();
             }
@@ -461,14 +468,10 @@ fn band_typed<T: Fz>(r: &mut Reader, flags: u8) {
     assert!(same_bits(packed.clone().into_band().as_slice(), a.as_slice()), "packed layout round trip");
     let pf = Cholesky::factor_packed(packed, &params).expect("factor_packed after factor");
     assert!(same_bits(pf.l().as_slice(), chol.l().as_slice()), "factor_packed ({lanes} lanes) differs from factor");
-    // Selected inversion: finite when checked, or an overflow naming it.
-    match chol.inverse_band(&params) {
-        Ok(z) => assert!(!checked || band_finite(z.as_slice(), n, kd), "inverse_band returned a non-finite band with check_finite on"),
-        Err(e) => {
-            check_err(&e, &["inverse_band"], "inverse_band");
-            assert!(matches!(e, Error::Overflow { .. }), "inverse_band: {e}");
-        }
-    }
+    assert!(same_bits(&pf.logdet(), &logdet), "factor_packed's logdet ({lanes} lanes) differs from factor's");
+    // Selected inversion, against the equations that define it and the other paths to it.
+    let z = check_inverse(&chol, &pf, &params);
+    let logdet_grad = check_logdet_backward(&chol, z.as_ref(), &grad_logdet, &params);
 
     // solve, solve_in_place, factor_solve, backward.
     let b = match BatchMatrix::new(rhs.clone(), batch, n, nrhs) {
@@ -500,6 +503,7 @@ fn band_typed<T: Fz>(r: &mut Reader, flags: u8) {
     if dominant {
         check_residual(&stored, (batch, n, kd, nrhs), x.as_slice(), &rhs, "solve");
     }
+    check_packed_solve(&pf, &b, &params, dominant.then_some(&stored[..]));
     let mut x2 = rhs.clone();
     let mut x2m = BatchMatrix::new(&mut x2[..], batch, n, nrhs).expect("view of a valid shape");
     chol.solve_in_place(&mut x2m, &params).expect("solve_in_place after solve");
@@ -528,12 +532,232 @@ fn band_typed<T: Fz>(r: &mut Reader, flags: u8) {
             if finite_x && finite_gx && (dominant || checked) {
                 assert!(all_finite(g.rhs.as_slice()) && all_finite(g.ab.as_slice()), "backward of finite input is not finite");
             }
+            check_backward_with_logdet(&chol, (&x, &gx), &g, (&grad_logdet, logdet_grad.as_ref()), &params);
         }
         Err(e) => {
             check_err(&e, &["x", "grad_x", "grad_rhs", "grad_ab"], "backward");
             let overflow = checked && !dominant && matches!(e, Error::Overflow { .. });
             assert!((checked && !(all_finite(x.as_slice()) && finite_gx)) || overflow, "backward failed on valid input: {e}");
         }
+    }
+}
+
+/// The spacing of `T`'s subnormals (`2⁻¹⁰⁷⁴` in f64, `2⁻¹⁴⁹` in f32): more than one rounding
+/// can be off in absolute terms where the relative bound `u·|x|` fails (gradual underflow; half
+/// of it, `2⁻¹⁰⁷⁵`, would round to 0 in f64).
+fn eta<T: Real>() -> f64 {
+    T::min_positive_value().as_f64() * T::epsilon().as_f64()
+}
+
+/// `γ_k = k·u / (1 − k·u)` for the unit roundoff `u` (Higham, *Accuracy and Stability of
+/// Numerical Algorithms*, §3.1): the bound on `k` roundings.
+fn gamma(k: usize, u: f64) -> f64 {
+    let ku = k as f64 * u;
+    ku / (1.0 - ku)
+}
+
+/// [`Cholesky::inverse_band`] of `chol` against the other paths to it and the equations that
+/// define it; returns it when it is `Ok`.
+///
+/// - [`Cholesky::inverse_band_into`] over storage full of NaN: the same outcome, the same bits
+///   (every element written).
+/// - The same factor in `pf`'s layout (`factor_packed`, the same bits as `chol`): the same
+///   outcome and bits (selected inversion is one kernel for every lane count).
+/// - An error is [`Error::Overflow`] naming `inverse_band` (the same one from each path); an
+///   `Ok` is finite with the checks on, and `+0` below the matrix.
+/// - Where `Z` and `L` are finite: [`check_inverse_equations`].
+fn check_inverse<T: Fz>(chol: &Cholesky<T>, pf: &Cholesky<T>, params: &Params) -> Option<BandBatch<T>> {
+    let (batch, n, kd) = (chol.batch(), chol.n(), chol.kd());
+    let z = chol.inverse_band(params);
+    let mut out = BandBatch::new(vec![T::nan(); batch * n * (kd + 1)], batch, n, kd).expect("the factor's shape");
+    let into = chol.inverse_band_into(&mut out, params);
+    let zp = pf.inverse_band(params);
+    let lanes = pf.lanes();
+    match (z, into, zp) {
+        (Ok(z), Ok(()), Ok(zp)) => {
+            assert!(same_bits(out.as_slice(), z.as_slice()), "inverse_band_into differs from inverse_band");
+            assert!(same_bits(zp.as_slice(), z.as_slice()), "inverse_band of the factor in {lanes}-lane packs differs");
+            let finite = band_finite(z.as_slice(), n, kd);
+            assert!(finite || !params.check_finite(), "inverse_band returned a non-finite band with check_finite on");
+            let w = kd + 1;
+            for (k, v) in z.as_slice().iter().enumerate() {
+                let (j, d) = ((k / w) % n, k % w);
+                assert!(j + d < n || v.bits() == T::zero().bits(), "inverse_band stores {v} below the matrix (system {}, j {j}, d {d})", k / (n * w));
+            }
+            if finite && band_finite(chol.l().as_slice(), n, kd) {
+                check_inverse_equations(chol.l(), &z);
+            }
+            Some(z)
+        }
+        (Err(e), Err(ei), Err(ep)) => {
+            check_err(&e, &["inverse_band"], "inverse_band");
+            assert!(matches!(e, Error::Overflow { .. }), "inverse_band: {e}");
+            assert_eq!(ei, e, "inverse_band_into's error differs from inverse_band's");
+            assert_eq!(ep, e, "inverse_band's error differs in {lanes}-lane packs");
+            let raw = chol.inverse_band(&params.with_check_finite(false)).expect("unchecked inverse_band");
+            assert!(same_bits(out.as_slice(), raw.as_slice()), "after its overflow, inverse_band_into's out is not the raw inverse");
+            None
+        }
+        (z, into, zp) => panic!("inverse_band {:?}, inverse_band_into {:?}, in {lanes}-lane packs {:?}: different outcomes", z.err(), into.err(), zp.err()),
+    }
+}
+
+/// The equations that define the band of `Z = A⁻¹` from the factor `A = LLᵀ`: `ZL = L⁻ᵀ`, whose
+/// entries on and below the diagonal involve only the band of `Z`. For each system, column
+/// `j` and `0 ≤ i ≤ kn = min(kd, n − 1 − j)`,
+///
+/// ```text
+/// r_i = Σ_{k=0..kn} Z[j+i, j+k]·L[j+k, j] − (1/L[j,j] if i = 0, else 0) = 0,
+/// ```
+///
+/// evaluated in f64 from the stored `Z` and `L` (all finite). Selected inversion computes each
+/// entry from these equations: one dot product of the `kn` other terms (`γ_kn`), then a
+/// multiplication by the rounded `1/L[j,j]` (and for `i = 0` a subtraction from it), so
+/// `|r_i| ≤ γ_{kn+4}·(Σ_k |Z[j+i, j+k]|·|L[j+k, j]| + |1/L[j,j]|)` in `T`'s unit roundoff (Higham
+/// §3.1; FMA only tightens it), plus this check's own rounding in f64 (`γ_{kn+3}` of the same
+/// sum), doubled for second-order terms, plus `(2kn + 8)` roundings' absolute error at
+/// underflow ([`eta`]) scaled by `1 + |L[j,j]|` (an entry of `Z` enters `r` multiplied by it).
+/// An equation whose sum overflows f64 is not checked.
+fn check_inverse_equations<T: Real>(l: &BandBatch<T>, z: &BandBatch<T>) {
+    let (batch, n, kd) = (l.batch(), l.n(), l.kd());
+    let w = kd + 1;
+    let (u, u64_) = (T::epsilon().as_f64() / 2.0, f64::EPSILON / 2.0);
+    for (s, (ls, zs)) in l.as_slice().chunks_exact(n * w).zip(z.as_slice().chunks_exact(n * w)).enumerate().take(batch) {
+        for j in 0..n {
+            let kn = kd.min(n - 1 - j);
+            let col = &ls[j * w..j * w + kn + 1]; // L[j.., j]
+            let l0 = col[0].as_f64();
+            let inv = 1.0 / l0;
+            for i in 0..=kn {
+                let (mut r, mut scale) = (if i == 0 { -inv } else { 0.0 }, if i == 0 { inv.abs() } else { 0.0 });
+                // Z[j+i, j+k]: down column j+k for k ≤ i, down column j+i for k > i.
+                let below = (0..=i).map(|k| zs[(j + k) * w + i - k]);
+                let right = zs[(j + i) * w + 1..(j + i) * w + kn + 1 - i].iter().copied();
+                for (zv, lv) in below.chain(right).zip(col) {
+                    let t = zv.as_f64() * lv.as_f64();
+                    r += t;
+                    scale += t.abs();
+                }
+                let tol = 2.0 * (gamma(kn + 4, u) + gamma(kn + 3, u64_)) * scale + (2 * kn + 8) as f64 * (eta::<T>() * (1.0 + l0.abs()) + eta::<f64>());
+                if !(r.is_finite() && tol.is_finite()) {
+                    continue;
+                }
+                assert!(r.abs() <= tol, "inverse_band, system {s}, column {j}: (Z L)[{}, {j}] is off by {r:e} > {tol:e} (scale {scale:e})", j + i);
+            }
+        }
+    }
+}
+
+/// [`Cholesky::logdet_backward`] for `grad_logdet` against its definition from the band of
+/// `A⁻¹` (`z`, when it was `Ok`): `c·Z[j,j]` on the diagonal, `2c·Z[i,j]` below it, each one
+/// rounding (`u·|want|`, or one at underflow) from the product in f64; errors as documented.
+/// Returns it when it is `Ok`.
+fn check_logdet_backward<T: Fz>(chol: &Cholesky<T>, z: Option<&BandBatch<T>>, grad_logdet: &[T], params: &Params) -> Option<BandBatch<T>> {
+    let (n, w) = (chol.n(), chol.kd() + 1);
+    let finite_c = all_finite(grad_logdet);
+    match chol.logdet_backward(grad_logdet, params) {
+        Ok(g) => {
+            assert!(finite_c || !params.check_finite(), "logdet_backward accepted a non-finite grad_logdet with check_finite on");
+            assert_eq!((g.batch(), g.n(), g.kd()), (chol.batch(), n, chol.kd()), "logdet_backward shape");
+            assert!(!params.check_finite() || band_finite(g.as_slice(), n, chol.kd()), "logdet_backward returned a non-finite band with check_finite on");
+            let Some(z) = z else {
+                assert!(!params.check_finite(), "logdet_backward succeeded where inverse_band overflowed");
+                return Some(g);
+            };
+            let u = T::epsilon().as_f64() / 2.0;
+            for (k, (&got, &zk)) in g.as_slice().iter().zip(z.as_slice()).enumerate() {
+                let (s, j, d) = (k / (n * w), (k / w) % n, k % w);
+                let want = if d == 0 { 1.0 } else { 2.0 } * grad_logdet[s].as_f64() * zk.as_f64();
+                if j + d >= n {
+                    // Zero, as it scales the zeros there too (`2c·0`: −0 for a negative `c`, NaN
+                    // where `2c` is not finite — even with the checks on, which skip them).
+                    let two_c = grad_logdet[s] + grad_logdet[s];
+                    assert!(got == T::zero() || !two_c.is_finite(), "logdet_backward stores {got} below the matrix (system {s}, j {j}, d {d})");
+                } else if want.is_finite() && got.is_finite() {
+                    let err = (got.as_f64() - want).abs();
+                    assert!(err <= u * want.abs() + eta::<T>(), "logdet_backward, system {s}, (j {j}, d {d}): {got} vs c·Z = {want}");
+                }
+            }
+            Some(g)
+        }
+        Err(e) => {
+            check_err(&e, &["grad_logdet", "grad_ab"], "logdet_backward");
+            match e {
+                Error::NonFinite { arg: "grad_logdet", .. } => assert!(!finite_c, "logdet_backward refused a finite grad_logdet: {e}"),
+                Error::Overflow { arg: "grad_ab", .. } => {}
+                _ => panic!("logdet_backward: {e}"),
+            }
+            None
+        }
+    }
+}
+
+/// [`Cholesky::backward_with_logdet`] against its two parts, [`Cholesky::backward`]'s `g` and
+/// [`Cholesky::logdet_backward`]'s `o` (`None`: it failed): the same `grad_rhs` (bits: the same solve), and each
+/// `grad_ab` entry `b = c·z + g` within two roundings of the sum of the parts (`o` is `c·z`
+/// rounded once; `b` rounds `c·z` and the sum, or the sum alone with FMA):
+/// `|b − (o + g)| ≤ 2u(1 + u)(|o| + |g|)`, plus the f64 sum's rounding and `2η` at underflow.
+fn check_backward_with_logdet<T: Fz>(
+    chol: &Cholesky<T>,
+    (x, gx): (&BatchMatrix<T>, &BatchMatrix<T, &[T]>),
+    g: &banded::SolveGrads<T>,
+    (grad_logdet, o): (&[T], Option<&BandBatch<T>>),
+    params: &Params,
+) {
+    let both = match chol.backward_with_logdet(x, gx, grad_logdet, params) {
+        Ok(both) => both,
+        Err(e) => {
+            check_err(&e, &["grad_logdet", "grad_ab", "grad_rhs"], "backward_with_logdet");
+            match e {
+                Error::NonFinite { arg: "grad_logdet", .. } => assert!(!all_finite(grad_logdet), "backward_with_logdet refused a finite grad_logdet: {e}"),
+                Error::Overflow { .. } => {}
+                _ => panic!("backward_with_logdet: {e}"),
+            }
+            return;
+        }
+    };
+    assert!(same_bits(both.rhs.as_slice(), g.rhs.as_slice()), "backward_with_logdet's grad_rhs differs from backward's");
+    let Some(o) = o else {
+        assert!(!params.check_finite(), "backward_with_logdet succeeded where logdet_backward failed");
+        return;
+    };
+    let (u, u64_) = (T::epsilon().as_f64() / 2.0, f64::EPSILON / 2.0);
+    for (k, ((&b, &gk), &ok)) in both.ab.as_slice().iter().zip(g.ab.as_slice()).zip(o.as_slice()).enumerate() {
+        let (b, gk, ok) = (b.as_f64(), gk.as_f64(), ok.as_f64());
+        if !(b.is_finite() && (gk + ok).is_finite()) {
+            continue;
+        }
+        let tol = (2.0 * u * (1.0 + u) + u64_) * (gk.abs() + ok.abs()) + 2.0 * eta::<T>();
+        assert!((b - (gk + ok)).abs() <= tol, "backward_with_logdet's grad_ab[{k}] = {b} vs backward + logdet_backward = {gk} + {ok}");
+    }
+}
+
+/// [`Cholesky::solve_packed_in_place`] with `pf` (the factor `factor_packed` made): right-hand
+/// sides packed with other lanes are refused naming `rhs`; with its lanes, the outcome and bits
+/// of [`Cholesky::solve`] with the same factor (one kernel, the right-hand sides gathered or
+/// not); for a diagonally dominant batch (`dominant`: its band) the residual of the solution.
+fn check_packed_solve<T: Fz>(pf: &Cholesky<T>, b: &BatchMatrix<T>, params: &Params, dominant: Option<&[T]>) {
+    let [batch, n, nrhs] = b.shape();
+    let other = if pf.lanes() == 8 { 16 } else { 8 };
+    let mut wrong = PackedBatchMatrix::from_matrix(b, other).expect("a valid shape and lane count");
+    match pf.solve_packed_in_place(&mut wrong, params) {
+        Err(e @ Error::InvalidArgument { arg: "rhs", .. }) => check_err(&e, &["rhs"], "solve_packed_in_place"),
+        r => panic!("solve_packed_in_place of rhs in {other} lanes for a factor in {}: {:?}", pf.lanes(), r.err()),
+    }
+    let mut bp = PackedBatchMatrix::from_matrix(b, pf.lanes()).expect("a valid shape and lane count");
+    match (pf.solve_packed_in_place(&mut bp, params), pf.solve(b, params)) {
+        (Ok(()), Ok(x)) => {
+            let xp = bp.into_matrix();
+            assert!(same_bits(xp.as_slice(), x.as_slice()), "solve_packed_in_place differs from solve ({} lanes)", pf.lanes());
+            if let Some(ab) = dominant {
+                check_residual(ab, (batch, n, pf.kd(), nrhs), xp.as_slice(), b.as_slice(), "solve_packed_in_place");
+            }
+        }
+        (Err(e), Err(e2)) => {
+            check_err(&e, &["rhs", "x"], "solve_packed_in_place");
+            assert_eq!(e, e2, "solve_packed_in_place's error differs from solve's");
+        }
+        (r, r2) => panic!("solve_packed_in_place {:?} but solve {:?}", r.err(), r2.err()),
     }
 }
 

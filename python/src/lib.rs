@@ -24,5 +24,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(smnn::smnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_backward, m)?)?;
     m.add_function(wrap_pyfunction!(pool::empty_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(pool::pool_sizes, m)?)?;
     Ok(())
 }

@@ -217,6 +217,13 @@ impl Factor {
         Ok(with_factor!(self.any()?, c => c.kd()))
     }
 
+    /// Systems per pack of the factor's storage (`Cholesky::lanes`; 1: one system at a time).
+    /// Test-only (`_lanes`, no public API): lets the tests assert that a batch reached packs.
+    #[getter(_lanes)]
+    fn lanes(&self) -> PyResult<usize> {
+        Ok(with_factor!(self.any()?, c => c.lanes()))
+    }
+
     /// `"float32"` or `"float64"`.
     #[getter]
     fn dtype(&self) -> PyResult<&'static str> {

@@ -55,6 +55,19 @@ pub(crate) fn put(c: AnyCholesky) {
     }
 }
 
+/// Elements of storage the pool holds, per element type: `(float32, float64)`, 0 where it holds
+/// none (a pooled factor's `batch·n·(kd+1)`). Test-only (`banded._native._pool_sizes`, no
+/// public API): lets the tests observe that a released factor is kept, that the next
+/// factorization takes it and that [`empty_cache`] frees it.
+#[pyfunction]
+#[pyo3(name = "_pool_sizes")]
+pub(crate) fn pool_sizes() -> (usize, usize) {
+    fn size<T: Pooled + banded::Real>() -> usize {
+        T::pool().lock().ok().and_then(|p| p.as_ref().map(|c| c.batch() * c.n() * (c.kd() + 1))).unwrap_or(0)
+    }
+    (size::<f32>(), size::<f64>())
+}
+
 /// Frees the pooled storage of both element types.
 #[pyfunction]
 pub(crate) fn empty_cache() {

@@ -19,7 +19,10 @@ What is checked, and against what:
   shapes -> `ValueError`; complex input refused; `check_finite=False` with NaN returns or raises
   cleanly (run in a child process so that a crash fails the test instead of killing pytest);
 * C-contiguous float arrays are read in place (the package's array-preparing helper returns the
-  very object), and no call ever modifies its inputs or returns a view of them.
+  very object), and no call ever modifies its inputs or returns a view of them;
+* batches of at least one pack of systems (the factor stored in packs, asserted through the
+  test-only `_lanes` of the native factor) against SciPy / NumPy; the storage pool observed
+  through the test-only `banded._native._pool_sizes()` (kept, taken, emptied).
 """
 
 import re
@@ -983,3 +986,103 @@ def test_reused_storage_gives_the_same_result():
         np.testing.assert_array_equal(banded.cholesky_banded(ab), want_l)
     banded.empty_cache()
     np.testing.assert_array_equal(banded.solveh_banded(ab, b), want)
+
+
+def test_the_pool_keeps_released_storage_for_the_next_factorization():
+    """The storage pool (python/src/pool.rs) observed through the test-only
+    `banded._native._pool_sizes()` (elements held, `(float32, float64)`): a released factor's
+    storage is kept, one per dtype; the next factorization of that dtype takes it (not the other
+    dtype's) and still gives SciPy's factor; `empty_cache()` frees both."""
+    import gc
+
+    from banded import _native
+
+    rng = seed("pool")
+    big = random_spd_band(rng, (4,), 30, 3)  # 4·30·4 = 480 elements
+    small = random_spd_band(rng, (2,), 10, 1)  # 2·10·2 = 40
+    gc.collect()  # factors of earlier tests, released now rather than during this one
+    banded.empty_cache()
+    assert _native._pool_sizes() == (0, 0)
+    f = banded.BandCholesky(big)
+    assert _native._pool_sizes() == (0, 0), "a live factor is not pooled"
+    del f
+    gc.collect()
+    assert _native._pool_sizes() == (0, 480), "the released factor's storage is kept"
+    g32 = banded.BandCholesky(small.astype(np.float32))
+    assert _native._pool_sizes() == (0, 480), "float32 does not take float64's storage"
+    del g32
+    gc.collect()
+    assert _native._pool_sizes() == (40, 480)
+    g = banded.BandCholesky(small)
+    assert _native._pool_sizes() == (40, 0), "the next float64 factorization takes the kept storage"
+    assert rel_err(band_only(g.factor(), True), band_only(scipy_cholesky(small, True), True)) < TOL64
+    del g
+    gc.collect()
+    assert _native._pool_sizes() == (40, 40)
+    # solveh_banded's factor too: it takes the kept storage (too small, so replaced) and its
+    # factor is released on return.
+    b = rng.standard_normal((4, 30))
+    assert rel_err(banded.solveh_banded(big, b), scipy_solve(big, b, True)) < TOL64
+    gc.collect()
+    assert _native._pool_sizes() == (40, 480)
+    banded.empty_cache()
+    assert _native._pool_sizes() == (0, 0), "empty_cache frees the kept storage of both dtypes"
+
+
+def test_inverse_banded_check_finite_false():
+    """`inverse_banded(..., check_finite=False)`: finite input gives the checked result, bit for
+    bit; an inverse beyond float32 (a nearly singular matrix, c·[[1, a], [a, 1]] with c = 1e-36,
+    a = 1 − 2⁻¹⁰, all normal numbers: its inverse is ≈ 5e38 > 3.4e38) is a ValueError naming
+    `inverse_band` when checked, and returned as computed (infinite there) when not."""
+    rng = seed("inv-check-finite")
+    ab = random_spd_band(rng, (3,), 10, 2)
+    for dt in (np.float64, np.float32):
+        z, zu = banded.inverse_banded(ab.astype(dt)), banded.inverse_banded(ab.astype(dt), check_finite=False)
+        assert zu.dtype == z.dtype == dt and zu.shape == z.shape
+        assert zu.tobytes() == z.tobytes()
+    c, a = np.float32(1e-36), np.float32(1.0 - 2.0**-10)
+    bad = np.array([[[c, c], [a * c, 0.0]], [[2.0, 2.0], [-1.0, 0.0]]], dtype=np.float32)
+    with pytest.raises(ValueError, match="inverse_band") as err:
+        banded.inverse_banded(bad)
+    assert err.value.arg == "inverse_band" and err.value.index[0] == 0
+    z = banded.inverse_banded(bad, check_finite=False)
+    assert z.dtype == np.float32 and z.shape == bad.shape
+    assert np.isinf(z[0, 0, 1]), z[0]  # (A⁻¹)[1, 1] of the nearly singular system
+    # The other system is [[2, −1], [−1, 2]]: its inverse is [[2, 1], [1, 2]] / 3.
+    assert rel_err(z[1], np.array([[2.0, 2.0], [1.0, 0.0]]) / 3.0) < TOL32
+
+
+@pytest.mark.parametrize("kd", [2, 10])
+@pytest.mark.parametrize(
+    "dtype,batch",
+    [(np.float64, 8), (np.float64, 9), (np.float64, 16), (np.float64, 17), (np.float32, 16), (np.float32, 17), (np.float32, 32), (np.float32, 33)],
+    ids=["f64-b8", "f64-b9", "f64-b16", "f64-b17", "f32-b16", "f32-b17", "f32-b32", "f32-b33"],
+)
+def test_batches_in_packs_match_scipy(dtype, batch, kd):
+    """Batches of at least one pack of systems (8 float64 or 16 float32 a pack, twice that for
+    some narrow bands), with systems after the packs or not: the factor is stored in packs
+    (asserted through the test-only `_lanes` of the native factor; a band wider than 8 always
+    takes single-width packs), and every result agrees with SciPy / NumPy on the same (rounded)
+    input: solve, factor, log-determinant, band of the inverse, backward."""
+    n = 30
+    rng = seed("packs", np.dtype(dtype).name, batch, kd)
+    ab = random_spd_band(rng, (batch,), n, kd).astype(dtype)
+    b = rng.standard_normal((batch, n, 2)).astype(dtype)
+    ab64, b64 = ab.astype(np.float64), b.astype(np.float64)
+    tol = TOL64 if dtype == np.float64 else TOL32
+    base = 8 if dtype == np.float64 else 16
+    f = banded.BandCholesky(ab)
+    lanes = f._factor._lanes
+    assert (lanes == base) if kd > 8 else (lanes in (base, 2 * base)), lanes
+    x = f.solve(b)
+    assert x.dtype == dtype and rel_err(x, scipy_solve(ab64, b64, True)) < tol
+    assert rel_err(banded.solveh_banded(ab, b), scipy_solve(ab64, b64, True)) < tol
+    assert rel_err(band_only(f.factor(), True), band_only(scipy_cholesky(ab64, True), True)) < tol
+    ld, ref_ld = f.logdet(), dense_logdet(ab64, True)
+    assert np.max(np.abs(ld - ref_ld)) < tol * max(1.0, float(np.max(np.abs(ref_ld))))
+    zinv = np.linalg.inv(dense_from_lower(as_lower(ab64, True)))
+    assert rel_err(f.inverse_band(), lower_band_of(zinv, kd)) < tol
+    gx = rng.standard_normal(b.shape).astype(dtype)
+    gb, gab = f.backward(x, gx)
+    gb_ref, gab_ref = dense_backward(ab64, x.astype(np.float64), gx.astype(np.float64), True, vec=False)
+    assert rel_err(gb, gb_ref) < tol and rel_err(gab, gab_ref) < tol

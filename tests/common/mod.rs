@@ -49,3 +49,40 @@ pub fn smnn_npz_options(file: &str) -> banded::smnn::Options {
         central: scalar("central") != 0.0,
     }
 }
+
+/// The bits of `x` (`f32` or `f64`: `Real` is sealed), for "the same bits" assertions.
+pub fn bits<T: banded::Real>(x: T) -> u64 {
+    let any: &dyn std::any::Any = &x;
+    match (any.downcast_ref::<f32>(), any.downcast_ref::<f64>()) {
+        (Some(v), _) => u64::from(v.to_bits()),
+        (_, Some(v)) => v.to_bits(),
+        _ => unreachable!("banded::Real is implemented for f32 and f64 only"),
+    }
+}
+
+/// Where `a` and `b` differ bit for bit: `None` if they hold the same bits (same length, every
+/// element's bits equal), else the first difference, for a message. "The same bits" is what
+/// `==` on floats cannot say: it calls −0.0 and 0.0 equal and NaN unequal to itself.
+pub fn bit_diff<T: banded::Real>(a: &[T], b: &[T]) -> Option<String> {
+    if a.len() != b.len() {
+        return Some(format!("lengths {} and {}", a.len(), b.len()));
+    }
+    let i = a.iter().zip(b).position(|(&x, &y)| bits(x) != bits(y))?;
+    Some(format!("element {i} of {}: {:?} vs {:?}", a.len(), a[i], b[i]))
+}
+
+/// Panics (naming `what` and the first difference) unless `a` and `b` hold the same bits.
+#[track_caller]
+pub fn assert_same_bits<T: banded::Real>(a: &[T], b: &[T], what: impl std::fmt::Display) {
+    if let Some(d) = bit_diff(a, b) {
+        panic!("{what}: not the same bits ({d})");
+    }
+}
+
+/// [`assert_same_bits`] for two band batches: the same shape and the same bits in every stored
+/// element (the entries below the matrices included).
+#[track_caller]
+pub fn assert_same_band<T: banded::Real>(a: &banded::BandBatch<T>, b: &banded::BandBatch<T>, what: impl std::fmt::Display) {
+    assert_eq!((a.batch(), a.n(), a.kd()), (b.batch(), b.n(), b.kd()), "{what}: shapes");
+    assert_same_bits(a.as_slice(), b.as_slice(), what);
+}
