@@ -145,7 +145,9 @@ __device__ void band_inverse(const T* __restrict__ l, T* __restrict__ z, const T
         for (i64 j = 0; j < n; ++j) {
             T* zj = zs + j * w * batch;
             zj[0] = c * zj[0];
-            for (i64 d = 1; d <= kd; ++d) zj[d * batch] = (c + c) * zj[d * batch];
+            // Only the entries inside the matrix: those below it stay +0 (as on the CPU).
+            i64 kn = b_min(kd, n - 1 - j);
+            for (i64 d = 1; d <= kn; ++d) zj[d * batch] = (c + c) * zj[d * batch];
         }
     }
 }

@@ -557,10 +557,13 @@ impl<T: Real> Cholesky<T> {
         let mut g = self.inverse_band_unchecked(params)?;
         let (len, w) = (g.system_len(), self.kd() + 1);
         if len > 0 {
+            let n = self.n();
             g.as_mut_slice().par_chunks_mut(len).zip(grad_logdet).with_min_len(min_len(params.par(), self.batch())).for_each(|(z, &c)| {
-                for col in z.chunks_exact_mut(w) {
+                for (j, col) in z.chunks_exact_mut(w).enumerate() {
                     col[0] = c * col[0];
-                    for v in &mut col[1..] {
+                    // Only the entries inside the matrix: those below it stay +0 (scaling them
+                    // would store −0 for c < 0, and NaN where 2c overflows).
+                    for v in &mut col[1..w.min(n - j)] {
                         *v = (c + c) * *v;
                     }
                 }

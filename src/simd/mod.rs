@@ -90,11 +90,15 @@ impl Isa {
         }
     }
 
-    /// The fastest instruction set here. AVX2 is preferred to AVX-512 where both exist: the
-    /// packs' kernels are bound by dependent latency chains and loads, not by vector width, and
-    /// 512-bit packs measured no faster (see `docs/ARCHITECTURE.md`, "Instruction sets").
+    /// The fastest instruction set here: AVX-512 where the CPU has it, else AVX2, NEON, or the
+    /// portable build. Measured on an Intel Xeon (AVX-512 with two FMA units; `banded bench solve
+    /// --n 1000 --batch 256`, f64, AVX-512 / AVX2 ms): kd 1 0.66 / 0.70, kd 4 1.12 / 1.37, kd 17
+    /// 4.0 / 5.2, kd 33 10.0 / 13.1, kd 64 29.6 / 41.2. Not measured on an AMD EPYC (Zen 4), where
+    /// a 512-bit operation runs as two 256-bit halves: the arithmetic per cycle is AVX2's, and a
+    /// pack row takes one instruction instead of two and the register tiles twice the registers,
+    /// so it is chosen there too (the older, array-based kernels measured AVX2 faster there).
     pub(crate) fn best() -> Isa {
-        [Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_present()).unwrap_or(Isa::Portable)
+        [Isa::Avx512, Isa::Avx2, Isa::Neon].into_iter().find(|i| i.is_present()).unwrap_or(Isa::Portable)
     }
 
     /// The kernel request that runs under this instruction set.
