@@ -10,8 +10,9 @@
 
 use super::layer::Smnn;
 use crate::band::lanes::Window;
-use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;
+use crate::simd::Isa;
+use crate::simd::vector::{VecOp, Vector, VectorSet, dispatch, rows};
 
 /// `x^k` by repeated squaring (`k` may exceed `i32::MAX`, where `powi` would not do).
 #[inline]
@@ -254,9 +255,9 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     }
 
     #[inline(always)]
-    fn fill_with(&mut self, pack: &mut [[T; L]], upto: usize) {
+    fn fill_with<V: Vector<T>>(&mut self, pack: &mut [[T; L]], upto: usize) {
         while self.done() < upto.min(self.layer.n()) {
-            self.assemble_step(pack);
+            self.assemble_step::<V>(pack);
         }
     }
 
@@ -266,7 +267,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
     /// Cost per system: `E·b²/2` (equations) + `(2O)²/2` (Taylor Gram, once per distinct `h`)
     /// + `D·(2O)²/2` (scatter) + `6D` (central).
     #[inline(always)]
-    fn assemble_step(&mut self, pack: &mut [[T; L]]) {
+    fn assemble_step<V: Vector<T>>(&mut self, pack: &mut [[T; L]]) {
         let ly = self.layer;
         let t = self.step;
         self.step += 1;
@@ -288,15 +289,13 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
         let rows = if eb > 0 { self.rows.get(self.c, self.c.len() / L, tc * eb..(tc + 1) * eb, CHUNK * eb) } else { &[] };
         for row in rows.chunks_exact(b) {
             for q in 0..b {
-                let cq: [T; L] = std::array::from_fn(|l| weq2 * row[q][l]);
+                let cq = rows::scale::<T, V, L>(weq2, &row[q]);
                 if cq.iter().all(|&x| x == T::zero()) {
                     continue;
                 }
                 let k0 = (base + q) * w;
                 for (m, x) in pack[k0..k0 + (b - q)].iter_mut().zip(&row[q..]) {
-                    for l in 0..L {
-                        m[l] = m[l] + cq[l] * x[l];
-                    }
+                    *m = rows::add_mul::<T, V, L>(m, &cq, x);
                 }
             }
         }
@@ -305,9 +304,7 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
             for d in 0..d_n {
                 for o in 0..ly.i {
                     let m = &mut pack[(base + d * o_n + o) * w];
-                    for l in 0..L {
-                        m[l] = m[l] + wi2;
-                    }
+                    *m = rows::add_splat::<T, V, L>(m, wi2);
                 }
             }
         }
@@ -324,18 +321,14 @@ impl<'a, T: Real, const L: usize> PackAssembler<'a, T, L> {
                     }
                 }
                 for (g, (&g1, &pw)) in self.gram.iter_mut().zip(self.taylor.gram1.iter().zip(&self.taylor.gram_pow)) {
-                    for l in 0..L {
-                        g[l] = ws2 * g1 * self.hp[pw][l];
-                    }
+                    *g = rows::scale::<T, V, L>(ws2 * g1, &self.hp[pw]);
                 }
                 self.gram_h = Some(hs);
             }
             for d in 0..d_n {
                 let blk = &mut pack[(base + d * o_n) * w..];
                 for (&off, g) in self.taylor.gram_off.iter().zip(&self.gram) {
-                    for l in 0..L {
-                        blk[off][l] = blk[off][l] + g[l];
-                    }
+                    blk[off] = rows::add::<T, V, L>(&blk[off], g);
                 }
             }
         }
@@ -379,10 +372,14 @@ struct FillOp<'p, 'a, T, const L: usize> {
     upto: usize,
 }
 
-impl<T: Real, const L: usize> pulp::WithSimd for FillOp<'_, '_, T, L> {
+impl<T: Real, const L: usize> VecOp for FillOp<'_, '_, T, L> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        self.asm.fill_with(self.pack, self.upto);
+    fn run<S: VectorSet>(self) {
+        if L.is_multiple_of(<T::Vec<S> as Vector<T>>::W) {
+            self.asm.fill_with::<T::Vec<S>>(self.pack, self.upto);
+        } else {
+            self.asm.fill_with::<T::One<S>>(self.pack, self.upto);
+        }
     }
 }

@@ -152,22 +152,7 @@ impl Smnn {
         let tol = T::from_f64(2.0 * (kd as f64 + 1.0)) * T::epsilon();
         let mut failures = out.failures;
         if let Some(f) = &out.factor {
-            let relative: Vec<PivotFailure> = out
-                .systems
-                .par_iter()
-                .enumerate()
-                .with_min_len(min_len(params.par(), out.systems.len()))
-                .filter_map(|(k, &s)| {
-                    let dk = &diag[s * n..(s + 1) * n];
-                    let (l0, stride) = f.diag_strided(k);
-                    let bad = l0.iter().step_by(stride).zip(dk).position(|(&p, &d)| {
-                        // Not `<=`: a NaN pivot fails too.
-                        (p * p).partial_cmp(&(tol * d)) != Some(std::cmp::Ordering::Greater)
-                    });
-                    bad.map(|column| PivotFailure { system: s, column })
-                })
-                .collect();
-            failures.extend(relative);
+            failures.extend(f.relative_pivot_failures(&out.systems, diag, tol, params.par()));
         }
         match out.factor {
             Some(f) if failures.is_empty() => Ok(f),

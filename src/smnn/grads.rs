@@ -15,8 +15,9 @@
 use super::assemble::{central_row, Taylor};
 use super::layer::Smnn;
 use crate::band::lanes::{scatter, Window};
-use crate::simd::{Isa, dispatch};
 use crate::scalar::Real;
+use crate::simd::Isa;
+use crate::simd::vector::{VecOp, Vector, VectorSet, dispatch, rows};
 
 /// `L` consecutive systems' inputs and outputs, each slice system after system (`L` times the
 /// per-system length; the outputs zeroed on entry). `u`, `gc` and `gh` may be empty when only
@@ -36,18 +37,6 @@ pub(crate) struct PackGrads<'a, T> {
 /// Steps whose rows are transposed in (and coefficient gradients out) at a time.
 const CHUNK: usize = 32;
 
-/// `Σ_i a[i]·b[i]` per lane, left to right from zero (as `assemble::dot` per system).
-#[inline(always)]
-fn dot<T: Real, const L: usize>(a: &[[T; L]], b: &[[T; L]]) -> [T; L] {
-    let mut s = [T::zero(); L];
-    for (x, y) in a.iter().zip(b) {
-        for l in 0..L {
-            s[l] = s[l] + x[l] * y[l];
-        }
-    }
-    s
-}
-
 impl Smnn {
     /// The gradients of `L` systems (see [`PackGrads`]): always `∂ℓ/∂rhs_equation` and
     /// `∂ℓ/∂init_vars`; with `coef_steps`, also `∂ℓ/∂coefficients` and `∂ℓ/∂steps`.
@@ -58,7 +47,7 @@ impl Smnn {
     }
 
     #[inline(always)]
-    fn grads_pack_with<T: Real, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool) {
+    fn grads_pack_with<T: Real, V: Vector<T>, const L: usize>(&self, x: PackGrads<'_, T>, coef_steps: bool) {
         let PackGrads { c, r, h, u, lam, gc, gr, gv, gh } = x;
         let (t_n, e_n, d_n, o_n, b) = (self.t, self.e, self.d, self.o, self.block());
         let [cl, rl, vl, hl, n] = self.system_lens();
@@ -94,17 +83,24 @@ impl Smnn {
             for e in 0..e_n {
                 let row = &rows[e * b..(e + 1) * b];
                 let ri = self.r_index(t, e);
-                let q = dot(row, lt);
+                // `Σ_i a[i]·b[i]` per lane, left to right from zero (as per system).
+                let q = rows::dot::<T, V, L>(T::zero(), row, lt);
                 for l in 0..L {
                     let g = &mut gr[l * rl + ri];
                     *g = *g + weq2 * q[l];
                 }
                 if coef_steps {
-                    let ru = dot(row, ut);
-                    let rho: [T; L] = std::array::from_fn(|l| ru[l] - r[l * rl + ri]);
+                    let ru = rows::dot::<T, V, L>(T::zero(), row, ut);
+                    let mut rho = ru;
+                    for l in 0..L {
+                        rho[l] = ru[l] - r[l * rl + ri];
+                    }
+                    // `g − w_eq²·(ρ·λ_j + q·u_j)`, unfused, through `V` (see `rows`).
                     for ((g, lj), uj) in gcacc[ge + e * b..ge + (e + 1) * b].iter_mut().zip(lt).zip(ut) {
-                        for l in 0..L {
-                            g[l] = g[l] - weq2 * (rho[l] * lj[l] + q[l] * uj[l]);
+                        for m in 0..L / V::W {
+                            let i = m * V::W;
+                            let t = V::load(&rho[i..]).mul(V::load(&lj[i..])).add(V::load(&q[i..]).mul(V::load(&uj[i..])));
+                            V::load(&g[i..]).sub(V::splat(weq2).mul(t)).store(&mut g[i..]);
                         }
                     }
                 }
@@ -158,10 +154,8 @@ impl Smnn {
                             let g1 = &taylor.gram1_full[(half * o_n + j) * k2..(half * o_n + j + 1) * k2];
                             let (mut gu, mut gl) = (zero, zero);
                             for ((&gk, a), bk) in g1.iter().zip(&su).zip(&sl) {
-                                for l in 0..L {
-                                    gu[l] = gu[l] + gk * a[l];
-                                    gl[l] = gl[l] + gk * bk[l];
-                                }
+                                gu = rows::add::<T, V, L>(&gu, &rows::scale::<T, V, L>(gk, a));
+                                gl = rows::add::<T, V, L>(&gl, &rows::scale::<T, V, L>(gk, bk));
                             }
                             for l in 0..L {
                                 acc[l] = acc[l] + dcoef[j] * hp[j - 1][l] * (lh[j][l] * gu[l] + uh[j][l] * gl[l]);
@@ -216,10 +210,14 @@ struct GradsOp<'l, 'a, T, const L: usize> {
     coef_steps: bool,
 }
 
-impl<T: Real, const L: usize> pulp::WithSimd for GradsOp<'_, '_, T, L> {
+impl<T: Real, const L: usize> VecOp for GradsOp<'_, '_, T, L> {
     type Output = ();
     #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _: S) {
-        self.layer.grads_pack_with::<T, L>(self.x, self.coef_steps);
+    fn run<S: VectorSet>(self) {
+        if L.is_multiple_of(<T::Vec<S> as Vector<T>>::W) {
+            self.layer.grads_pack_with::<T, T::Vec<S>, L>(self.x, self.coef_steps);
+        } else {
+            self.layer.grads_pack_with::<T, T::One<S>, L>(self.x, self.coef_steps);
+        }
     }
 }
