@@ -111,7 +111,11 @@ impl<T: Real, const L: usize> VecOp for FactorWindow<'_, T, L> {
     #[inline(always)]
     fn run<S: VectorSet>(self) {
         let Self { a, dims, off, nb, j0, fail, inv, b } = self;
-        if L.is_multiple_of(<T::Vec<S> as Vector<T>>::W) {
+        if L == 1 && dims.kd >= VERTICAL_MIN_KD {
+            // One system: its columns' rows in vectors (the same operations per element).
+            let (a, inv, b) = (a.as_flattened_mut(), inv.as_flattened_mut(), b.as_flattened_mut());
+            factor_window_vertical::<T, T::Vec<S>>(a, dims, off, nb, j0, &mut fail[0], inv, b);
+        } else if L.is_multiple_of(<T::Vec<S> as Vector<T>>::W) {
             factor_window::<T, T::Vec<S>, L>(a, dims, off, nb, j0, fail, inv, b);
         } else {
             factor_window::<T, T::One<S>, L>(a, dims, off, nb, j0, fail, inv, b);
@@ -265,6 +269,161 @@ fn factor_window<T: Real, V: Vector<T>, const L: usize>(
             }
         }
         c += if pair { 2 } else { 1 };
+    }
+}
+
+/// Bandwidths from which one system (`L = 1`) runs [`factor_window_vertical`]: below, a column
+/// has too few rows to fill a vector and the scalar kernel is as fast.
+const VERTICAL_MIN_KD: usize = 4;
+
+/// [`factor_window`] for one system in the band layout (`a`: its window, `inv`, `b`), with the
+/// rows of each column in the vectors `V` instead of the lanes of a pack: the same operations
+/// on every element, in the same order (the terms of element `(r, c)` are `k = max(0, r − kd) ..
+/// c` in increasing order, each one fused multiply–add; a row joins its vector's updates at its
+/// first term through a lane mask, never through a zero term), so one system computes the bits
+/// it would in a pack, several times faster than one lane at a time. Per column: the rows' terms
+/// in vectors of `W` rows (a vector's elements taking the same term `k` from contiguous rows of
+/// column `k`), the pivot, the scaling, and the forward substitution of one right-hand side.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn factor_window_vertical<T: Real, V: Vector<T>>(
+    a: &mut [T],
+    dims: Dims,
+    off: usize,
+    nb: usize,
+    j0: usize,
+    fail: &mut usize,
+    inv: &mut [T],
+    b: &mut [T],
+) {
+    let (kd, nrhs) = (dims.kd, dims.nrhs);
+    let w = kd + 1;
+    let base = j0 - off;
+    let n = dims.n - base;
+    assert!(
+        off <= kd && (off == j0 || off == kd) && off + nb <= n && a.len() >= (off + nb) * w && inv.len() >= nb && b.len() >= dims.n * nrhs,
+        "factor_window_vertical: a window of {} elements, {} reciprocals and {} right-hand side elements for columns {j0}..{} after {off} (n {}, kd {kd}, nrhs {nrhs})",
+        a.len(),
+        inv.len(),
+        b.len(),
+        j0 + nb,
+        dims.n
+    );
+    let vw = V::W;
+    let p = a.as_mut_ptr();
+    // Element `(r, c)` of the window (`c ≤ r ≤ c + kd`).
+    let at = |r: usize, c: usize| p.wrapping_add(c * w + r - c);
+    for c in off..off + nb {
+        let kn = (n - 1 - c).min(kd);
+        let rows = kn + 1;
+        // SAFETY (the whole block): every address is `(r, c)` with `c < off + nb` and `c ≤ r ≤
+        // c + kn < n`, or `(r, k)` with `max(0, r − kd) ≤ k < c` (inside column `k`'s band);
+        // the masked loads and stores touch only the `cnt` or `act` elements of those; `inv[c −
+        // off]`, `b`'s elements `(base + c ..= base + c + kn)·nrhs + q` below `dims.n·nrhs`: all
+        // checked on entry.
+        unsafe {
+            // The column's rows in `nv` vectors, all in registers while the terms stream in (one
+            // accumulator per vector: independent multiply–add chains).
+            match rows.div_ceil(vw) {
+                1 => column_vertical::<T, V, 1>(p, w, c, rows, kd),
+                2 => column_vertical::<T, V, 2>(p, w, c, rows, kd),
+                3 => column_vertical::<T, V, 3>(p, w, c, rows, kd),
+                4 => column_vertical::<T, V, 4>(p, w, c, rows, kd),
+                5 => column_vertical::<T, V, 5>(p, w, c, rows, kd),
+                6 => column_vertical::<T, V, 6>(p, w, c, rows, kd),
+                7 => column_vertical::<T, V, 7>(p, w, c, rows, kd),
+                8 => column_vertical::<T, V, 8>(p, w, c, rows, kd),
+                9 => column_vertical::<T, V, 9>(p, w, c, rows, kd),
+                _ => {
+                    let mut v0 = 0;
+                    while v0 < rows {
+                        let cnt = vw.min(rows - v0);
+                        let mut acc = V::load_first(at(c + v0, c), cnt);
+                        for k in (c + v0).saturating_sub(kd)..c {
+                            // Rows `c + v0 + i ≤ k + kd` take the term `k`.
+                            let act = cnt.min(k + kd + 1 - c - v0);
+                            let lc = V::splat(at(c, k).read());
+                            acc = acc.fnma_first(V::load_first(at(c + v0, k), act), lc, act);
+                        }
+                        acc.store_first(at(c + v0, c), cnt);
+                        v0 += vw;
+                    }
+                }
+            }
+            let d = at(c, c).read();
+            if !(d > T::zero() && d < T::infinity()) && *fail == usize::MAX {
+                *fail = base + c;
+            }
+            let pv = d.sqrt();
+            let iv = T::one() / pv;
+            at(c, c).write(pv);
+            inv[c - off] = iv;
+            let ivv = V::splat(iv);
+            let mut v0 = 1;
+            while v0 < rows {
+                let cnt = vw.min(rows - v0);
+                V::load_first(at(c + v0, c), cnt).mul(ivv).store_first(at(c + v0, c), cnt);
+                v0 += vw;
+            }
+            let g = base + c;
+            for q in 0..nrhs {
+                let y = b[g * nrhs + q] * iv;
+                b[g * nrhs + q] = y;
+                if nrhs == 1 {
+                    let (yv, bp) = (V::splat(y), b.as_mut_ptr());
+                    let mut v0 = 1;
+                    while v0 < rows {
+                        let cnt = vw.min(rows - v0);
+                        let t = bp.add(g + v0);
+                        V::load_first(t, cnt).fnma(V::load_first(at(c + v0, c), cnt), yv).store_first(t, cnt);
+                        v0 += vw;
+                    }
+                } else {
+                    // One lane at a time, fused as `V` fuses.
+                    let (yv, bp) = (V::splat(y), b.as_mut_ptr());
+                    for r in 1..rows {
+                        let t = bp.add((g + r) * nrhs + q);
+                        V::load_first(t, 1).fnma_first(V::load_first(at(c + r, c), 1), yv, 1).store_first(t, 1);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The terms of column `c` of one system (window base pointer `p`, `w = kd + 1` elements per
+/// column; `rows ≤ NV·W` rows from the diagonal) in `NV` vectors of rows held in registers:
+/// for each `k` in increasing order, the rows `c + i ≤ k + kd` take `−L[c+i, k]·L[c, k]`
+/// (contiguous in column `k`), a vector joining through a lane mask at its first term.
+///
+/// # Safety
+/// As in [`factor_window_vertical`]: column `c`'s `rows` elements and the band elements of the
+/// columns `max(0, c − kd) .. c` that the terms read.
+#[inline(always)]
+unsafe fn column_vertical<T: Real, V: Vector<T>, const NV: usize>(p: *mut T, w: usize, c: usize, rows: usize, kd: usize) {
+    let vw = V::W;
+    let at = |r: usize, c: usize| p.wrapping_add(c * w + r - c);
+    // SAFETY (the whole body): the addresses described above, with every masked load and store
+    // limited to the elements inside the column's `rows` or the band of column `k`.
+    unsafe {
+        let mut acc = [V::splat(T::zero()); NV];
+        for v in 0..NV {
+            acc[v] = V::load_first(at(c + v * vw, c), vw.min(rows - v * vw));
+        }
+        for k in c.saturating_sub(kd)..c {
+            // Rows `c + i` with `i < top` take the term `k`.
+            let top = rows.min(k + kd + 1 - c);
+            let lc = V::splat(at(c, k).read());
+            for v in 0..NV {
+                if v * vw < top {
+                    let act = vw.min(top - v * vw);
+                    acc[v] = acc[v].fnma_first(V::load_first(at(c + v * vw, k), act), lc, act);
+                }
+            }
+        }
+        for v in 0..NV {
+            acc[v].store_first(at(c + v * vw, c), vw.min(rows - v * vw));
+        }
     }
 }
 

@@ -44,6 +44,20 @@ pub trait Vector<T>: Copy {
     unsafe fn store_ptr(self, dst: *mut T);
     /// Whether every lane is a valid Cholesky pivot: positive and finite (NaN is not).
     fn pivots_ok(self) -> bool;
+    /// The first `count ≤ W` elements at `src`, the other lanes zero (nothing past them is
+    /// read).
+    ///
+    /// # Safety
+    /// `src` must be valid for reads of `count` elements of `T` (any alignment).
+    unsafe fn load_first(src: *const T, count: usize) -> Self;
+    /// `self − a·b` in the first `count ≤ W` lanes (as [`fnma`](Self::fnma)), `self` in the
+    /// others.
+    fn fnma_first(self, a: Self, b: Self, count: usize) -> Self;
+    /// Writes the first `count ≤ W` lanes to `dst` (nothing past them is written).
+    ///
+    /// # Safety
+    /// `dst` must be valid for writes of `count` elements of `T` (any alignment).
+    unsafe fn store_first(self, dst: *mut T, count: usize);
     /// `self − a·b`: one rounding where the set fuses, two where it does not.
     fn fnma(self, a: Self, b: Self) -> Self;
     /// `self · b`.
@@ -130,6 +144,22 @@ impl<T: Real, const FUSED: bool> Vector<T> for One<T, FUSED> {
     #[inline(always)]
     fn pivots_ok(self) -> bool {
         self.0 > T::zero() && self.0 < T::infinity()
+    }
+    #[inline(always)]
+    unsafe fn load_first(src: *const T, count: usize) -> Self {
+        // SAFETY: the caller guarantees `src` valid for `count` reads (one when `count ≥ 1`).
+        One(if count >= 1 { unsafe { src.read_unaligned() } } else { T::zero() })
+    }
+    #[inline(always)]
+    fn fnma_first(self, a: Self, b: Self, count: usize) -> Self {
+        if count >= 1 { self.fnma(a, b) } else { self }
+    }
+    #[inline(always)]
+    unsafe fn store_first(self, dst: *mut T, count: usize) {
+        if count >= 1 {
+            // SAFETY: the caller guarantees `dst` valid for `count ≥ 1` writes.
+            unsafe { dst.write_unaligned(self.0) }
+        }
     }
     #[inline(always)]
     fn fnma(self, a: Self, b: Self) -> Self {
@@ -303,7 +333,7 @@ mod x86 {
     // through `src[..W]` / `dst[..W]`, bounds-checked slices of `W` elements, and are unaligned
     // (`loadu` / `storeu`).
     macro_rules! vector {
-        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident, $ok:expr, $add:ident, $sub:ident) => {
+        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident, $ok:expr, $add:ident, $sub:ident, $load_first:ident, $fnma_first:ident, $store_first:ident) => {
             impl Vector<$t> for $ty {
                 const W: usize = $w;
                 const TILE: [usize; 2] = $tile;
@@ -333,6 +363,23 @@ mod x86 {
                 fn pivots_ok(self) -> bool {
                     // SAFETY: see above.
                     unsafe { $ok(self.0) }
+                }
+                #[inline(always)]
+                unsafe fn load_first(src: *const $t, count: usize) -> Self {
+                    // SAFETY: see above; the masked load reads only the first `count` lanes,
+                    // which the caller guarantees valid.
+                    $ty(unsafe { $load_first(src, count) })
+                }
+                #[inline(always)]
+                fn fnma_first(self, a: Self, b: Self, count: usize) -> Self {
+                    // SAFETY: see above.
+                    $ty(unsafe { $fnma_first(a.0, b.0, self.0, count) })
+                }
+                #[inline(always)]
+                unsafe fn store_first(self, dst: *mut $t, count: usize) {
+                    // SAFETY: see above; the masked store writes only the first `count` lanes,
+                    // which the caller guarantees valid.
+                    unsafe { $store_first(dst, self.0, count) }
                 }
                 #[inline(always)]
                 fn fnma(self, a: Self, b: Self) -> Self {
@@ -400,10 +447,84 @@ mod x86 {
         }
     }
 
-    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64, _mm512_add_pd, _mm512_sub_pd);
-    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps, ok_zmm32, _mm512_add_ps, _mm512_sub_ps);
-    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd, ok_ymm64, _mm256_add_pd, _mm256_sub_pd);
-    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps, ok_ymm32, _mm256_add_ps, _mm256_sub_ps);
+    // Masked loads and multiply–adds on the first `count` lanes (`count ≤ W`).
+    #[inline(always)]
+    unsafe fn first_zmm64(p: *const f64, count: usize) -> __m512d {
+        // SAFETY: AVX-512F (see above); lanes past `count` are masked off, never read.
+        unsafe { _mm512_maskz_loadu_pd(((1u32 << count) - 1) as __mmask8, p) }
+    }
+    #[inline(always)]
+    unsafe fn fnma_first_zmm64(a: __m512d, b: __m512d, c: __m512d, count: usize) -> __m512d {
+        // SAFETY: AVX-512F (see above).
+        unsafe { _mm512_mask3_fnmadd_pd(a, b, c, ((1u32 << count) - 1) as __mmask8) }
+    }
+    #[inline(always)]
+    unsafe fn first_zmm32(p: *const f32, count: usize) -> __m512 {
+        // SAFETY: AVX-512F (see above); lanes past `count` are masked off, never read.
+        unsafe { _mm512_maskz_loadu_ps(((1u32 << count) - 1) as __mmask16, p) }
+    }
+    #[inline(always)]
+    unsafe fn fnma_first_zmm32(a: __m512, b: __m512, c: __m512, count: usize) -> __m512 {
+        // SAFETY: AVX-512F (see above).
+        unsafe { _mm512_mask3_fnmadd_ps(a, b, c, ((1u32 << count) - 1) as __mmask16) }
+    }
+    #[inline(always)]
+    unsafe fn store_first_zmm64(p: *mut f64, v: __m512d, count: usize) {
+        // SAFETY: AVX-512F (see above); lanes past `count` are masked off, never written.
+        unsafe { _mm512_mask_storeu_pd(p, ((1u32 << count) - 1) as __mmask8, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_first_zmm32(p: *mut f32, v: __m512, count: usize) {
+        // SAFETY: AVX-512F (see above); lanes past `count` are masked off, never written.
+        unsafe { _mm512_mask_storeu_ps(p, ((1u32 << count) - 1) as __mmask16, v) }
+    }
+    #[inline(always)]
+    unsafe fn store_first_ymm64(p: *mut f64, v: __m256d, count: usize) {
+        // SAFETY: AVX2 (see above); `maskstore` writes only the lanes whose mask is set.
+        unsafe { _mm256_maskstore_pd(p, mask64(count), v) }
+    }
+    #[inline(always)]
+    unsafe fn store_first_ymm32(p: *mut f32, v: __m256, count: usize) {
+        // SAFETY: AVX2 (see above); `maskstore` writes only the lanes whose mask is set.
+        unsafe { _mm256_maskstore_ps(p, mask32(count), v) }
+    }
+    /// All-ones in the first `count` 64-bit lanes of a `ymm`.
+    #[inline(always)]
+    unsafe fn mask64(count: usize) -> __m256i {
+        // SAFETY: AVX2 (see above).
+        unsafe { _mm256_cmpgt_epi64(_mm256_set1_epi64x(count as i64), _mm256_setr_epi64x(0, 1, 2, 3)) }
+    }
+    /// All-ones in the first `count` 32-bit lanes of a `ymm`.
+    #[inline(always)]
+    unsafe fn mask32(count: usize) -> __m256i {
+        // SAFETY: AVX2 (see above).
+        unsafe { _mm256_cmpgt_epi32(_mm256_set1_epi32(count as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)) }
+    }
+    #[inline(always)]
+    unsafe fn first_ymm64(p: *const f64, count: usize) -> __m256d {
+        // SAFETY: AVX2 (see above); `maskload` reads only the lanes whose mask is set.
+        unsafe { _mm256_maskload_pd(p, mask64(count)) }
+    }
+    #[inline(always)]
+    unsafe fn fnma_first_ymm64(a: __m256d, b: __m256d, c: __m256d, count: usize) -> __m256d {
+        // SAFETY: AVX2 and FMA (see above).
+        unsafe { _mm256_blendv_pd(c, _mm256_fnmadd_pd(a, b, c), _mm256_castsi256_pd(mask64(count))) }
+    }
+    #[inline(always)]
+    unsafe fn first_ymm32(p: *const f32, count: usize) -> __m256 {
+        // SAFETY: AVX2 (see above); `maskload` reads only the lanes whose mask is set.
+        unsafe { _mm256_maskload_ps(p, mask32(count)) }
+    }
+    #[inline(always)]
+    unsafe fn fnma_first_ymm32(a: __m256, b: __m256, c: __m256, count: usize) -> __m256 {
+        // SAFETY: AVX2 and FMA (see above).
+        unsafe { _mm256_blendv_ps(c, _mm256_fnmadd_ps(a, b, c), _mm256_castsi256_ps(mask32(count))) }
+    }
+
+    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64, _mm512_add_pd, _mm512_sub_pd, first_zmm64, fnma_first_zmm64, store_first_zmm64);
+    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps, ok_zmm32, _mm512_add_ps, _mm512_sub_ps, first_zmm32, fnma_first_zmm32, store_first_zmm32);
+    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd, ok_ymm64, _mm256_add_pd, _mm256_sub_pd, first_ymm64, fnma_first_ymm64, store_first_ymm64);
+    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps, ok_ymm32, _mm256_add_ps, _mm256_sub_ps, first_ymm32, fnma_first_ymm32, store_first_ymm32);
 
     /// Runs `op` with the AVX-512 vectors.
     ///
