@@ -272,9 +272,13 @@ fn factor_window<T: Real, V: Vector<T>, const L: usize>(
     }
 }
 
-/// Bandwidths from which one system (`L = 1`) runs [`factor_window_vertical`]: below, a column
-/// has too few rows to fill a vector and the scalar kernel is as fast.
-const VERTICAL_MIN_KD: usize = 4;
+/// Bandwidths from which one system (`L = 1`) runs [`factor_window_vertical`]. Below, a column
+/// fills at most one vector and the per-column chain (the masked store of a column, then the
+/// loads of its shifted rows by the next: a store the loads cannot forward from) costs more
+/// than the scalar kernel's row by row (measured, Intel Xeon, n = 1000, one system, factor and
+/// solve: kd 4 / 5 / 6 / 8 / 12: vertical 32 / 34 / 36 / 28 / 41 µs, scalar 17 / 20 / 23 / 31 /
+/// 45 µs).
+const VERTICAL_MIN_KD: usize = 8;
 
 /// [`factor_window`] for one system in the band layout (`a`: its window, `inv`, `b`), with the
 /// rows of each column in the vectors `V` instead of the lanes of a pack: the same operations

@@ -156,7 +156,9 @@ impl Smnn {
     /// Cost per step: `E·b²/2` (equations) + `2K·(2O)²/2` (Taylor Gram, once per distinct `h`)
     /// + `D·(2O)²/2` (scatter) + `6D` (central).
     pub(crate) fn assemble_lhs<T: Real>(&self, c: &[T], h: &[T], band: &mut [T]) {
-        PackAssembler::<T, 1>::new(self, c, [h], Isa::Portable).fill(band.as_chunks_mut::<1>().0, self.n());
+        // Compiled for the best instruction set: the assembly's operations are unfused under
+        // every set (the same bits as the portable build).
+        PackAssembler::<T, 1>::new(self, c, [h], Isa::best()).fill(band.as_chunks_mut::<1>().0, self.n());
     }
 
     /// Assembles one system's `Aᵀβ` into `rhs` (zeroed, `n` elements): only the equation and

@@ -10,7 +10,6 @@ use crate::llt::{Cholesky, Plan};
 use crate::par::{Par, min_len};
 use crate::params::Params;
 use crate::scalar::Real;
-use crate::simd::Isa;
 
 use super::grads::PackGrads;
 use super::{Forward, GradInputs, Grads, Inputs, Outputs, Smnn};
@@ -126,9 +125,10 @@ impl Smnn {
 
     /// [`grads_batch`](Self::grads_batch) with `L` lanes for the full packs.
     fn grads_lanes<T: Real, const L: usize>(&self, plan: Plan, x: GradInputs<'_, T>, out: Outputs<'_, T>, coef_steps: bool, par: Par) {
-        // One system at a time is scalar code: the portable build of it is what the reference
-        // kernels run as (wider instruction sets only pay off across lanes).
-        let (isa, single) = (if L == 1 { Isa::Portable } else { plan.isa }, Isa::Portable);
+        // One system at a time is scalar code, compiled for the best instruction set (its
+        // operations are unfused under every set: the same bits as the portable build, which is
+        // what the reference kernels run as).
+        let (isa, single) = (plan.isa, plan.isa);
         let [cl, rl, vl, hl, n] = self.system_lens();
         // Without `coef_steps`, `r`, `h`, `u`, `gc` and `gh` are not used (and may be empty).
         let (rin, hin, ul, gcl, ghl) = if coef_steps { (rl, hl, n, cl, hl) } else { (0, 0, 0, 0, 0) };
