@@ -55,8 +55,9 @@ impl Params {
     pub fn with_check_finite(self, check_finite: bool) -> Self {
         Self { check_finite, ..self }
     }
-    /// These parameters with kernel `kernel` (results are bitwise the same for every kernel;
-    /// this is for tests and measurements).
+    /// These parameters with kernel `kernel`: [`Kernel::Reference`] for results that are the
+    /// same bits on every machine, the default [`Kernel::Auto`] for speed (deterministic on one
+    /// machine), a named instruction set for tests and measurements (see [`Kernel`]).
     #[must_use]
     pub fn with_kernel(self, kernel: Kernel) -> Self {
         Self { kernel, ..self }

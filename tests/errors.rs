@@ -381,3 +381,56 @@ fn inverse_band_into_checks_every_dimension_of_out() {
         assert_eq!(out, chol.inverse_band(&params).unwrap());
     }
 }
+
+/// `Cholesky::solve_lower_band` (the interchange layout, the factor not kept): the first NaN of
+/// a pack or of the tail named in the band layout's order, NaN in the ignored corner accepted,
+/// failures in a pack and after it numbered in the batch, shapes checked; the checks off, a
+/// NaN gives no error (and no panic).
+#[test]
+fn solve_lower_band_reports_what_factor_solve_reports() {
+    let (n, kd) = (6, 1);
+    // 19 systems: two packs of 8 (f64) and three after them, or one at a time.
+    let batch = 19;
+    let sys = tridiag(n);
+    let ab: Vec<f64> = (0..batch).flat_map(|_| sys.clone()).collect();
+    let b = BatchMatrix::new(vec![1.0; batch * n], batch, n, 1).unwrap();
+    for par in [Par::Seq, Par::rayon(2)] {
+        let p = Params::default().with_par(par);
+        // Solved: as factor_solve.
+        let mut x = b.clone();
+        Cholesky::solve_lower_band(&ab, batch, n, kd, &mut x, &p).unwrap();
+        let mut y = b.clone();
+        Cholesky::factor_solve(BandBatch::from_lower_band(&ab, batch, n, kd).unwrap(), &mut y, &p).unwrap();
+        assert_eq!(x, y);
+        // NaN in the ignored corner (d = 1, j = n − 1) of every system: no error.
+        let mut corner = ab.clone();
+        for s in 0..batch {
+            corner[(s * 2 + 1) * n + n - 1] = f64::NAN;
+        }
+        Cholesky::solve_lower_band(&corner, batch, n, kd, &mut b.clone(), &p).unwrap();
+        // Two NaNs in a pack and one in the tail: the first in (system, column, row) order.
+        for (hits, want) in [(vec![(3, 1, 2), (3, 0, 4), (12, 0, 0)], [3, 1, 2]), (vec![(17, 1, 0), (18, 0, 3)], [17, 1, 0])] {
+            let mut bad = ab.clone();
+            for &(s, d, j) in &hits {
+                bad[(s * 2 + d) * n + j] = f64::NAN;
+            }
+            match Cholesky::solve_lower_band(&bad, batch, n, kd, &mut b.clone(), &p) {
+                Err(Error::NonFinite { arg: "ab", index, .. }) => assert_eq!(index, want.to_vec(), "{hits:?}"),
+                other => panic!("{hits:?}: expected NonFinite, got {other:?}"),
+            }
+            // With the checks off: an error or garbage, never a panic.
+            let _ = Cholesky::solve_lower_band(&bad, batch, n, kd, &mut b.clone(), &p.with_check_finite(false));
+        }
+        // Indefinite systems in the first pack and in the tail.
+        let mut npd = ab.clone();
+        for s in [2, 17] {
+            npd[s * 2 * n + 3] = 0.3;
+        }
+        let want = vec![PivotFailure { system: 2, column: 3 }, PivotFailure { system: 17, column: 3 }];
+        assert_eq!(Cholesky::solve_lower_band(&npd, batch, n, kd, &mut b.clone(), &p).unwrap_err(), Error::NotPositiveDefinite { system: 2, column: 3, failures: want });
+        // Shapes.
+        assert!(matches!(Cholesky::solve_lower_band(&ab[1..], batch, n, kd, &mut b.clone(), &p), Err(Error::Shape { arg: "ab", .. })));
+        assert!(matches!(Cholesky::solve_lower_band(&ab, batch, n, kd, &mut BatchMatrix::new(vec![1.0; batch * (n + 1)], batch, n + 1, 1).unwrap(), &p), Err(Error::Shape { arg: "rhs", .. })));
+        assert!(matches!(Cholesky::solve_lower_band(&ab, 0, n, kd, &mut b.clone(), &p), Err(Error::Shape { arg: "ab", .. })));
+    }
+}

@@ -125,7 +125,8 @@ def solveh_banded(ab, b, lower=True, check_finite=True):
     ValueError
         Shapes, dtypes, non-finite values.
 
-    Cost: O(n·kd²) per system, factor and solve in one pass over each band, on all cores.
+    Cost: O(n·kd²) per system, factor and solve in one pass over each band (read once, straight
+    into the solver's packs; the factor is not kept), on all cores.
     """
     ab, b = _array(ab, "ab"), _array(b, "b")
     dtype = _dtype(ab, b)
@@ -133,7 +134,7 @@ def solveh_banded(ab, b, lower=True, check_finite=True):
     b3 = _rhs(b, batch_shape, ab.shape[-1], dtype)
     if b3.size == 0 or ab3.size == 0:
         return np.zeros(b.shape, dtype=dtype)
-    return _call(batch_shape, _native.factor_solve, ab3, b3, check_finite)[0].reshape(b.shape)
+    return _call(batch_shape, _native.solve_lower_band, ab3, b3, check_finite).reshape(b.shape)
 
 
 def cholesky_banded(ab, lower=True, check_finite=True):

@@ -21,6 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<llt::Factor>()?;
     m.add_function(wrap_pyfunction!(llt::factor, m)?)?;
     m.add_function(wrap_pyfunction!(llt::factor_solve, m)?)?;
+    m.add_function(wrap_pyfunction!(llt::solve_lower_band, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_forward, m)?)?;
     m.add_function(wrap_pyfunction!(smnn::smnn_backward, m)?)?;
     m.add_function(wrap_pyfunction!(pool::empty_cache, m)?)?;

@@ -156,6 +156,30 @@ fn factor_solve_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>
     Ok((array(py, x, &shape)?, Factor::new(T::wrap(chol))))
 }
 
+/// Solves `A x = b` for `ab` `(batch, kd + 1, n)` and `b` `(batch, n, k)` without keeping the
+/// factor ([`Cholesky::solve_lower_band`]: `ab` read once, straight into the kernels' packs and
+/// checked in the same pass); returns `x (batch, n, k)`.
+#[pyfunction]
+pub(crate) fn solve_lower_band<'py>(py: Python<'py>, ab: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+    by_dtype!(dtype_of("ab", ab)?, solve_lower_band_t(py, ab, b, check_finite))
+}
+
+fn solve_lower_band_t<'py, T: FactorElement>(py: Python<'py>, ab: &Bound<'py, PyAny>, b: &Bound<'py, PyAny>, check_finite: bool) -> PyResult<Bound<'py, PyAny>> {
+    let (ab, b) = (view::<T>("ab", ab, 3)?, view::<T>("b", b, 3)?);
+    let (batch, n, kd) = band_dims(ab.shape())?;
+    let shape = b.shape().to_vec();
+    let (ab, b) = (slice(&ab), slice(&b));
+    let x = py
+        .detach(|| -> banded::Result<Vec<T>> {
+            let p = params(check_finite);
+            let mut x = BatchMatrix::new(b.to_vec(), shape[0], shape[1], shape[2]).map_err(|e| e.for_arg("b"))?;
+            Cholesky::solve_lower_band(ab, batch, n, kd, &mut x, &p).map_err(rhs_is_b)?;
+            Ok(x.into_vec())
+        })
+        .py_err(py)?;
+    array(py, x, &shape)
+}
+
 #[pymethods]
 impl Factor {
     /// Solves `A x = b` for `b` `(batch, n, k)` with this factor.

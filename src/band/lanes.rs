@@ -83,11 +83,9 @@ const WIDE_MAX_KD: usize = 8;
 /// that e.g. 256 f64 systems at kd = 4 run as 16 packs of 16 on two threads, but 40 or 48 run as
 /// 8-lane packs (3 rounds of 1 rather than 2 rounds of 1.8).
 pub fn pack_lanes<T: Real>(batch: usize, kd: usize, params: &Params) -> usize {
-    let Some(isa) = Isa::of(params.kernel()) else {
+    if Isa::of(params.kernel()).is_none() {
         return 1;
-    };
-    if let Some(l) = std::env::var("BANDED_LANES").ok().and_then(|v| v.parse::<usize>().ok()) { return if batch >= l { l } else { 1 }; }
-    let _ = isa;
+    }
     let base = ROW_BYTES / std::mem::size_of::<T>();
     if batch < base {
         return 1;
@@ -185,6 +183,35 @@ pub(crate) fn gather_band<T: Real, const L: usize>(chunk: &[T], buf: &mut [[T; L
 #[inline(always)]
 pub(crate) fn scatter_band<T: Real, const L: usize>(buf: &[[T; L]], chunk: &mut [T], n: usize, kd: usize, c0: usize) {
     scatter(buf, chunk, n * (kd + 1), c0 * (kd + 1));
+}
+
+/// `out[i·step][lane] = src[lane·sys_len + first + i]` for `i < count`: the `L` systems'
+/// contiguous runs, transposed (through the register transposes, a block of rows at a time)
+/// into rows `step` apart; `check` sees each transposed block (e.g. to scan it for NaN while it
+/// is in registers' reach).
+#[inline(always)]
+pub(crate) fn gather_strided<T: Real, const L: usize>(
+    src: &[T],
+    sys_len: usize,
+    first: usize,
+    count: usize,
+    out: &mut [[T; L]],
+    step: usize,
+    mut check: impl FnMut(&[[T; L]]),
+) {
+    const BLOCK: usize = 32;
+    let mut tmp = [[T::zero(); L]; BLOCK];
+    let mut i0 = 0;
+    while i0 < count {
+        let m = BLOCK.min(count - i0);
+        let sys: [&[T]; L] = std::array::from_fn(|l| &src[l * sys_len + first + i0..l * sys_len + first + i0 + m]);
+        transpose_in(sys, &mut tmp[..m]);
+        check(&tmp[..m]);
+        for (i, row) in tmp[..m].iter().enumerate() {
+            out[(i0 + i) * step] = *row;
+        }
+        i0 += m;
+    }
 }
 
 /// `rows[i][lane] = sys[lane][i]`: `L` equal-length slices into rows.

@@ -91,7 +91,8 @@ pub struct BenchArgs {
     /// Seed of the generated inputs
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// The kernel (CPU only; all give bitwise the same results; `auto` picks the fastest for
+    /// The kernel (CPU only; `reference` and `portable` give the same bits on every machine, the
+    /// others fuse multiply–adds and are deterministic on this one; `auto` picks the fastest for
     /// the shape and CPU; one this CPU lacks runs as `portable`) [default: auto]
     #[arg(long, value_enum)]
     pub kernel: Option<Kernel>,

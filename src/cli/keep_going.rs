@@ -3,8 +3,9 @@
 //! to NaN; each failure is reported on stderr and the command still exits with status 1.
 //!
 //! Running the others again (instead of keeping a partial factor) works the same on every
-//! device and for both commands; the systems of a batch are independent and every kernel is
-//! bitwise the one-system reference, so their results are exactly those of a run without the
+//! device and for both commands; the systems of a batch are independent and every kernel gives
+//! a system the same bits whatever the batch around it (the fast kernels are deterministic,
+//! the reference ones are per system), so their results are exactly those of a run without the
 //! failed systems. It costs a second run, only when something failed.
 
 use crate::alloc::with_capacity;

@@ -2,15 +2,15 @@
 //! generic over where the pack's columns live ([`Columns`], [`Factored`]).
 //!
 //! A pack is factored a window of `block` columns at a time ([`block_cols`]: the window and the
-//! `kd` columns its updates reach stay in cache). Each window is made available by the column
-//! source, factored, forward-substituted into the right-hand sides while in cache (LAPACK's
-//! `pbsv` fused), and handed back; after the last window the backward substitution walks the
-//! windows from the end. The sources:
+//! `kd` factored columns before it, whose terms its columns take, stay in cache). Each window is
+//! made available by the column source, factored, forward-substituted into the right-hand sides
+//! while in cache (LAPACK's `pbsv` fused), and handed back; after the last window the backward
+//! substitution walks the windows from the end. The sources:
 //!
 //! | source | columns come from | the factor ends up | scratch |
 //! |---|---|---|---|
-//! | [`Gathered`] | `L` band systems, gathered a window ahead | the same storage, in pack layout | one pack |
-//! | [`Streamed`] | `≤ L` band systems (a padded tail pack) | the same storage, band layout | one window |
+//! | [`Gathered`] | `L` band systems, gathered window by window | the same storage, in pack layout | one pack |
+//! | [`Streamed`] | `≤ L` band systems (a padded tail pack) | the same storage, band layout | one window and its history |
 //! | [`Filled`] | a callback writing the pack layout in place (S-MNN assembly) | in place, pack layout | none |
 //!
 //! and, for solves with a stored factor, [`InMemory`] (pack layout) and [`BandFactor`] (band
@@ -110,8 +110,10 @@ impl<T: Real, const L: usize> Factored<T, L> for InMemory<'_, T, L> {
 }
 
 /// `L` band systems (`band`, exactly `L·n·(kd+1)` elements) factored into a whole-pack buffer
-/// `buf`, gathered a window ahead of the factorization, and copied back over `band` in pack
-/// layout at the end.
+/// `buf` (aligned scratch), gathered window by window just before the factorization takes them,
+/// and copied back over `band` in pack layout at the end (the band layout and the pack layout
+/// of the same storage overlap everywhere: a window cannot be written back in place before the
+/// whole pack is read).
 pub(crate) struct Gathered<'a, T, const L: usize> {
     pub band: &'a mut [T],
     pub buf: &'a mut [[T; L]],
@@ -150,9 +152,9 @@ impl<T: Real, const L: usize> Columns<T, L> for Gathered<'_, T, L> {
 }
 
 /// Up to `L` band systems (`band`: `present·n·(kd+1)` elements; missing lanes are identity
-/// systems) streamed through a window `buf` of `block + kd` columns: gathered just before they
-/// are factored, scattered back (band layout) as soon as they are final. Also the source of a
-/// band-layout factor's columns for its substitutions.
+/// systems) streamed through a window `buf` of `kd + block` columns (the window and its
+/// history): gathered just before they are factored, scattered back (band layout) as soon as
+/// they are final. Also the source of a band-layout factor's columns for its substitutions.
 pub(crate) struct Streamed<'a, T, const L: usize> {
     pub band: &'a mut [T],
     pub buf: &'a mut [[T; L]],

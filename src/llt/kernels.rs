@@ -16,26 +16,30 @@
 //!
 //! with every `s − a·b` one fused multiply–add where the instruction set fuses (AVX2,
 //! AVX-512, NEON) and a multiply and a subtract where it does not (the portable build). Each
-//! element's terms enter in exactly this order whatever the blocking: the right-looking panel
-//! update, the register tiles of its trailing update and the staircase rows at the band's edge
-//! all apply a column's terms in increasing `k`, and an element never receives a term outside
-//! the band (no zero padding: `s − 0·x` can turn `−0` into `+0`). So a system gets the same
-//! bits in any lane of any pack width, alone (`L = 1`), on any thread, and — since vectors
-//! change only how many lanes one instruction holds — under AVX2 and AVX-512 alike. The
-//! reference kernels (`factor.rs`, `solve.rs`: `Kernel::Reference`) keep the unfused order
-//! of LAPACK's `dpbtf2`, reproducible on every machine; these are held to them by error
-//! bounds (`tests/packs.rs`).
+//! element's terms enter in exactly this order whatever the blocking — the register tiles of
+//! rows, the pairs of columns, the staircase rows at the band's edge, the rows of one system in
+//! vectors — and an element never receives a term outside the band (no zero padding: `s − 0·x`
+//! can turn `−0` into `+0`). So a system gets the same bits in any lane of any pack width,
+//! alone (`L = 1`), on any thread, and — since vectors change only how many lanes one
+//! instruction holds — under AVX2 and AVX-512 alike. The reference kernels (`factor.rs`,
+//! `solve.rs`: `Kernel::Reference`) keep the unfused order of LAPACK's `dpbtf2`, reproducible on
+//! every machine; these are held to them by error bounds (`tests/packs.rs`).
 //!
 //! # Shape of the factorization
 //!
-//! Right-looking, `K` columns at a time ([`panel_width`]): the panel's columns are factored
-//! (pivot, scale, rank-1 updates of the panel's later columns), then every element of the
-//! trailing triangle they reach takes the panel's terms in one pass: `ROWS × COLS` register
-//! tiles of accumulators (`Vector::TILE`) where all `K` terms apply, row pieces of up to
-//! `COLS` elements on the diagonal blocks and on the last `K − 1` rows (the staircase, where
-//! row `r` takes only the terms `k ≥ r − kd`). A tile loads each element once, applies `K`
-//! terms from registers and stores it once, instead of a load and a store per term: the
-//! rank-1 form is bound by stores (two loads and a store per multiply–add).
+//! Left-looking, column by column or two columns at a time ([`factor_window`]): a column's
+//! elements are loaded once, take every term from the `kd` factored columns before it (in
+//! cache: the window carries them as its history) in register accumulators, 8 rows at a time
+//! (each row loaded once for both columns of a pair), then the pivot, the scaling and the
+//! forward substitution of the column follow while it is in registers or L1. Each element is
+//! stored once, scaled. The right-looking alternative (a rank-1 or rank-`K` update of the
+//! trailing triangle after each column or panel) loads and stores every element once per term
+//! or per panel: bound by stores and, for wide bands, by the L2 cache (measured on an Intel
+//! Xeon: right-looking panels of 4–8 columns with 4×4 register tiles ran at 20–30 GFLOP/s per
+//! core on packs in cache, this at 35–47).
+//!
+//! One system (`L = 1`, from `kd = 8`) runs [`factor_window_vertical`]: the rows of a column in
+//! vectors, the same operations per element.
 
 // The explicit lane loops are the point: each is one SIMD operation.
 #![allow(clippy::needless_range_loop)]
@@ -450,7 +454,8 @@ unsafe fn pair_terms<T: Real, V: Vector<T>, const L: usize>(a: Win<T, L>, c: usi
         for m in 0..L / V::W {
             rows_terms::<T, V, L, 1>(a, m, c, c, kd);
             let (mut r0, end) = (c + 1, c + 1 + kd);
-            if V::TILE[0] >= 4 {
+            // 8 rows of a pair: 16 accumulators, which only AVX-512's 32 registers hold.
+            if V::REGS >= 32 {
                 while r0 + 8 <= end {
                     pair_rows::<T, V, L, 8>(a, m, r0, c, kd);
                     r0 += 8;
@@ -801,7 +806,6 @@ fn recips<T: Real, V: Vector<T>, const L: usize>(l: &[[T; L]], kd: usize, inv: &
 /// additions: a quarter of a kd = 17 packed factorization).
 #[inline(never)]
 pub(crate) fn touch<T: Real, const L: usize>(rows: &[[T; L]]) {
-    if std::env::var_os("BANDED_NO_TOUCH").is_some() { return; }
     let bytes = std::mem::size_of_val(rows);
     let base = rows.as_ptr().cast::<u8>();
     #[cfg(target_arch = "x86_64")]

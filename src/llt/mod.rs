@@ -5,8 +5,9 @@
 //!   `factor.rs`, `solve.rs`, `logdet.rs`, `backward.rs`;
 //! - selected inversion (the band of `A⁻¹`, for the log-determinant's gradient): `inverse.rs`,
 //!   one kernel for packs and single systems;
-//! - the same kernels on `L` lane-interleaved systems, one window of columns at a time
-//!   (`kernels.rs`), bitwise equal to the reference per lane;
+//! - the fast kernels on `L` lane-interleaved systems (or one, `L = 1`), one window of columns
+//!   at a time (`kernels.rs`): fused multiply–adds, left-looking, each element's terms in one
+//!   fixed order, so a system gets the same bits in any lane, pack width or alone;
 //! - one windowed driver per operation, generic over where a pack's columns live (`driver.rs`);
 //! - the batched drivers: packs over rayon under the dispatched instruction set, or the
 //!   reference kernels one system at a time for batches too small for a pack (`batched.rs`);
@@ -17,6 +18,7 @@ mod backward;
 mod batched;
 mod driver;
 mod factor;
+mod interchange;
 mod inverse;
 mod kernels;
 mod logdet;
@@ -112,6 +114,25 @@ impl<T> PartialCholesky<T> {
     }
 }
 
+/// [`Error::NonFinite`] of `ab` (interchange layout `(batch, kd + 1, n)`) at its first NaN or ±∞
+/// inside a matrix, in the band layout's order (system, column, row of the band), as
+/// [`BandBatch::check_finite_par`] names it (index `[s, d, j]`). The slow path of a batch known
+/// to hold one.
+fn first_non_finite_interchange<T: Real>(ab: &[T], batch: usize, n: usize, kd: usize) -> Error {
+    let w = kd + 1;
+    for s in 0..batch {
+        for j in 0..n {
+            for d in 0..w.min(n - j) {
+                let x = ab[(s * w + d) * n + j];
+                if !x.is_finite() {
+                    return Error::NonFinite { arg: "ab", index: vec![s, d, j], value: fmt_value(x) };
+                }
+            }
+        }
+    }
+    Error::InvalidArgument { arg: "ab", reason: "a NaN or ±∞ was seen but not found again (the array changed?)".into() }
+}
+
 /// Gradients of a loss ℓ through `X = A⁻¹ B` (see [`Cholesky::backward`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SolveGrads<T> {
@@ -163,6 +184,68 @@ impl<T: Real> Cholesky<T> {
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(factor)
+    }
+
+    /// Solves `A_s X_s = B_s` in place in `b` (`(batch, n, nrhs)`) for a batch given in the
+    /// interchange layout (`ab`: `(batch, kd + 1, n)`, SciPy's lower band, as
+    /// [`BandBatch::from_lower_band`] takes it; entries with `j ≥ n − d` are ignored), **without
+    /// keeping the factor** — what SciPy's `solveh_banded` does, for a batch.
+    ///
+    /// Each pack of systems is gathered from `ab` straight into the lanes the kernels run in,
+    /// checked for NaN and ±∞ in the same pass (`params.check_finite()`), factored and solved
+    /// with its factor in scratch, which is then dropped: `ab` is read once and only `b` is
+    /// written (against [`from_lower_band`](BandBatch::from_lower_band) +
+    /// [`factor_solve`](Self::factor_solve): a conversion pass, a scan, and the factor written
+    /// out). The same bits as `factor_solve` of the converted batch. Cost O(n·kd²) per system;
+    /// scratch one pack. Under [`Kernel::Reference`](crate::Kernel::Reference) it converts and
+    /// runs the reference kernels.
+    ///
+    /// Errors: [`Error::Shape`] (`ab` not `batch·(kd+1)·n` elements, a zero dimension, `b` not
+    /// `(batch, n, ·)`); [`Error::NonFinite`] (`ab`, index `[s, d, j]`, the first in the band
+    /// layout's order; `rhs`), [`Error::NotPositiveDefinite`] and [`Error::Overflow`] (`x`) as
+    /// [`factor_solve`](Self::factor_solve) (then `b` holds unspecified values);
+    /// [`Error::InvalidArgument`] (sizes that overflow).
+    pub fn solve_lower_band<S: AsRef<[T]> + AsMut<[T]>>(ab: &[T], batch: usize, n: usize, kd: usize, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<()> {
+        let len = BandBatch::<T>::checked_len(batch, n, kd)?;
+        if ab.len() != len {
+            return Err(Error::shape("ab", format!("{len} elements = {}", fmt_shape(&[batch, kd + 1, n])), format!("{} elements", ab.len())));
+        }
+        b.expect_systems("rhs", batch, n)?;
+        if params.check_finite() {
+            b.check_finite_par("rhs", params.par())?;
+        }
+        let plan = Plan::new::<T>(batch, kd, params);
+        if plan.lanes == 1 {
+            let a = BandBatch::from_lower_band_par(ab, batch, n, kd, params.par())?;
+            return Self::factor_solve(a, b, params).map(drop);
+        }
+        let nrhs = b.cols();
+        let dims = Dims { n, kd, nrhs };
+        let full = batch / plan.lanes;
+        let split = full * plan.lanes;
+        let (bf, bt) = b.as_mut_slice().split_at_mut(split * n * nrhs);
+        let (status, bad) = with_lanes!(plan.lanes, L => interchange::solve_packs_interchange::<T, L>(plan.isa, ab, bf, full, dims, params.par()));
+        if bad && params.check_finite() {
+            return Err(first_non_finite_interchange(ab, batch, n, kd));
+        }
+        // The systems after the packs: converted (fewer than a pack) and solved as a batch.
+        let mut failures: Vec<PivotFailure> = status.iter().enumerate().filter_map(|(system, st)| st.err().map(|column| PivotFailure { system, column })).collect();
+        if split < batch {
+            let a = BandBatch::from_lower_band(&ab[split * n * (kd + 1)..], batch - split, n, kd)?;
+            if params.check_finite() && a.check_finite_par("ab", params.par()).is_err() {
+                return Err(first_non_finite_interchange(ab, batch, n, kd));
+            }
+            let tail = BatchMut::new(bt, batch - split, n, nrhs)?;
+            let part = Self::factor_partial_solve(a, Some(tail), &params.with_check_finite(false))?;
+            failures.extend(part.failures.iter().map(|f| PivotFailure { system: split + f.system, column: f.column }));
+        }
+        if !failures.is_empty() {
+            return Err(Error::not_positive_definite(failures));
+        }
+        if params.check_finite() {
+            b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
+        }
+        Ok(())
     }
 
     /// Factors every system it can: never fails for a non-positive-definite system, but

@@ -1,44 +1,58 @@
-//! Which kernel runs, and SIMD dispatch through [`pulp`] (and, for the fast kernels, native
-//! vectors: [`vector`]).
+//! Which kernel runs, and SIMD dispatch.
 //!
-//! The packed kernels are written once, as loops over `[T; L]` lanes (one lane per system of a
-//! pack, see `band/lanes.rs`), inside a [`pulp::WithSimd`] operation. [`dispatch`] runs such an
-//! operation under the instruction set of an [`Isa`]: pulp compiles the inlined lane loops with
-//! that set's `#[target_feature]`s and proves at run time that the CPU has them (its `V3`/`V4`
-//! tokens exist only where detected), so the compiler turns each `[T; L]` operation into
-//! `L·size_of::<T>()` bytes of AVX2, AVX-512 or NEON instructions. The same source compiled for
-//! the baseline target is the portable path. Every path performs the same IEEE operations in
-//! the same order (no FMA contraction: Rust never fuses `a * b + c`), so they agree bit for bit
-//! with each other and with the per-system reference kernels (see `docs/ARCHITECTURE.md`).
+//! The fast kernels (the factorization and substitutions, the S-MNN assembly and gradient sums)
+//! are written once, generic over a native vector ([`vector::Vector`]: a `__m512d`, a
+//! `__m256d`, or one lane), and [`vector::dispatch`] runs them inside a function compiled with
+//! the instruction set's `#[target_feature]`s after the CPU was found to have them. The older
+//! `[T; L]` lane loops (selected inversion) run through [`pulp`] ([`dispatch`]) the same way.
+//!
+//! Two promises (see `docs/ARCHITECTURE.md`, "Invariants"): [`Kernel::Reference`] and
+//! [`Kernel::Portable`] perform LAPACK's operations unfused, in its order, so their bits are the
+//! same on every machine; the FMA kernels fuse each multiply–add, and are deterministic: the
+//! same bits for a system whatever its position, the batch, the lanes or the threads.
 
 pub(crate) mod vector;
 
 /// Which implementation runs the batched kernels (a request: see [`crate::Params::with_kernel`]).
 ///
-/// Every choice gives bitwise the same results; they differ in speed only. A choice this CPU
-/// cannot run falls back to [`Kernel::Portable`] (same bits, no SIMD instructions beyond the
-/// baseline target). [`Kernel::available`] lists those that run natively here.
+/// Two families:
+///
+/// - **Reproducible**: [`Kernel::Reference`] (one system at a time, LAPACK `dpbtf2`'s
+///   operations in its order, no fused multiply–add) and [`Kernel::Portable`] (the same
+///   operations in lane-interleaved packs) give the same bits on every machine. A factor made by
+///   them is solved by them.
+/// - **Fast**: [`Kernel::Auto`] (the default) and the instruction sets [`Kernel::Avx2`],
+///   [`Kernel::Avx512`], [`Kernel::Neon`] fuse each multiply–add (one rounding where LAPACK's
+///   order has two) and block the work for the registers and caches. They are deterministic: a
+///   system's results do not depend on its position in the batch, the batch size, the thread
+///   count, the lane width or how the last systems of a batch run, and (every one performing the
+///   same fused operations in the same order) not on which of them runs. They differ from the
+///   reference in rounding only, within the bounds `tests/packs.rs` derives and checks.
+///
+/// A choice this CPU cannot run falls back to [`Kernel::Portable`]. [`Kernel::available`] lists
+/// those that run natively here. MKL calls this conditional numerical reproducibility.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[non_exhaustive]
 pub enum Kernel {
-    /// The fastest path for the shape and CPU: packs of systems with the best instruction set
-    /// measured on this kind of CPU, or one system at a time where a batch is too small for a
-    /// pack (see `docs/ARCHITECTURE.md`).
+    /// The fast kernels under the best instruction set of this CPU (AVX-512, else AVX2, NEON):
+    /// packs of systems, or one system at a time where a batch is too small for a pack (see
+    /// `docs/ARCHITECTURE.md`).
     #[default]
     Auto,
-    /// One system at a time with the per-system reference kernels (their loops run within the
-    /// system, compiled for the CPU's best instruction set: the same bits as the baseline
-    /// build; a factor already stored in packs is still solved in packs, with the instruction
-    /// set it was factored with).
+    /// Reproducible: one system at a time with the per-system reference kernels, unfused, the
+    /// same bits on every machine (their loops run within the system, compiled for the CPU's
+    /// best instruction set: the same bits as the baseline build). A factor made by the fast
+    /// kernels is still solved by them.
     Reference,
-    /// Lane-interleaved packs compiled for the baseline target (no run-time CPU features).
+    /// Reproducible: lane-interleaved packs compiled for the baseline target (no run-time CPU
+    /// features), unfused: bitwise [`Kernel::Reference`].
     Portable,
-    /// Lane-interleaved packs with AVX2 (x86-64 CPUs that have AVX2 and FMA).
+    /// Fast: the FMA kernels with AVX2 (x86-64 CPUs that have AVX2 and FMA).
     Avx2,
-    /// Lane-interleaved packs with AVX-512 (x86-64 CPUs with AVX-512 F/BW/CD/DQ/VL).
+    /// Fast: the FMA kernels with AVX-512 (x86-64 CPUs with AVX-512 F/BW/CD/DQ/VL).
     Avx512,
-    /// Lane-interleaved packs with NEON (aarch64).
+    /// Fast: the FMA kernels with NEON (aarch64).
     Neon,
 }
 

@@ -23,10 +23,9 @@ use crate::scalar::Real;
 pub trait Vector<T>: Copy {
     /// Lanes per vector.
     const W: usize;
-    /// The register tile of the factorization's trailing update: `ROWS × COLS` accumulators
-    /// plus `ROWS + COLS` operands fit the set's vector registers (32 with AVX-512, 16 with
-    /// AVX2 and the baseline x86-64).
-    const TILE: [usize; 2];
+    /// The vector registers of the instruction set (32 with AVX-512, 16 with AVX2 and the
+    /// baseline x86-64): how many accumulators a register tile may hold.
+    const REGS: usize;
     /// The first `W` elements of `src` (which must hold at least `W`; the kernels pass the
     /// lanes of a pack row, whose length the compiler knows).
     fn load(src: &[T]) -> Self;
@@ -122,7 +121,7 @@ pub(crate) struct One<T, const FUSED: bool>(T);
 
 impl<T: Real, const FUSED: bool> Vector<T> for One<T, FUSED> {
     const W: usize = 1;
-    const TILE: [usize; 2] = [3, 3];
+    const REGS: usize = 16;
     #[inline(always)]
     fn load(src: &[T]) -> Self {
         One(src[0])
@@ -333,10 +332,10 @@ mod x86 {
     // through `src[..W]` / `dst[..W]`, bounds-checked slices of `W` elements, and are unaligned
     // (`loadu` / `storeu`).
     macro_rules! vector {
-        ($ty:ident, $t:ty, $w:literal, $tile:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident, $ok:expr, $add:ident, $sub:ident, $load_first:ident, $fnma_first:ident, $store_first:ident) => {
+        ($ty:ident, $t:ty, $w:literal, $regs:expr, $load:ident, $store:ident, $fnma:ident, $mul:ident, $sqrt:ident, $div:ident, $set1:ident, $ok:expr, $add:ident, $sub:ident, $load_first:ident, $fnma_first:ident, $store_first:ident) => {
             impl Vector<$t> for $ty {
                 const W: usize = $w;
-                const TILE: [usize; 2] = $tile;
+                const REGS: usize = $regs;
                 #[inline(always)]
                 fn load(src: &[$t]) -> Self {
                     let src = &src[..$w];
@@ -521,10 +520,10 @@ mod x86 {
         unsafe { _mm256_blendv_ps(c, _mm256_fnmadd_ps(a, b, c), _mm256_castsi256_ps(mask32(count))) }
     }
 
-    vector!(Zmm64, f64, 8, [4, 4], _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64, _mm512_add_pd, _mm512_sub_pd, first_zmm64, fnma_first_zmm64, store_first_zmm64);
-    vector!(Zmm32, f32, 16, [4, 4], _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps, ok_zmm32, _mm512_add_ps, _mm512_sub_ps, first_zmm32, fnma_first_zmm32, store_first_zmm32);
-    vector!(Ymm64, f64, 4, [3, 3], _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd, ok_ymm64, _mm256_add_pd, _mm256_sub_pd, first_ymm64, fnma_first_ymm64, store_first_ymm64);
-    vector!(Ymm32, f32, 8, [3, 3], _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps, ok_ymm32, _mm256_add_ps, _mm256_sub_ps, first_ymm32, fnma_first_ymm32, store_first_ymm32);
+    vector!(Zmm64, f64, 8, 32, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64, _mm512_add_pd, _mm512_sub_pd, first_zmm64, fnma_first_zmm64, store_first_zmm64);
+    vector!(Zmm32, f32, 16, 32, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_fnmadd_ps, _mm512_mul_ps, _mm512_sqrt_ps, _mm512_div_ps, _mm512_set1_ps, ok_zmm32, _mm512_add_ps, _mm512_sub_ps, first_zmm32, fnma_first_zmm32, store_first_zmm32);
+    vector!(Ymm64, f64, 4, 16, _mm256_loadu_pd, _mm256_storeu_pd, _mm256_fnmadd_pd, _mm256_mul_pd, _mm256_sqrt_pd, _mm256_div_pd, _mm256_set1_pd, ok_ymm64, _mm256_add_pd, _mm256_sub_pd, first_ymm64, fnma_first_ymm64, store_first_ymm64);
+    vector!(Ymm32, f32, 8, 16, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_fnmadd_ps, _mm256_mul_ps, _mm256_sqrt_ps, _mm256_div_ps, _mm256_set1_ps, ok_ymm32, _mm256_add_ps, _mm256_sub_ps, first_ymm32, fnma_first_ymm32, store_first_ymm32);
 
     /// Runs `op` with the AVX-512 vectors.
     ///
