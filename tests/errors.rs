@@ -421,6 +421,38 @@ fn solve_lower_band_reports_what_factor_solve_reports() {
             // With the checks off: an error or garbage, never a panic.
             let _ = Cholesky::solve_lower_band(&bad, batch, n, kd, &mut b.clone(), &p.with_check_finite(false));
         }
+        // Right-hand sides (two columns): the first non-finite of a pack or the tail, named as
+        // (system, row, column); a matrix's NaN is reported before them, as by factor_solve.
+        let b2 = BatchMatrix::new(vec![1.0; batch * n * 2], batch, n, 2).unwrap();
+        for (hits, want) in [(vec![(9, 2, 1), (12, 0, 0), (18, 5, 1)], [9, 2, 1]), (vec![(18, 5, 1)], [18, 5, 1]), (vec![(0, 0, 0)], [0, 0, 0])] {
+            let mut bad = b2.clone();
+            for &(s, i, r) in &hits {
+                bad.as_mut_slice()[(s * n + i) * 2 + r] = f64::INFINITY;
+            }
+            match Cholesky::solve_lower_band(&ab, batch, n, kd, &mut bad.clone(), &p) {
+                Err(Error::NonFinite { arg: "rhs", index, .. }) => assert_eq!(index, want.to_vec(), "{hits:?}"),
+                other => panic!("{hits:?}: expected NonFinite rhs, got {other:?}"),
+            }
+            let mut nan_ab = ab.clone();
+            nan_ab[(14 * 2) * n + 1] = f64::NAN;
+            assert!(matches!(Cholesky::solve_lower_band(&nan_ab, batch, n, kd, &mut bad, &p), Err(Error::NonFinite { arg: "ab", .. })));
+        }
+        // A solution that overflows from finite inputs, in a pack and in the tail: Overflow
+        // naming the first.
+        for (systems, first) in [(vec![5, 18], 5), (vec![5], 5), (vec![18], 18)] {
+            let mut tiny = ab.clone();
+            for &s in &systems {
+                for j in 0..n {
+                    tiny[s * 2 * n + j] = 1e-300;
+                    tiny[(s * 2 + 1) * n + j] = 0.0;
+                }
+            }
+            let mut big = BatchMatrix::new(vec![1e300; batch * n], batch, n, 1).unwrap();
+            match Cholesky::solve_lower_band(&tiny, batch, n, kd, &mut big, &p) {
+                Err(Error::Overflow { arg: "x", index, .. }) => assert_eq!(index, vec![first, 0, 0], "{systems:?}"),
+                other => panic!("{systems:?}: expected Overflow x, got {other:?}"),
+            }
+        }
         // Indefinite systems in the first pack and in the tail.
         let mut npd = ab.clone();
         for s in [2, 17] {

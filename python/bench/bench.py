@@ -21,6 +21,8 @@ Medians of ``time.perf_counter`` over repetitions, after one untimed warm-up. Bo
 same number of threads (``--threads``, default: every core this process may use): torch through
 ``torch.set_num_threads``, the package and the Rust CLI through ``RAYON_NUM_THREADS`` (set
 before ``banded`` is imported, since the package runs on rayon's global pool) and ``--threads``.
+NumPy's OpenBLAS runs on one thread (``OPENBLAS_NUM_THREADS=1`` unless set): SciPy's loop is
+one system at a time either way, and the pool's spinning threads would slow whatever runs next.
 
     python python/bench/bench.py --rust-bin target/release/banded
     python python/bench/bench.py --quick            # smoke run: fewer repetitions
@@ -99,6 +101,10 @@ def main():
 
     # Before `banded` (and its rayon pool) starts.
     os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+    # NumPy's OpenBLAS: SciPy's band solver is one system at a time on one thread either way,
+    # and the pool's idle threads spin after each call, taking cores from whatever runs next.
+    # Before NumPy loads it.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     import numpy as np
     import scipy
     import scipy.linalg

@@ -68,31 +68,57 @@ impl<T: Real, const L: usize> Columns<T, L> for Interchange<'_, T, L> {
     fn store(&mut self, _: usize, _: usize) {}
 }
 
+/// What the checks of one pack found (all clear when the checks are off).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct PackChecks<T> {
+    /// A NaN or ±∞ inside a matrix.
+    pub ab: bool,
+    /// The first NaN or ±∞ of the pack's right-hand sides: its index in the pack's part of
+    /// `rhs` (system by system, `n·nrhs` each), and the value.
+    pub rhs: Option<(usize, T)>,
+    /// A solution that is not finite.
+    pub x: bool,
+}
+
 /// Factors and solves the `full` packs of `L` systems at the front of `ab` (interchange
 /// layout, `(kd+1)·n` per system) with their right-hand sides `rhs` (row-major `n·nrhs` per
-/// system), under `isa`, the packs over `par`. Returns each system's status and whether a NaN
-/// or ±∞ was seen inside a matrix (then the results are meaningless).
-pub(crate) fn solve_packs_interchange<T: Real, const L: usize>(isa: Isa, ab: &[T], rhs: &mut [T], full: usize, dims: Dims, par: Par) -> (Vec<Result<(), usize>>, bool) {
+/// system), under `isa`, the packs over `par`. Returns each system's status and, with `check`,
+/// what each pack's checks found: the matrices as they are gathered, the right-hand sides
+/// before and the solutions after (each while the pack's part is in cache, instead of passes
+/// over the whole batch: those cost a fifth of the time at kd = 1). A pack with a NaN or ±∞
+/// anywhere gives meaningless results, written all the same.
+pub(crate) fn solve_packs_interchange<T: Real, const L: usize>(isa: Isa, ab: &[T], rhs: &mut [T], full: usize, dims: Dims, check: bool, par: Par) -> (Vec<Result<(), usize>>, Vec<PackChecks<T>>) {
     let Dims { n, kd, nrhs } = dims;
     let (len, blen) = (n * (kd + 1), n * nrhs);
-    let out: Vec<([usize; L], bool)> = ab[..full * L * len]
+    let out: Vec<([usize; L], PackChecks<T>)> = ab[..full * L * len]
         .par_chunks(len * L)
         .zip(rhs[..full * L * blen].par_chunks_mut(blen * L))
         .with_min_len(min_len(par, full.max(1)))
         .map(|(chunk, x)| {
+            let mut found = PackChecks::default();
             with_thread_scratch::<T, _>((len + blen + n) * L, |s| {
                 let rows = s.as_chunks_mut::<L>().0;
                 let (buf, rest) = rows.split_at_mut(len);
                 let (rbuf, inv) = rest.split_at_mut(blen);
                 gather_all(x, rbuf, blen);
+                if check && first_non_finite(rbuf.as_flattened()).is_some() {
+                    // Found in the lanes; named in `x`, untouched so far.
+                    found.rhs = first_non_finite(x).map(|k| (k, x[k]));
+                }
                 let mut cols = Interchange { ab: chunk, buf, n, kd, loaded: 0, bad: false };
                 let fail = factor_pack(isa, &mut cols, rbuf, dims, inv);
+                found.ab = cols.bad;
+                found.x = check && first_non_finite(rbuf.as_flattened()).is_some();
                 scatter(rbuf, x, blen, 0);
-                (fail, cols.bad)
+                (fail, found)
             })
         })
         .collect();
-    let bad = out.iter().any(|(_, b)| *b);
-    let status = out.iter().flat_map(|(f, _)| f.iter().map(|&c| if c == usize::MAX { Ok(()) } else { Err(c) })).collect();
-    (status, bad)
+    out.into_iter()
+        .map(|(fail, found)| (fail.map(|c| if c == usize::MAX { Ok(()) } else { Err(c) }), found))
+        .fold((Vec::with_capacity(full * L), Vec::with_capacity(full)), |(mut status, mut checks), (st, found)| {
+            status.extend(st);
+            checks.push(found);
+            (status, checks)
+        })
 }

@@ -211,38 +211,42 @@ impl<T: Real> Cholesky<T> {
             return Err(Error::shape("ab", format!("{len} elements = {}", fmt_shape(&[batch, kd + 1, n])), format!("{} elements", ab.len())));
         }
         b.expect_systems("rhs", batch, n)?;
-        if params.check_finite() {
-            b.check_finite_par("rhs", params.par())?;
-        }
         let plan = Plan::new::<T>(batch, kd, params);
         if plan.lanes == 1 {
             let a = BandBatch::from_lower_band_par(ab, batch, n, kd, params.par())?;
             return Self::factor_solve(a, b, params).map(drop);
         }
-        let nrhs = b.cols();
+        let (nrhs, check) = (b.cols(), params.check_finite());
         let dims = Dims { n, kd, nrhs };
         let full = batch / plan.lanes;
         let split = full * plan.lanes;
         let (bf, bt) = b.as_mut_slice().split_at_mut(split * n * nrhs);
-        let (status, bad) = with_lanes!(plan.lanes, L => interchange::solve_packs_interchange::<T, L>(plan.isa, ab, bf, full, dims, params.par()));
-        if bad && params.check_finite() {
-            return Err(first_non_finite_interchange(ab, batch, n, kd));
-        }
-        // The systems after the packs: converted (fewer than a pack) and solved as a batch.
-        let mut failures: Vec<PivotFailure> = status.iter().enumerate().filter_map(|(system, st)| st.err().map(|column| PivotFailure { system, column })).collect();
-        if split < batch {
-            let a = BandBatch::from_lower_band(&ab[split * n * (kd + 1)..], batch - split, n, kd)?;
-            if params.check_finite() && a.check_finite_par("ab", params.par()).is_err() {
+        let (status, checks) = with_lanes!(plan.lanes, L => interchange::solve_packs_interchange::<T, L>(plan.isa, ab, bf, full, dims, check, params.par()));
+        // The systems after the packs (fewer than a pack): converted and solved as a batch.
+        let tail = if split < batch { Some(BandBatch::from_lower_band(&ab[split * n * (kd + 1)..], batch - split, n, kd)?) } else { None };
+        // The errors in factor_solve's order: the matrices, the right-hand sides, the pivots, the
+        // solutions.
+        if check {
+            if checks.iter().any(|c| c.ab) || tail.as_ref().is_some_and(|a| a.check_finite_par("ab", params.par()).is_err()) {
                 return Err(first_non_finite_interchange(ab, batch, n, kd));
             }
-            let tail = BatchMut::new(bt, batch - split, n, nrhs)?;
-            let part = Self::factor_partial_solve(a, Some(tail), &params.with_check_finite(false))?;
+            let per_pack = plan.lanes * n * nrhs;
+            let rhs = checks.iter().enumerate().find_map(|(p, c)| c.rhs.map(|(k, v)| (p * per_pack + k, v)));
+            if let Some((k, v)) = rhs.or_else(|| first_non_finite(bt).map(|k| (split * n * nrhs + k, bt[k]))) {
+                let (s, i, r) = (k / (n * nrhs), (k / nrhs) % n, k % nrhs);
+                return Err(Error::NonFinite { arg: "rhs", index: vec![s, i, r], value: fmt_value(v) });
+            }
+        }
+        let mut failures: Vec<PivotFailure> = status.iter().enumerate().filter_map(|(system, st)| st.err().map(|column| PivotFailure { system, column })).collect();
+        if let Some(a) = tail {
+            let part = Self::factor_partial_solve(a, Some(BatchMut::new(bt, batch - split, n, nrhs)?), &params.with_check_finite(false))?;
             failures.extend(part.failures.iter().map(|f| PivotFailure { system: split + f.system, column: f.column }));
         }
         if !failures.is_empty() {
             return Err(Error::not_positive_definite(failures));
         }
-        if params.check_finite() {
+        if check && (checks.iter().any(|c| c.x) || first_non_finite(&b.as_slice()[split * n * nrhs..]).is_some()) {
+            // Known to fail: the slow path names the first.
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
         Ok(())
