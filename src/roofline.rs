@@ -16,9 +16,10 @@
 //!   [`measure_gemm`]);
 //! - the bandwidth is a parallel scaled copy `dst[i] = a·src[i]` whose two buffers together are
 //!   the operation's working set ([`Cost::working_set`], [`measure_bandwidth`]): a shared L3
-//!   makes the bandwidth depend strongly on size (on the 2-core AMD EPYC VMs this crate is
-//!   measured on, ≈ 55 GB/s at 8–40 MB, 25–40 GB/s above 100 MB), so a bandwidth measured at
-//!   another size would misplace the roof.
+//!   makes the bandwidth depend strongly on size (on the 2-core VMs this crate is measured on:
+//!   an AMD EPYC, ≈ 55 GB/s at 8–40 MB and 25–40 GB/s above 100 MB; an Intel Xeon, ≈ 60 GB/s
+//!   at 8 MB and 31 GB/s at 266 MB), so a bandwidth measured at another size would misplace
+//!   the roof.
 //!
 //! # What is counted
 //!

@@ -224,13 +224,14 @@ fn every_kernel_keeps_its_promise_in_every_layout() {
     run::<f32>();
 }
 
-/// Long systems: a pack's columns run through several cache-sized windows, and the wide bands
-/// through several register-blocked panels per window.
+/// Long systems: a pack's columns run through several cache-sized windows, the wide bands
+/// through several register-blocked panels per window, and a lone system's columns at kd 40
+/// and 80 in parts of vectors (more rows than the registers hold under AVX2 and AVX-512).
 #[test]
 fn every_kernel_keeps_its_promise_on_long_systems() {
     for (kernel, par) in runs() {
         let mut seen = BTreeSet::new();
-        for (kd, n) in [(1, 1100), (8, 500), (40, 150)] {
+        for (kd, n) in [(1, 1100), (8, 500), (40, 150), (80, 200)] {
             // A few single systems after the packs; a double-width pack and a padded tail.
             let b64 = base_lanes::<f64>(&params(kernel, par));
             seen.insert(check::<f64>(kernel, par, b64 + 3, n, kd, 1, kd as u64));

@@ -1,7 +1,8 @@
 //! The batched drivers: a batch split into packs by the lane policy (`band/lanes.rs`), every
 //! pack run by the windowed drivers (`driver.rs`) under the instruction set of the plan
 //! (`crate::simd`), the packs spread over rayon; or, for batches too small for a pack, one
-//! system at a time with the reference kernels.
+//! system at a time (the fast kernels on one lane, or the reference kernels under
+//! `Kernel::Reference`).
 //!
 //! Scratch is planned per pack ([`scratch_len`]) and taken from the calling thread's reusable
 //! scratch (`alloc::with_thread_scratch`); nothing allocates inside a per-column loop.

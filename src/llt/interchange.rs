@@ -4,7 +4,8 @@
 //! checked for NaN and ±∞ in the same pass, factored and forward-substituted window by window,
 //! back-substituted from the pack in scratch, and dropped: the band is read once and nothing is
 //! written but the solution (a kept factor costs a conversion into the band layout, a scan, and
-//! the factor written out).
+//! the factor written out). The pack's right-hand sides and solutions are checked in its
+//! scratch too, while in cache.
 
 use rayon::prelude::*;
 

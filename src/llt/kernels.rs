@@ -332,31 +332,24 @@ fn factor_window_vertical<T: Real, V: Vector<T>>(
         unsafe {
             // The column's rows in `nv` vectors, all in registers while the terms stream in (one
             // accumulator per vector: independent multiply–add chains).
-            match rows.div_ceil(vw) {
-                1 => column_vertical::<T, V, 1>(p, w, c, rows, kd),
-                2 => column_vertical::<T, V, 2>(p, w, c, rows, kd),
-                3 => column_vertical::<T, V, 3>(p, w, c, rows, kd),
-                4 => column_vertical::<T, V, 4>(p, w, c, rows, kd),
-                5 => column_vertical::<T, V, 5>(p, w, c, rows, kd),
-                6 => column_vertical::<T, V, 6>(p, w, c, rows, kd),
-                7 => column_vertical::<T, V, 7>(p, w, c, rows, kd),
-                8 => column_vertical::<T, V, 8>(p, w, c, rows, kd),
-                9 => column_vertical::<T, V, 9>(p, w, c, rows, kd),
-                _ => {
-                    let mut v0 = 0;
-                    while v0 < rows {
-                        let cnt = vw.min(rows - v0);
-                        let mut acc = V::load_first(at(c + v0, c), cnt);
-                        for k in (c + v0).saturating_sub(kd)..c {
-                            // Rows `c + v0 + i ≤ k + kd` take the term `k`.
-                            let act = cnt.min(k + kd + 1 - c - v0);
-                            let lc = V::splat(at(c, k).read());
-                            acc = acc.fnma_first(V::load_first(at(c + v0, k), act), lc, act);
-                        }
-                        acc.store_first(at(c + v0, c), cnt);
-                        v0 += vw;
-                    }
-                }
+            // Wider columns (more vectors than the registers hold) in parts of 8 vectors, each
+            // taking its terms in the same order.
+            let mut r0 = 0;
+            while rows - r0 > 9 * vw {
+                column_vertical::<T, V, 8>(p, w, c, r0, 8 * vw, kd);
+                r0 += 8 * vw;
+            }
+            let part = rows - r0;
+            match part.div_ceil(vw) {
+                1 => column_vertical::<T, V, 1>(p, w, c, r0, part, kd),
+                2 => column_vertical::<T, V, 2>(p, w, c, r0, part, kd),
+                3 => column_vertical::<T, V, 3>(p, w, c, r0, part, kd),
+                4 => column_vertical::<T, V, 4>(p, w, c, r0, part, kd),
+                5 => column_vertical::<T, V, 5>(p, w, c, r0, part, kd),
+                6 => column_vertical::<T, V, 6>(p, w, c, r0, part, kd),
+                7 => column_vertical::<T, V, 7>(p, w, c, r0, part, kd),
+                8 => column_vertical::<T, V, 8>(p, w, c, r0, part, kd),
+                _ => column_vertical::<T, V, 9>(p, w, c, r0, part, kd),
             }
             let d = at(c, c).read();
             if !(d > T::zero() && d < T::infinity()) && *fail == usize::MAX {
@@ -399,38 +392,39 @@ fn factor_window_vertical<T: Real, V: Vector<T>>(
     }
 }
 
-/// The terms of column `c` of one system (window base pointer `p`, `w = kd + 1` elements per
-/// column; `rows ≤ NV·W` rows from the diagonal) in `NV` vectors of rows held in registers:
-/// for each `k` in increasing order, the rows `c + i ≤ k + kd` take `−L[c+i, k]·L[c, k]`
-/// (contiguous in column `k`), a vector joining through a lane mask at its first term.
+/// The terms of the rows `c + r0 .. c + r0 + rows` of column `c` of one system (window base
+/// pointer `p`, `w = kd + 1` elements per column; `rows ≤ NV·W`) in `NV` vectors of rows held in
+/// registers: for each `k` in increasing order, the rows `c + i ≤ k + kd` take
+/// `−L[c+i, k]·L[c, k]` (contiguous in column `k`), a vector joining through a lane mask at its
+/// first term.
 ///
 /// # Safety
-/// As in [`factor_window_vertical`]: column `c`'s `rows` elements and the band elements of the
-/// columns `max(0, c − kd) .. c` that the terms read.
+/// As in [`factor_window_vertical`]: those rows of column `c` and the band elements of the
+/// columns `max(0, c + r0 − kd) .. c` that the terms read.
 #[inline(always)]
-unsafe fn column_vertical<T: Real, V: Vector<T>, const NV: usize>(p: *mut T, w: usize, c: usize, rows: usize, kd: usize) {
+unsafe fn column_vertical<T: Real, V: Vector<T>, const NV: usize>(p: *mut T, w: usize, c: usize, r0: usize, rows: usize, kd: usize) {
     let vw = V::W;
     let at = |r: usize, c: usize| p.wrapping_add(c * w + r - c);
     // SAFETY (the whole body): the addresses described above, with every masked load and store
-    // limited to the elements inside the column's `rows` or the band of column `k`.
+    // limited to the elements inside the part's `rows` or the band of column `k`.
     unsafe {
         let mut acc = [V::splat(T::zero()); NV];
         for v in 0..NV {
-            acc[v] = V::load_first(at(c + v * vw, c), vw.min(rows - v * vw));
+            acc[v] = V::load_first(at(c + r0 + v * vw, c), vw.min(rows - v * vw));
         }
-        for k in c.saturating_sub(kd)..c {
-            // Rows `c + i` with `i < top` take the term `k`.
-            let top = rows.min(k + kd + 1 - c);
+        for k in (c + r0).saturating_sub(kd)..c {
+            // Rows `c + r0 + i` with `i < top` take the term `k` (`k + kd + 1 − c > r0`).
+            let top = rows.min(k + kd + 1 - c - r0);
             let lc = V::splat(at(c, k).read());
             for v in 0..NV {
                 if v * vw < top {
                     let act = vw.min(top - v * vw);
-                    acc[v] = acc[v].fnma_first(V::load_first(at(c + v * vw, k), act), lc, act);
+                    acc[v] = acc[v].fnma_first(V::load_first(at(c + r0 + v * vw, k), act), lc, act);
                 }
             }
         }
         for v in 0..NV {
-            acc[v].store_first(at(c + v * vw, c), vw.min(rows - v * vw));
+            acc[v].store_first(at(c + r0 + v * vw, c), vw.min(rows - v * vw));
         }
     }
 }

@@ -479,13 +479,15 @@ mod x86 {
     }
     #[inline(always)]
     unsafe fn store_first_ymm64(p: *mut f64, v: __m256d, count: usize) {
-        // SAFETY: AVX2 (see above); `maskstore` writes only the lanes whose mask is set.
-        unsafe { _mm256_maskstore_pd(p, mask64(count), v) }
+        // SAFETY: AVX2 (see above); a full vector's `count` is 4, and `maskstore` writes only
+        // the lanes whose mask is set.
+        unsafe { if count == 4 { _mm256_storeu_pd(p, v) } else { _mm256_maskstore_pd(p, mask64(count), v) } }
     }
     #[inline(always)]
     unsafe fn store_first_ymm32(p: *mut f32, v: __m256, count: usize) {
-        // SAFETY: AVX2 (see above); `maskstore` writes only the lanes whose mask is set.
-        unsafe { _mm256_maskstore_ps(p, mask32(count), v) }
+        // SAFETY: AVX2 (see above); a full vector's `count` is 8, and `maskstore` writes only
+        // the lanes whose mask is set.
+        unsafe { if count == 8 { _mm256_storeu_ps(p, v) } else { _mm256_maskstore_ps(p, mask32(count), v) } }
     }
     /// All-ones in the first `count` 64-bit lanes of a `ymm`.
     #[inline(always)]
@@ -501,23 +503,25 @@ mod x86 {
     }
     #[inline(always)]
     unsafe fn first_ymm64(p: *const f64, count: usize) -> __m256d {
-        // SAFETY: AVX2 (see above); `maskload` reads only the lanes whose mask is set.
-        unsafe { _mm256_maskload_pd(p, mask64(count)) }
+        // SAFETY: AVX2 (see above); a full vector's `count` is 4, and `maskload` reads only the
+        // lanes whose mask is set.
+        unsafe { if count == 4 { _mm256_loadu_pd(p) } else { _mm256_maskload_pd(p, mask64(count)) } }
     }
     #[inline(always)]
     unsafe fn fnma_first_ymm64(a: __m256d, b: __m256d, c: __m256d, count: usize) -> __m256d {
         // SAFETY: AVX2 and FMA (see above).
-        unsafe { _mm256_blendv_pd(c, _mm256_fnmadd_pd(a, b, c), _mm256_castsi256_pd(mask64(count))) }
+        unsafe { if count == 4 { _mm256_fnmadd_pd(a, b, c) } else { _mm256_blendv_pd(c, _mm256_fnmadd_pd(a, b, c), _mm256_castsi256_pd(mask64(count))) } }
     }
     #[inline(always)]
     unsafe fn first_ymm32(p: *const f32, count: usize) -> __m256 {
-        // SAFETY: AVX2 (see above); `maskload` reads only the lanes whose mask is set.
-        unsafe { _mm256_maskload_ps(p, mask32(count)) }
+        // SAFETY: AVX2 (see above); a full vector's `count` is 8, and `maskload` reads only the
+        // lanes whose mask is set.
+        unsafe { if count == 8 { _mm256_loadu_ps(p) } else { _mm256_maskload_ps(p, mask32(count)) } }
     }
     #[inline(always)]
     unsafe fn fnma_first_ymm32(a: __m256, b: __m256, c: __m256, count: usize) -> __m256 {
         // SAFETY: AVX2 and FMA (see above).
-        unsafe { _mm256_blendv_ps(c, _mm256_fnmadd_ps(a, b, c), _mm256_castsi256_ps(mask32(count))) }
+        unsafe { if count == 8 { _mm256_fnmadd_ps(a, b, c) } else { _mm256_blendv_ps(c, _mm256_fnmadd_ps(a, b, c), _mm256_castsi256_ps(mask32(count))) } }
     }
 
     vector!(Zmm64, f64, 8, 32, _mm512_loadu_pd, _mm512_storeu_pd, _mm512_fnmadd_pd, _mm512_mul_pd, _mm512_sqrt_pd, _mm512_div_pd, _mm512_set1_pd, ok_zmm64, _mm512_add_pd, _mm512_sub_pd, first_zmm64, fnma_first_zmm64, store_first_zmm64);

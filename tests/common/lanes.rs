@@ -43,8 +43,9 @@ pub const LAYOUTS: [Layout; 7] = [
 /// Bandwidths up to this may run in double-width packs.
 pub const WIDE_MAX_KD: usize = 8;
 
-/// The single pack width of `T` under `p` (8 f64 / 16 f32 lanes with 64-byte rows, twice that
-/// with AVX-512's): what any large batch of a band too wide for double width runs in.
+/// The single pack width of `T` under `p` (one 64-byte cache line per row: 8 f64 / 16 f32
+/// lanes, or 1 under `Kernel::Reference`): what any large batch of a band too wide for double
+/// width runs in.
 pub fn base_lanes<T: Real>(p: &Params) -> usize {
     pack_lanes::<T>(1 << 20, WIDE_MAX_KD + 1, p)
 }
