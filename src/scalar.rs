@@ -118,10 +118,11 @@ mod tests {
 
     #[test]
     fn first_non_finite_is_position() {
-        // Every length around the 8-flag lanes and 256-element blocks, each bad value at every
-        // boundary position, and a second bad value later (the first must win).
-        for len in [0, 1, 7, 8, 9, 255, 256, 257, 511, 512, 513, 800] {
-            let at: Vec<usize> = [0, 1, 7, 8, 9, 255, 256, 257, 511, 512, 799].into_iter().filter(|&k| k < len).collect();
+        // Every length around the 8-lane groups, the 32-element sums and the 256-element
+        // blocks, each bad value at every boundary position (inside the sums and in a block's
+        // remainder), and a second bad value later (the first must win).
+        for len in [0, 1, 7, 8, 9, 31, 32, 33, 255, 256, 257, 287, 511, 512, 513, 800] {
+            let at: Vec<usize> = [0, 1, 7, 8, 9, 31, 32, 33, 255, 256, 257, 286, 511, 512, 799].into_iter().filter(|&k| k < len).collect();
             assert_eq!(first_non_finite(&vec![1.5f64; len]), None);
             for &k in &at {
                 for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {

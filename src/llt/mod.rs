@@ -201,10 +201,13 @@ impl<T: Real> Cholesky<T> {
     /// runs the reference kernels.
     ///
     /// Errors: [`Error::Shape`] (`ab` not `batch·(kd+1)·n` elements, a zero dimension, `b` not
-    /// `(batch, n, ·)`); [`Error::NonFinite`] (`ab`, index `[s, d, j]`, the first in the band
-    /// layout's order; `rhs`), [`Error::NotPositiveDefinite`] and [`Error::Overflow`] (`x`) as
-    /// [`factor_solve`](Self::factor_solve) (then `b` holds unspecified values);
-    /// [`Error::InvalidArgument`] (sizes that overflow).
+    /// `(batch, n, ·)`) and [`Error::InvalidArgument`] (sizes that overflow), `b` untouched;
+    /// [`Error::NonFinite`] (`ab`, index `[s, d, j]`, the first in the band layout's order;
+    /// then `rhs`, `[s, i, k]`), [`Error::NotPositiveDefinite`] and [`Error::Overflow`] (`x`),
+    /// in [`factor_solve`](Self::factor_solve)'s order. After those three `b` holds unspecified
+    /// values, the `NonFinite` ones included: unlike `factor_solve`, which scans its inputs
+    /// before the work, the checks run on each pack while it is in cache, so the packs are
+    /// solved by the time a bad value is reported. Keep a copy of `b` if it must survive.
     pub fn solve_lower_band<S: AsRef<[T]> + AsMut<[T]>>(ab: &[T], batch: usize, n: usize, kd: usize, b: &mut BatchMatrix<T, S>, params: &Params) -> Result<()> {
         let len = BandBatch::<T>::checked_len(batch, n, kd)?;
         if ab.len() != len {
