@@ -18,6 +18,10 @@
 //! a 256 × 1000 f64 right-hand side alone, and `solve_in_place` at kd 1 with the checks (the
 //! input scan before, the result scan for `Error::Overflow` after) and without
 //! (`cargo bench --bench solve -- checks`).
+//!
+//! Group `long_n1000000_kd4`: one system of order 10⁶ (f64, `factor_solve`), sequential
+//! (`Partitions::Off`) and split in chunks (`Partitions::Auto`: 1024 chunks), on one thread and
+//! on all (`cargo bench --bench solve -- long`); see `docs/ARCHITECTURE.md`, "One long system".
 
 use std::hint::black_box;
 use std::time::Duration;
@@ -26,7 +30,7 @@ use std::cell::Cell;
 
 use banded::band::random_spd_problem;
 use banded::roofline::{self, BandShape, Cost, Peak};
-use banded::{BatchMatrix, Cholesky, Par, Params, Real};
+use banded::{BatchMatrix, Cholesky, Par, Params, Partitions, Real};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
@@ -149,6 +153,31 @@ fn checks(c: &mut Criterion) {
     g.finish();
 }
 
+/// One long system, sequential and partitioned, on one thread and on all.
+fn long(c: &mut Criterion) {
+    let (n, kd) = (1_000_000, 4);
+    let (a, b) = random_spd_problem::<f64>(0, 1, n, kd, 1).unwrap();
+    let mut g = c.benchmark_group(format!("long_n{n}_kd{kd}"));
+    g.sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
+    for (name, parts) in [("sequential", Partitions::Off), ("partitioned", Partitions::Auto)] {
+        for par in [Par::Seq, Par::rayon(0)] {
+            let p = Params::default().with_check_finite(false).with_partitions(parts).with_par(par);
+            let threads = if par == Par::Seq { "1thread".to_string() } else { "all_threads".to_string() };
+            g.bench_function(BenchmarkId::new(name, threads), |bench| {
+                bench.iter_batched(
+                    || (a.clone(), b.clone()),
+                    |(a, mut x)| {
+                        let chol = Cholesky::factor_solve(a, &mut x, &p).unwrap();
+                        black_box((chol, x))
+                    },
+                    BatchSize::LargeInput,
+                )
+            });
+        }
+    }
+    g.finish();
+}
+
 fn solve(c: &mut Criterion) {
     // One system per rayon task: each dense factorisation runs sequentially.
     faer::set_global_parallelism(faer::Par::Seq);
@@ -159,5 +188,5 @@ fn solve(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, checks, solve);
+criterion_group!(benches, checks, solve, long);
 criterion_main!(benches);

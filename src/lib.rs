@@ -18,7 +18,7 @@ pub mod cuda;
 #[doc(hidden)]
 pub mod cli;
 
-pub use band::{BandBatch, BandRef, BatchMatrix, BatchMut, BatchRef, PackedBandBatch, PackedBatchMatrix};
+pub use band::{BandBatch, BandRef, BatchMatrix, BatchMut, BatchRef, PackedBandBatch, PackedBatchMatrix, Partitions};
 pub use error::{Error, PivotFailure, Result};
 pub use llt::{Cholesky, PartialCholesky, SolveGrads};
 pub use par::Par;

@@ -1,5 +1,6 @@
 //! Options shared by every batched operation.
 
+use crate::band::Partitions;
 use crate::par::{Par, all_threads};
 use crate::simd::Kernel;
 
@@ -18,12 +19,14 @@ pub struct Params {
     par: Par,
     check_finite: bool,
     kernel: Kernel,
+    partitions: Partitions,
 }
 
 impl Default for Params {
-    /// Every thread of the current rayon pool, inputs checked, [`Kernel::Auto`].
+    /// Every thread of the current rayon pool, inputs checked, [`Kernel::Auto`],
+    /// [`Partitions::Auto`].
     fn default() -> Self {
-        Self { par: all_threads(), check_finite: true, kernel: Kernel::Auto }
+        Self { par: all_threads(), check_finite: true, kernel: Kernel::Auto, partitions: Partitions::Auto }
     }
 }
 
@@ -44,6 +47,12 @@ impl Params {
     pub fn kernel(&self) -> Kernel {
         self.kernel
     }
+    /// Whether each system's factorization is split into chunks that run in parallel (one
+    /// long system on every core; see [`Partitions`] and [`crate::band::partitions`]). Default
+    /// [`Partitions::Auto`].
+    pub fn partitions(&self) -> Partitions {
+        self.partitions
+    }
 
     /// These parameters with parallelism `par`.
     #[must_use]
@@ -61,6 +70,12 @@ impl Params {
     #[must_use]
     pub fn with_kernel(self, kernel: Kernel) -> Self {
         Self { kernel, ..self }
+    }
+    /// These parameters with partitioning `partitions` ([`Partitions::Off`] for the sequential
+    /// factorization's bits, [`Partitions::Count`] to force a split for tests and benchmarks).
+    #[must_use]
+    pub fn with_partitions(self, partitions: Partitions) -> Self {
+        Self { partitions, ..self }
     }
 
     /// The number of threads `par` spreads a batch over (1 for `Par::Seq`).

@@ -390,6 +390,35 @@ fn bench_solve_prints_one_line() {
     assert!(text.contains(" kernel=auto "), "{text}");
 }
 
+/// `--partitions auto|off|P` on both benchmarks: the line reports the chunks used (the rule's
+/// count for `auto`, capped by `n` for a count); anything else is a usage error.
+#[test]
+fn bench_partitions() {
+    let d = Dir::new();
+    let solve = |p: &str, n: &str, batch: &str| {
+        let out = d.run(&["bench", "solve", "--n", n, "--kd", "2", "--batch", batch, "--reps", "1", "--no-roofline", "--partitions", p]);
+        assert_ok(&out);
+        field(&String::from_utf8(out.stdout).unwrap(), "partitions")
+    };
+    assert_eq!(solve("off", "2000", "1"), 1.0);
+    assert_eq!(solve("5", "2000", "1"), 5.0);
+    assert_eq!(solve("5", "2000", "9"), 5.0, "a count splits a batch of packs too");
+    assert_eq!(solve("auto", "2000", "1"), (2000 / (256 + 2)) as f64);
+    assert_eq!(solve("auto", "2000", "8"), 1.0, "a full pack is not split");
+    assert_eq!(solve("50", "7", "1"), 3.0, "capped so that every chunk keeps a column");
+    let out = d.run(&[
+        "bench", "smnn", "--batch", "1", "--steps", "400", "--dims", "1", "--orders", "3", "--reps", "1", "--backward", "--no-roofline", "--partitions", "4",
+    ]);
+    assert_ok(&out);
+    assert_eq!(field(&String::from_utf8(out.stdout).unwrap(), "partitions"), 4.0);
+    for bad in ["0", "1.5", "some", ""] {
+        let out = d.run(&["bench", "solve", "--n", "20", "--kd", "2", "--batch", "1", "--partitions", bad]);
+        assert_eq!(out.status.code(), Some(2), "a usage error");
+        let err = stderr(&out);
+        assert!(err.contains("--partitions") && err.contains("expected auto, off or a count >= 1"), "{err}");
+    }
+}
+
 /// `--kernel` runs every kernel (one the CPU lacks runs as portable) and says which one was
 /// asked for; an unknown name is a usage error.
 #[test]
@@ -623,6 +652,8 @@ fn bench_solve_on_the_emulator() {
         let err = assert_fails(&d.run(&[&base[..], &["--device", "emulator", flag, value]].concat()));
         assert!(err.contains(flag) && err.contains("not used with --device emulator"), "{err}");
     }
+    let err = assert_fails(&d.run(&[&base[..], &["--device", "emulator", "--partitions", "2"]].concat()));
+    assert!(err.contains("--partitions") && err.contains("does not split them yet"), "{err}");
 }
 
 #[test]

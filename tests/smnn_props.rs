@@ -25,7 +25,7 @@ mod smnn_check;
 use std::sync::Mutex;
 
 use banded::band::pack_lanes;
-use banded::{Kernel, Par, Params, Real};
+use banded::{Kernel, Par, Params, Partitions, Real};
 use proptest::prelude::*;
 use proptest::sample::Index;
 use proptest::test_runner::TestRunner;
@@ -186,6 +186,14 @@ fn f64_matches_dense_reference() {
 #[test]
 fn f32_matches_dense_reference() {
     run_cases::<f32>(24, cases::<f32>(), None).assert_mostly_full("f32", 0.8);
+}
+
+/// The partitioned factorization ([`Partitions::Count`], 2 to 6 chunks, capped by `n`) in the
+/// layer's forward and backward, against the reference.
+#[test]
+fn f64_partitioned_matches_dense_reference() {
+    let strategy = (cases::<f64>(), 2usize..=6).prop_map(|(c, parts)| Case { params: c.params.with_partitions(Partitions::Count(parts)), ..c });
+    run_cases::<f64>(24, strategy, None).assert_mostly_full("f64 partitioned", 0.8);
 }
 
 /// Every layout of the batch in packs (see [`packed_cases`]) against the reference.

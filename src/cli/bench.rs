@@ -8,7 +8,7 @@ use crate::band::random_spd_problem;
 #[cfg(feature = "cuda")]
 use crate::cuda::{CudaBackend, DeviceCholesky};
 use crate::roofline::{self, BandShape, Cost, Peak};
-use crate::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Result};
+use crate::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Partitions, Result};
 
 use super::device::{Backend, DeviceArg};
 use super::io::{Dtype, Elem};
@@ -28,7 +28,7 @@ the clock starts, finiteness checks off): fused into one pass over the factor \
 is printed:
 
   bench=solve n=.. kd=.. kd_eff=.. batch=.. nrhs=.. dtype=.. mode=fused|separate kernel=.. threads=.. \
-reps=.. seed=.. median_s=.. min_s=.. gflops=.. bytes=.. flops=.. ws_bytes=.. bw_gbs=.. gemm_gflops=.. \
+partitions=.. reps=.. seed=.. median_s=.. min_s=.. gflops=.. bytes=.. flops=.. ws_bytes=.. bw_gbs=.. gemm_gflops=.. \
 roofline_s=.. roofline_frac=..
 
 gflops = flops / median_s / 1e9, flops = batch * (n*k*(k+3) + 4*n*k*nrhs) with k = kd_eff = \
@@ -96,6 +96,12 @@ pub struct BenchArgs {
     /// the shape and CPU; one this CPU lacks runs as `portable`) [default: auto]
     #[arg(long, value_enum)]
     pub kernel: Option<Kernel>,
+    /// Split each system's factorization into chunks that run in parallel, one long system on
+    /// every core (CPU only): `auto` (banded::band::partitions: long systems in batches below
+    /// one pack), `off` (sequential), or a count of chunks [default: auto]. The line reports
+    /// the count used as partitions=.. (1: not split)
+    #[arg(long, value_parser = parse_partitions)]
+    pub partitions: Option<Partitions>,
     /// Skip the roofline measurement (bandwidth and matrix-product rate, about 1 s): the line
     /// then ends with the byte and flop counts (a device always skips it)
     #[arg(long)]
@@ -105,7 +111,29 @@ pub struct BenchArgs {
     pub device: DeviceArg,
 }
 
+/// `--partitions`: `auto`, `off` or a count ≥ 1.
+fn parse_partitions(s: &str) -> std::result::Result<Partitions, String> {
+    match s {
+        "auto" => Ok(Partitions::Auto),
+        "off" => Ok(Partitions::Off),
+        _ => match s.parse::<usize>() {
+            Ok(p) if p >= 1 => Ok(Partitions::Count(p)),
+            _ => Err(format!("expected auto, off or a count >= 1, got {s:?}")),
+        },
+    }
+}
+
 impl BenchArgs {
+    /// The chunks each system of `batch` systems of order `n`, bandwidth `kd` and `--dtype` is
+    /// factored in under `params` (1: not split), for the result line.
+    pub fn parts(&self, params: &Params, n: usize, kd: usize) -> usize {
+        let batch = self.batch.get();
+        match self.dtype {
+            Dtype::F32 => crate::band::partitions::<f32>(batch, n, kd, params),
+            Dtype::F64 => crate::band::partitions::<f64>(batch, n, kd, params),
+        }
+    }
+
     /// `--kernel` (default `auto`).
     pub fn kernel(&self) -> Kernel {
         self.kernel.unwrap_or(Kernel::Auto)
@@ -145,6 +173,10 @@ impl BenchArgs {
                     let reason = format!("chooses the CPU's kernel; not used with --device {device}");
                     return Err(Error::InvalidArgument { arg: "--kernel", reason });
                 }
+                if self.partitions.is_some() {
+                    let reason = format!("splits systems on the CPU; the CUDA backend does not split them yet (--device {device})");
+                    return Err(Error::InvalidArgument { arg: "--partitions", reason });
+                }
                 Ok(Runner::Cuda(gpu))
             }
         }
@@ -167,7 +199,11 @@ impl BenchArgs {
             arg: "--threads",
             reason: format!("cannot start {threads} threads: {e}"),
         })?;
-        let params = Params::default().with_par(Par::rayon(threads)).with_check_finite(false).with_kernel(self.kernel());
+        let params = Params::default()
+            .with_par(Par::rayon(threads))
+            .with_check_finite(false)
+            .with_kernel(self.kernel())
+            .with_partitions(self.partitions.unwrap_or_default());
         Ok((pool, params, threads))
     }
 }
@@ -232,16 +268,18 @@ impl Runner {
         ))
     }
 
-    /// The result line's fields that say where it ran: `kernel=… threads=…` on the CPU,
-    /// `device=… threads=1` on a device (its [`CudaBackend::describe`] without spaces, e.g.
-    /// `device=cuda:0(NVIDIA_H200,sm_90)`, so that the line still splits on whitespace).
-    pub fn fields(&self, common: &BenchArgs) -> String {
+    /// The result line's fields that say where and how it ran: `kernel=… threads=…
+    /// partitions=…` on the CPU (the chunks per system of order `n` and bandwidth `kd`),
+    /// `device=… threads=1 partitions=1` on a device (its [`CudaBackend::describe`] without
+    /// spaces, e.g. `device=cuda:0(NVIDIA_H200,sm_90)`, so that the line still splits on
+    /// whitespace).
+    pub fn fields(&self, common: &BenchArgs, n: usize, kd: usize) -> String {
         match self {
-            Runner::Cpu { threads, .. } => format!("kernel={} threads={threads}", common.kernel_name()),
+            Runner::Cpu { threads, params, .. } => format!("kernel={} threads={threads} partitions={}", common.kernel_name(), common.parts(params, n, kd)),
             #[cfg(feature = "cuda")]
             Runner::Cuda(gpu) => {
                 let device = gpu.describe().replace(" (", "(").replace(", ", ",");
-                format!("device={} threads=1", device.split_whitespace().collect::<Vec<_>>().join("_"))
+                format!("device={} threads=1 partitions=1", device.split_whitespace().collect::<Vec<_>>().join("_"))
             }
         }
     }
@@ -301,7 +339,7 @@ pub fn solve(args: &BenchSolveArgs) -> Result<()> {
         args.kd,
         common.dtype.short(),
         if separate { "separate" } else { "fused" },
-        runner.fields(common),
+        runner.fields(common, n, kd_eff),
         common.reps,
         common.seed
     ))

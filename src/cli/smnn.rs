@@ -290,7 +290,7 @@ Forward::backward_into, as a training loop would; --fresh allocates it anew ever
 line is printed:
 
   bench=smnn batch=.. steps=.. dims=.. orders=.. equations=.. central=.. backward=.. dtype=.. \
-storage=reused|fresh kernel=.. threads=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.. \
+storage=reused|fresh kernel=.. threads=.. partitions=.. reps=.. seed=.. n=.. kd=.. median_s=.. min_s=.. \
 bytes=.. flops=.. ws_bytes=.. bw_gbs=.. gemm_gflops=.. roofline_s=.. roofline_frac=..
 
 The roofline (banded::roofline::smnn_forward, or smnn_forward_backward with --backward): bytes \
@@ -367,7 +367,7 @@ pub fn bench(args: &BenchSmnnArgs) -> Result<()> {
         args.backward,
         common.dtype.short(),
         if args.fresh || !runner.is_cpu() { "fresh" } else { "reused" },
-        runner.fields(common),
+        runner.fields(common, layer.n(), layer.kd()),
         common.reps,
         common.seed,
         layer.n(),

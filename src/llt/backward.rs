@@ -2,8 +2,9 @@ use crate::scalar::Real;
 
 use super::Dims;
 
-/// The band gradient of one system of `X = A⁻¹B`: with `x` = X and `lam` = Λ = A⁻¹ ∂ℓ/∂X (both
-/// row-major `n × nrhs`), writes into `g` (column-major band, `g[j·(kd+1) + d]`)
+/// The band gradient of one system of `X = A⁻¹B`, columns `j0..j0 + g.len()/(kd+1)`: with `x` =
+/// X and `lam` = Λ = A⁻¹ ∂ℓ/∂X (both row-major `n × nrhs`), writes into `g` (those columns of
+/// the column-major band, `g[(j − j0)·(kd+1) + d]`)
 ///
 /// ```text
 /// g[j, 0] = c·Z[j,j]   − Σ_r Λ[j,r] X[j,r]
@@ -13,14 +14,14 @@ use super::Dims;
 /// and zero below the matrix, where `logdet = Some(c)` says that `g` holds the band of
 /// `Z = A⁻¹` on entry and `c = ∂ℓ/∂ log det A` (the log-determinant's gradient added in the same
 /// pass), and `None` that `g` is only written (`c·Z` left out). `2·n·(2kd+1)·nrhs` flops (plus
-/// `n·(kd+1)` with `logdet`); no allocation.
-pub(crate) fn band_gradient_system<T: Real>(x: &[T], lam: &[T], dims: Dims, g: &mut [T], logdet: Option<T>) {
+/// `n·(kd+1)` with `logdet`); no allocation. A system's columns can run in blocks, in
+/// parallel: each element gets the same operations, hence the same bits.
+pub(crate) fn band_gradient_columns<T: Real>(x: &[T], lam: &[T], dims: Dims, g: &mut [T], j0: usize, logdet: Option<T>) {
     let Dims { n, kd, nrhs } = dims;
     let w = kd + 1;
-    for j in 0..n {
+    for (col, j) in g.chunks_exact_mut(w).zip(j0..) {
         let xj = &x[j * nrhs..(j + 1) * nrhs];
         let lj = &lam[j * nrhs..(j + 1) * nrhs];
-        let col = &mut g[j * w..(j + 1) * w];
         let diag = -xj.iter().zip(lj).map(|(&a, &b)| a * b).sum::<T>();
         col[0] = match logdet {
             Some(c) => c * col[0] + diag,
@@ -48,7 +49,7 @@ pub(crate) fn band_gradient_system<T: Real>(x: &[T], lam: &[T], dims: Dims, g: &
 // Test-only: the unwrap/expect/panic sites below are compiled under `cfg(test)` alone.
 #[cfg(test)]
 mod tests {
-    use super::{Dims, Real, band_gradient_system};
+    use super::{Dims, Real, band_gradient_columns};
 
     /// Storage that already holds garbage (NaN everywhere, as a reused buffer may): every
     /// element is written, the band with the documented formula, `+0` below the matrix. The
@@ -72,7 +73,7 @@ mod tests {
                         }
                     }
                 }
-                band_gradient_system(&x, &lam, Dims { n, kd, nrhs }, &mut g, logdet.map(T::from_f64));
+                band_gradient_columns(&x, &lam, Dims { n, kd, nrhs }, &mut g, 0, logdet.map(T::from_f64));
                 let (xf, lf) = (|i: usize, r: usize| x[i * nrhs + r].as_f64(), |i: usize, r: usize| lam[i * nrhs + r].as_f64());
                 for j in 0..n {
                     for d in 0..w {

@@ -16,7 +16,7 @@ use crate::params::Params;
 use crate::scalar::Real;
 use crate::simd::Isa;
 
-use super::driver::{BandFactor, Columns, Factored, Filled, Gathered, InMemory, Streamed, factor_pack, solve_pack};
+use super::driver::{BandFactor, Columns, Factored, Filled, Gathered, InMemory, Streamed, Sweep, factor_pack, solve_pack};
 use super::kernels::Dims;
 use super::{factor_system, solve_system};
 
@@ -115,13 +115,13 @@ fn factor_one<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, mut cols: C, 
 }
 
 /// Solves one pack's right-hand sides with the factor in `cols` (see [`factor_one`]).
-fn solve_one<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) {
+fn solve_one<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, mut cols: C, rhs: &mut [T], rbuf: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]], sweep: Sweep) {
     let len = dims.n * dims.nrhs;
     if L == 1 {
-        return solve_pack(isa, &mut cols, &mut rhs.as_chunks_mut::<L>().0[..len], dims, inv);
+        return solve_pack(isa, &mut cols, &mut rhs.as_chunks_mut::<L>().0[..len], dims, inv, sweep);
     }
     gather_all(rhs, rbuf, len);
-    solve_pack(isa, &mut cols, &mut rbuf[..len], dims, inv);
+    solve_pack(isa, &mut cols, &mut rbuf[..len], dims, inv, sweep);
     scatter(&rbuf[..len], rhs, len, 0);
 }
 
@@ -141,7 +141,7 @@ pub(crate) fn factor_reference<T: Real>(data: &mut [T], job: Batch<'_, T>) -> St
         .map(|(a, x)| {
             let st = factor_system(a, n, kd);
             if st.is_ok() && nrhs > 0 {
-                solve_system(a, n, kd, x, nrhs);
+                solve_system(a, n, kd, x, nrhs, Sweep::Both);
             }
             st
         })
@@ -256,38 +256,38 @@ fn factor_tail<T: Real, const L: usize>(isa: Isa, data: &mut [T], job: Batch<'_,
 /// Solves `b` (`batch` row-major `n × nrhs` matrices) in place with the factor `l` in the band
 /// layout, under `plan`: in packs streamed from the band layout (the last one padded), or one
 /// system at a time (with the reference kernels under `plan.reference`, which must then be
-/// the kernels that made `l`).
-pub(crate) fn solve_band<T: Real>(plan: Plan, l: &[T], job: Batch<'_, T>) {
+/// the kernels that made `l`); only the substitutions of `sweep`.
+pub(crate) fn solve_band<T: Real>(plan: Plan, l: &[T], job: Batch<'_, T>, sweep: Sweep) {
     let Batch { batch, dims, rhs, par } = job;
     let Dims { n, kd, nrhs } = dims;
     if plan.reference {
         rhs.par_chunks_mut(n * nrhs)
             .zip(l.par_chunks(n * (kd + 1)))
             .with_min_len(min_len(par, batch))
-            .for_each(|(x, l)| solve_system(l, n, kd, x, nrhs));
+            .for_each(|(x, l)| solve_system(l, n, kd, x, nrhs, sweep));
         return;
     }
     with_lanes!(plan.lanes, L => {
         rhs.par_chunks_mut(n * nrhs * L)
             .zip(l.par_chunks(n * (kd + 1) * L))
             .with_min_len(min_len(par, batch.div_ceil(L)))
-            .for_each(|(x, lc)| solve_band_pack::<T, L>(plan.isa, lc, x, dims))
+            .for_each(|(x, lc)| solve_band_pack::<T, L>(plan.isa, lc, x, dims, sweep))
     })
 }
 
 /// One pack (`≤ L` systems) of [`solve_band`]; one system (`L = 1`) reads its band in place.
-fn solve_band_pack<T: Real, const L: usize>(isa: Isa, l: &[T], x: &mut [T], dims: Dims) {
+fn solve_band_pack<T: Real, const L: usize>(isa: Isa, l: &[T], x: &mut [T], dims: Dims, sweep: Sweep) {
     if L == 1 {
         return with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims, true), |s| {
             let (_, _, inv) = split_scratch::<T, L>(s, Source::InMemory, dims, true);
             let cols = InMemory { pack: l.as_chunks::<L>().0, w: dims.kd + 1 };
-            solve_one(isa, cols, x, &mut [], dims, inv);
+            solve_one(isa, cols, x, &mut [], dims, inv, sweep);
         });
     }
     with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::Streamed, dims, false), |s| {
         let (buf, rbuf, inv) = split_scratch::<T, L>(s, Source::Streamed, dims, false);
         let cols = BandFactor { band: l, buf, n: dims.n, kd: dims.kd };
-        solve_one(isa, cols, x, rbuf, dims, inv);
+        solve_one(isa, cols, x, rbuf, dims, inv, sweep);
     })
 }
 
@@ -295,8 +295,8 @@ fn solve_band_pack<T: Real, const L: usize>(isa: Isa, l: &[T], x: &mut [T], dims
 /// `L·n·(kd+1)` elements) and the rest with theirs in the band layout (`lt`), as
 /// [`factor_packs`] left them. With `rhs_packed`, the full packs' right-hand sides are in pack
 /// layout too (`L·n·nrhs` elements per pack, solved in place with no gather or scatter); the
-/// others' are row-major either way.
-pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T], job: Batch<'_, T>, rhs_packed: bool) {
+/// others' are row-major either way. Only the substitutions of `sweep`.
+pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T], job: Batch<'_, T>, rhs_packed: bool, sweep: Sweep) {
     let Batch { batch, dims, rhs, par } = job;
     let (len, blen) = (dims.n * (dims.kd + 1), dims.n * dims.nrhs);
     let full = batch / L;
@@ -309,9 +309,9 @@ pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T],
                 with_thread_scratch::<T, _>(scratch_len::<T, L>(Source::InMemory, dims, rhs_packed), |s| {
                     let (_, rbuf, inv) = split_scratch::<T, L>(s, Source::InMemory, dims, rhs_packed);
                     if rhs_packed {
-                        solve_pack(isa, &mut cols, x.as_chunks_mut::<L>().0, dims, inv);
+                        solve_pack(isa, &mut cols, x.as_chunks_mut::<L>().0, dims, inv, sweep);
                     } else {
-                        solve_one(isa, cols, x, rbuf, dims, inv);
+                        solve_one(isa, cols, x, rbuf, dims, inv, sweep);
                     }
                 })
             })
@@ -319,7 +319,7 @@ pub(crate) fn solve_packs<T: Real, const L: usize>(isa: Isa, lf: &[T], lt: &[T],
         || {
             let rem = batch - full * L;
             let lanes = if tail_as_pack(rem, L) { L } else { 1 };
-            solve_band(Plan { isa, lanes, reference: false }, lt, Batch { batch: rem, dims, rhs: bt, par });
+            solve_band(Plan { isa, lanes, reference: false }, lt, Batch { batch: rem, dims, rhs: bt, par }, sweep);
         },
     );
 }

@@ -25,6 +25,24 @@ use crate::simd::Isa;
 
 use super::kernels::{Dims, backward_in, factor_window_in, forward_in, recips_in, touch};
 
+/// Which substitutions a solve with `L Lᵀ` runs: both (`A⁻¹`), or only the forward (`L⁻¹`) or
+/// the backward (`L⁻ᵀ`) one, for the partitioned factorization's spikes and solves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Sweep {
+    Both,
+    Forward,
+    Backward,
+}
+
+impl Sweep {
+    pub fn forward(self) -> bool {
+        self != Sweep::Backward
+    }
+    pub fn backward(self) -> bool {
+        self != Sweep::Forward
+    }
+}
+
 /// Read access to the factored columns of a pack, for the substitutions.
 pub(crate) trait Factored<T, const L: usize> {
     /// The factored columns `j0..j1` (pack layout, `(j1 − j0)·(kd+1)` rows).
@@ -77,18 +95,27 @@ pub(crate) fn factor_pack<T: Real, const L: usize, C: Columns<T, L>>(isa: Isa, c
 }
 
 /// Solves the pack's right-hand sides `rhs` (`n·nrhs` interleaved rows) with the factor in
-/// `cols`: forward, then backward substitution, one cache-sized block of columns at a time;
-/// `inv` (`n` rows of scratch) holds the reciprocal pivots, computed in the forward pass.
+/// `cols`: forward, then backward substitution (or only the one `sweep` names), one
+/// cache-sized block of columns at a time; `inv` (`n` rows of scratch) holds the reciprocal
+/// pivots, computed in the first pass.
 #[inline(always)]
-pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]]) {
+pub(crate) fn solve_pack<T: Real, const L: usize, C: Factored<T, L>>(isa: Isa, cols: &mut C, rhs: &mut [[T; L]], dims: Dims, inv: &mut [[T; L]], sweep: Sweep) {
     let block = block_cols::<T, L>(dims.n, dims.kd);
-    for (j0, j1) in blocks(dims.n, block) {
-        let l = cols.factored(j0, j1);
-        recips_in(isa, l, dims.kd, &mut inv[j0..j1]);
-        forward_in(isa, l, rhs, dims, j0, &inv[j0..j1]);
+    if sweep.forward() {
+        for (j0, j1) in blocks(dims.n, block) {
+            let l = cols.factored(j0, j1);
+            recips_in(isa, l, dims.kd, &mut inv[j0..j1]);
+            forward_in(isa, l, rhs, dims, j0, &inv[j0..j1]);
+        }
     }
-    for (j0, j1) in blocks(dims.n, block).rev() {
-        backward_in(isa, cols.factored(j0, j1), rhs, dims, j0, &inv[j0..j1]);
+    if sweep.backward() {
+        for (j0, j1) in blocks(dims.n, block).rev() {
+            let l = cols.factored(j0, j1);
+            if !sweep.forward() {
+                recips_in(isa, l, dims.kd, &mut inv[j0..j1]);
+            }
+            backward_in(isa, l, rhs, dims, j0, &inv[j0..j1]);
+        }
     }
 }
 

@@ -23,6 +23,7 @@ mod inverse;
 mod kernels;
 mod logdet;
 mod packed;
+mod partitioned;
 mod solve;
 
 use std::sync::OnceLock;
@@ -38,7 +39,7 @@ use crate::params::Params;
 use crate::scalar::{Real, first_non_finite, fmt_value};
 use crate::simd::Isa;
 
-pub(crate) use backward::band_gradient_system;
+use backward::band_gradient_columns;
 pub(crate) use batched::{Batch, Plan, Status, pieces};
 pub(crate) use factor::factor_system;
 pub(crate) use kernels::Dims;
@@ -47,7 +48,9 @@ pub(crate) use logdet::logdet_system;
 pub(crate) use solve::solve_system;
 
 use batched::{factor_packs, factor_reference, factor_singles, solve_band};
+use driver::Sweep;
 use packed::Packed;
+use partitioned::Partitioned;
 
 /// The Cholesky factors `A_s = L_s L_sᵀ` of a batch of SPD band matrices, every `L_s` lower
 /// triangular with the band of `A_s`, stored as a [`BandBatch`] (`L_s[j + d, j]` where the
@@ -65,7 +68,11 @@ use packed::Packed;
 /// read directly. [`l`](Self::l) then builds the documented [`BandBatch`] layout once, on the
 /// first call (one copy and one transpose of the factor, O(batch·n·kd), kept for later
 /// calls), and [`into_l`](Self::into_l) converts in place. Smaller batches are factored one
-/// system at a time and stored in the [`BandBatch`] layout directly.
+/// system at a time and stored in the [`BandBatch`] layout directly, unless their systems are
+/// long: then each is split into chunks that factor in parallel and a small separator system
+/// ([`Partitions`](crate::Partitions), [`is_partitioned`](Self::is_partitioned); the input is
+/// kept beside the chunks' factors, and [`l`](Self::l) factors it sequentially on request).
+/// Every method works on every storage.
 #[derive(Clone, Debug)]
 pub struct Cholesky<T> {
     store: Store<T>,
@@ -83,6 +90,9 @@ pub struct Cholesky<T> {
 enum Store<T> {
     Band(BandBatch<T>),
     Packed(Packed<T>),
+    /// Split in chunks ([`Partitions`](crate::Partitions)): the input kept, the chunks' and
+    /// separators' factors.
+    Partitioned(Box<Partitioned<T>>),
 }
 
 impl<T: Real> PartialEq for Cholesky<T> {
@@ -91,6 +101,9 @@ impl<T: Real> PartialEq for Cholesky<T> {
         self.l() == other.l()
     }
 }
+
+/// Columns per parallel task of [`Cholesky::backward`]'s band gradient.
+const GRADIENT_COLUMNS: usize = 4096;
 
 /// The outcome of [`Cholesky::factor_partial`]: the systems that factored, and those that did not.
 #[derive(Clone, Debug)]
@@ -215,7 +228,7 @@ impl<T: Real> Cholesky<T> {
         }
         b.expect_systems("rhs", batch, n)?;
         let plan = Plan::new::<T>(batch, kd, params);
-        if plan.lanes == 1 {
+        if plan.lanes == 1 || crate::band::partitions::<T>(batch, n, kd, params) > 1 {
             let a = BandBatch::from_lower_band_par(ab, batch, n, kd, params.par())?;
             return Self::factor_solve(a, b, params).map(drop);
         }
@@ -281,6 +294,10 @@ impl<T: Real> Cholesky<T> {
             }
             None => (&mut [][..], 0),
         };
+        let parts = crate::band::partitions::<T>(batch, n, kd, params);
+        if parts > 1 {
+            return Self::factor_partitioned(a, b, nrhs, parts, params);
+        }
         let plan = Plan::new::<T>(batch, kd, params);
         let job = Batch { batch, dims: Dims { n, kd, nrhs }, rhs: b, par: params.par() };
         let (store, status) = if plan.reference {
@@ -295,6 +312,35 @@ impl<T: Real> Cholesky<T> {
             (Store::Packed(Packed { data, isa: plan.isa, lanes: plan.lanes, batch, n, kd }), status)
         };
         Self::partial(store, status, batch, (!plan.reference).then_some(plan.isa))
+    }
+
+    /// [`factor_partial_solve`](Self::factor_partial_solve) split in `parts ≥ 2` chunks per
+    /// system (`rhs`: `batch` systems of `n × nrhs`, or empty with `nrhs = 0`), inputs checked.
+    fn factor_partitioned(a: BandBatch<T>, rhs: &mut [T], nrhs: usize, parts: usize, params: &Params) -> Result<PartialCholesky<T>> {
+        let n = a.n();
+        let (factor, systems, failures) = partitioned::factor(a, parts, params)?;
+        let Some(f) = factor else {
+            return Ok(PartialCholesky { factor: None, systems, failures });
+        };
+        if nrhs > 0 {
+            let len = n * nrhs;
+            if failures.is_empty() {
+                f.solve(rhs, nrhs, params)?;
+            } else {
+                // Only the systems that factored, gathered and put back.
+                let mut sub = crate::alloc::with_capacity("rhs", systems.len() * len)?;
+                for &s in &systems {
+                    sub.extend_from_slice(&rhs[s * len..(s + 1) * len]);
+                }
+                f.solve(&mut sub, nrhs, params)?;
+                for (k, &s) in systems.iter().enumerate() {
+                    rhs[s * len..(s + 1) * len].copy_from_slice(&sub[k * len..(k + 1) * len]);
+                }
+            }
+        }
+        let made = f.chunks.made;
+        let factor = Some(Self { store: Store::Partitioned(Box::new(f)), band: OnceLock::new(), made });
+        Ok(PartialCholesky { factor, systems, failures })
     }
 
     /// [`factor_partial_solve`](Self::factor_partial_solve) of the `job.batch` systems of
@@ -362,7 +408,7 @@ impl<T: Real> Cholesky<T> {
     /// system at a time, and a packed right-hand side with 1 lane is a row-major one).
     pub fn lanes(&self) -> usize {
         match &self.store {
-            Store::Band(_) => 1,
+            Store::Band(_) | Store::Partitioned(_) => 1,
             Store::Packed(p) => p.lanes,
         }
     }
@@ -389,7 +435,7 @@ impl<T: Real> Cholesky<T> {
             b.check_finite_par("rhs", params.par())?;
         }
         let nrhs = b.cols();
-        self.solve_storage(b.as_mut_slice(), nrhs, true, params);
+        self.solve_storage(b.as_mut_slice(), nrhs, true, params, Sweep::Both)?;
         if params.check_finite() {
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
@@ -416,6 +462,12 @@ impl<T: Real> Cholesky<T> {
 
     /// The factor `L` (lower band, same layout as the input). When the factor is stored as
     /// packs, the first call builds this layout (O(batch·n·kd), once; see the type's docs).
+    ///
+    /// A partitioned factor ([`is_partitioned`](Self::is_partitioned)) is not a band `L` of
+    /// `A` (its columns are in another order); the first call factors the kept `A`
+    /// sequentially (O(n·kd²) per system, once), with the kernel that made the chunks. A matrix
+    /// so ill-conditioned that the sequential order meets a pivot ≤ 0 where the partitioned did
+    /// not gets NaN from that column on.
     pub fn l(&self) -> &BandBatch<T> {
         match &self.store {
             Store::Band(l) => l,
@@ -423,16 +475,49 @@ impl<T: Real> Cholesky<T> {
                 let (batch, n, kd) = p.shape();
                 BandBatch::from_parts(batch, n, kd, p.clone().into_band())
             }),
+            Store::Partitioned(p) => self.band.get_or_init(|| Self::sequential(p.a.clone(), self.made)),
         }
     }
     /// Consumes `self`, returning `L` (converted in place when stored as packs).
     pub fn into_l(self) -> BandBatch<T> {
+        let made = self.made;
         match self.store {
             Store::Band(l) => l,
             Store::Packed(p) => self.band.into_inner().unwrap_or_else(|| {
                 let (batch, n, kd) = p.shape();
                 BandBatch::from_parts(batch, n, kd, p.into_band())
             }),
+            Store::Partitioned(p) => self.band.into_inner().unwrap_or_else(|| Self::sequential(p.a, made)),
+        }
+    }
+    /// `a` factored in place column after column (the fast kernels of `made`, else the
+    /// reference), whatever the pivots: a failed system's columns from its failing pivot on hold NaN.
+    fn sequential(mut a: BandBatch<T>, made: Option<Isa>) -> BandBatch<T> {
+        let (batch, n, kd) = (a.batch(), a.n(), a.kd());
+        let job = Batch { batch, dims: Dims { n, kd, nrhs: 0 }, rhs: &mut [], par: crate::par::all_threads() };
+        let status = match made {
+            Some(isa) => factor_singles(isa, a.as_mut_slice(), job),
+            None => factor_reference(a.as_mut_slice(), job),
+        };
+        let w = kd + 1;
+        for (s, st) in status.iter().enumerate() {
+            if let Err(j) = *st {
+                a.as_mut_slice()[(s * n + j) * w..(s + 1) * n * w].fill(T::nan());
+            }
+        }
+        a
+    }
+    /// Whether each system was factored in chunks ([`Partitions`](crate::Partitions), chosen
+    /// by [`partitions`](crate::band::partitions)): solves, log-determinants, gradients and
+    /// inverses then run chunk by chunk in parallel.
+    pub fn is_partitioned(&self) -> bool {
+        matches!(self.store, Store::Partitioned(_))
+    }
+    /// The number of chunks each system was factored in (1: not partitioned).
+    pub fn partitions(&self) -> usize {
+        match &self.store {
+            Store::Partitioned(p) => p.layout.parts,
+            _ => 1,
         }
     }
     /// The factor's storage, whatever its layout (`batch·n·(kd+1)` elements of unspecified
@@ -442,10 +527,13 @@ impl<T: Real> Cholesky<T> {
         match self.store {
             Store::Band(l) => l.into_parts().3,
             Store::Packed(p) => p.into_storage(),
+            Store::Partitioned(p) => p.a.into_parts().3,
         }
     }
     /// The diagonal of `L_s` (`s < batch`) as `(slice, stride)`: `L_s[j, j] = slice[j·stride]`
-    /// for `j < n` (iterate `slice.iter().step_by(stride)`: exactly `n` items).
+    /// for `j < n` (iterate `slice.iter().step_by(stride)`: exactly `n` items). A partitioned
+    /// factor has no such diagonal: its chunks' and separators' factors do (see
+    /// [`relative_pivot_failures`](Self::relative_pivot_failures)); it gives its inputs'.
     pub(crate) fn diag_strided(&self, s: usize) -> (&[T], usize) {
         match &self.store {
             Store::Band(l) => {
@@ -453,6 +541,10 @@ impl<T: Real> Cholesky<T> {
                 (&l.as_slice()[s * len..(s + 1) * len], self.kd() + 1)
             }
             Store::Packed(p) => p.diag_strided(s),
+            Store::Partitioned(p) => {
+                let len = p.a.system_len();
+                (&p.a.as_slice()[s * len..(s + 1) * len], self.kd() + 1)
+            }
         }
     }
     /// The systems whose factor has a pivot `p = L[j,j]` with `p² ≤ tol·diag[j]` (or NaN), each
@@ -465,6 +557,9 @@ impl<T: Real> Cholesky<T> {
         let n = self.n();
         // Not `<=`: a NaN pivot fails too.
         let fails = |p: T, d: T| (p * p).partial_cmp(&(tol * d)) != Some(std::cmp::Ordering::Greater);
+        if let Store::Partitioned(p) = &self.store {
+            return p.pivot_failures(systems, diag, fails, par);
+        }
         let one = |k: usize| {
             let s = systems[k];
             let (l0, stride) = self.diag_strided(k);
@@ -503,6 +598,7 @@ impl<T: Real> Cholesky<T> {
         match &self.store {
             Store::Band(l) => (l.batch(), l.n(), l.kd()),
             Store::Packed(p) => p.shape(),
+            Store::Partitioned(p) => (p.a.batch(), p.a.n(), p.a.kd()),
         }
     }
     /// Number of systems.
@@ -540,7 +636,7 @@ impl<T: Real> Cholesky<T> {
             b.check_finite_par("rhs", params.par())?;
         }
         let nrhs = b.cols();
-        self.solve_storage(b.as_mut_slice(), nrhs, false, params);
+        self.solve_storage(b.as_mut_slice(), nrhs, false, params, Sweep::Both)?;
         if params.check_finite() {
             b.check_finite_par("x", params.par()).map_err(Error::into_overflow)?;
         }
@@ -548,20 +644,42 @@ impl<T: Real> Cholesky<T> {
     }
 
     /// Solves the `batch` right-hand sides in `rhs` (`n × nrhs` each: row-major, or with
-    /// `rhs_packed` the full packs interleaved with this factor's lanes) in place. Unchecked.
-    fn solve_storage(&self, rhs: &mut [T], nrhs: usize, rhs_packed: bool, params: &Params) {
+    /// `rhs_packed` the full packs interleaved with this factor's lanes) in place. Unchecked;
+    /// errors only if a partitioned factor's scratch cannot be allocated. Only the
+    /// substitutions of `sweep` (a partitioned factor runs them all: its callers never ask it
+    /// for one).
+    fn solve_storage(&self, rhs: &mut [T], nrhs: usize, rhs_packed: bool, params: &Params, sweep: Sweep) -> Result<()> {
         let (n, kd) = (self.n(), self.kd());
         let job = Batch { batch: self.batch(), dims: Dims { n, kd, nrhs }, rhs, par: params.par() };
         // The kernels that made the factor, unless `params` names another fast kernel.
         let isa = self.made.map(|made| Isa::of(params.kernel()).unwrap_or(made));
         match (&self.store, isa) {
-            (Store::Band(l), None) => solve_band(Plan { isa: Isa::Portable, lanes: 1, reference: true }, l.as_slice(), job),
+            (Store::Band(l), None) => solve_band(Plan { isa: Isa::Portable, lanes: 1, reference: true }, l.as_slice(), job, sweep),
             (Store::Band(l), Some(isa)) => {
                 let lanes = pack_lanes::<T>(self.batch(), kd, &params.with_kernel(isa.kernel()));
-                solve_band(Plan { isa, lanes, reference: false }, l.as_slice(), job)
+                solve_band(Plan { isa, lanes, reference: false }, l.as_slice(), job, sweep)
             }
-            (Store::Packed(p), isa) => p.solve(isa.unwrap_or(p.isa), job, rhs_packed),
+            (Store::Packed(p), isa) => p.solve(isa.unwrap_or(p.isa), job, rhs_packed, sweep),
+            (Store::Partitioned(p), _) => {
+                debug_assert_eq!(sweep, Sweep::Both);
+                return p.solve(job.rhs, nrhs, params);
+            }
         }
+        Ok(())
+    }
+
+    /// The substitutions of `sweep` for the `batch` right-hand sides in `rhs` (row-major
+    /// `n × nrhs` each), in place, unchecked: `L⁻¹B`, `L⁻ᵀB` or `A⁻¹B`. Not for a partitioned
+    /// factor (whose `L` is not one band).
+    pub(crate) fn solve_sweep(&self, rhs: &mut [T], nrhs: usize, params: &Params, sweep: Sweep) -> Result<()> {
+        self.solve_storage(rhs, nrhs, false, params, sweep)
+    }
+
+    /// `L_s[j + d, j]` (`s < batch`, `j + d < n`), from either storage. Not for a partitioned
+    /// factor (it gives the matrix's own entry there).
+    pub(crate) fn entry(&self, s: usize, j: usize, d: usize) -> T {
+        let (l0, stride) = self.diag_strided(s);
+        l0[j * stride + d * (stride / (self.kd() + 1))]
     }
 
     /// `log det A_s = 2 Σ_j log L_s[j, j]` for every system (`batch` values). Cost O(n).
@@ -578,6 +696,7 @@ impl<T: Real> Cholesky<T> {
                     })
                     .collect()
             }
+            Store::Partitioned(p) => p.logdet(),
         }
     }
 
@@ -652,7 +771,7 @@ impl<T: Real> Cholesky<T> {
         if (out.batch(), out.n(), out.kd()) != (batch, n, kd) {
             return Err(Error::shape("out", fmt_shape(&[batch, kd + 1, n]), fmt_shape(&[out.batch(), out.kd() + 1, out.n()])));
         }
-        self.inverse_band_write(out, params);
+        self.inverse_band_write(out, params)?;
         if params.check_finite() {
             out.check_finite_par("inverse_band", params.par()).map_err(Error::into_overflow)?;
         }
@@ -663,18 +782,21 @@ impl<T: Real> Cholesky<T> {
     fn inverse_band_unchecked(&self, params: &Params) -> Result<BandBatch<T>> {
         let (batch, n, kd) = self.shape();
         let mut z = BandBatch::zeros(batch, n, kd)?;
-        self.inverse_band_write(&mut z, params);
+        self.inverse_band_write(&mut z, params)?;
         Ok(z)
     }
 
-    /// Writes the band of every `A_s⁻¹` into `z` (this factor's shape), unchecked.
-    fn inverse_band_write(&self, z: &mut BandBatch<T>, params: &Params) {
+    /// Writes the band of every `A_s⁻¹` into `z` (this factor's shape), unchecked; errors only
+    /// if a partitioned factor's scratch cannot be allocated.
+    fn inverse_band_write(&self, z: &mut BandBatch<T>, params: &Params) -> Result<()> {
         let (batch, n, kd) = self.shape();
         let isa = Isa::of(params.kernel());
         match &self.store {
             Store::Band(l) => inverse::inverse_band_systems(isa.unwrap_or(Isa::Portable), l.as_slice(), z.as_mut_slice(), batch, Dims { n, kd, nrhs: 0 }, params.par()),
             Store::Packed(p) => p.inverse_band(isa.unwrap_or(p.isa), z.as_mut_slice(), params.par()),
+            Store::Partitioned(p) => return p.inverse_band(z.as_mut_slice(), params),
         }
+        Ok(())
     }
 
     /// The gradient of `Σ_s grad_logdet[s]·log det A_s` with respect to the stored lower band of
@@ -746,13 +868,20 @@ impl<T: Real> Cholesky<T> {
         let len = ab.system_len();
         let dims = Dims { n, kd, nrhs };
         if len > 0 {
-            ab.as_mut_slice()
-                .par_chunks_mut(len)
-                .zip(x.as_slice().par_chunks(n * nrhs))
-                .zip(lambda.as_slice().par_chunks(n * nrhs))
+            // Blocks of columns (of one system each), so that one long system runs in parallel.
+            let cols = GRADIENT_COLUMNS.min(n);
+            let blocks: Vec<(usize, usize, &mut [T])> = ab
+                .as_mut_slice()
+                .chunks_mut(len)
                 .enumerate()
-                .with_min_len(min_len(params.par(), self.batch()))
-                .for_each(|(s, ((g, x), lam))| band_gradient_system(x, lam, dims, g, logdet.map(|c| c[s])));
+                .flat_map(|(s, g)| g.chunks_mut(cols * (kd + 1)).enumerate().map(move |(b, g)| (s, b * cols, g)))
+                .collect();
+            let (xs, ls) = (x.as_slice(), lambda.as_slice());
+            let count = blocks.len();
+            blocks.into_par_iter().with_min_len(min_len(params.par(), count)).for_each(|(s, j0, g)| {
+                let sys = s * n * nrhs..(s + 1) * n * nrhs;
+                band_gradient_columns(&xs[sys.clone()], &ls[sys], dims, g, j0, logdet.map(|c| c[s]));
+            });
         }
         if params.check_finite() {
             lambda.check_finite_par("grad_rhs", params.par()).map_err(Error::into_overflow)?;

@@ -7,6 +7,7 @@ use crate::simd::Isa;
 use crate::par::Par;
 
 use super::batched::{Batch, solve_packs};
+use super::driver::Sweep;
 use super::Dims;
 use super::inverse::inverse_packs;
 
@@ -59,11 +60,11 @@ impl<T: Real> Packed<T> {
 
     /// Solves `job` (this factor's `batch` systems, `n`, `kd`) in place under `isa`; with
     /// `rhs_packed`, the right-hand sides of the full packs are in pack layout (`lanes` wide).
-    pub(crate) fn solve(&self, isa: Isa, job: Batch<'_, T>, rhs_packed: bool) {
+    pub(crate) fn solve(&self, isa: Isa, job: Batch<'_, T>, rhs_packed: bool, sweep: Sweep) {
         debug_assert_eq!((job.batch, job.dims.n, job.dims.kd), self.shape());
         let full = self.batch / self.lanes * self.lanes;
         let (lf, lt) = self.data.split_at(full * self.n * (self.kd + 1));
-        with_lanes!(self.lanes, L => solve_packs::<T, L>(isa, lf, lt, job, rhs_packed));
+        with_lanes!(self.lanes, L => solve_packs::<T, L>(isa, lf, lt, job, rhs_packed, sweep));
     }
 
     /// The band of every `A_s⁻¹` into `out` (band layout, `batch·n·(kd+1)` elements) under `isa`.

@@ -1,9 +1,12 @@
 use crate::scalar::Real;
 use crate::simd::{Isa, dispatch};
 
+use super::driver::Sweep;
+
 /// Solves `L Lᵀ X = B` for one system in place: `l` is the factor's column-major band
 /// (`l[j·(kd+1) + d] = L[j+d, j]`), `b` the row-major `n × nrhs` right-hand side, overwritten
-/// by `X`. `2·n·(2kd+1)·nrhs` flops for `kd ≪ n`; no allocation.
+/// by `X` (or, by `sweep`, only `L⁻¹B` or `L⁻ᵀB`). `2·n·(2kd+1)·nrhs` flops for `kd ≪ n`; no
+/// allocation.
 ///
 /// Dividing by `L[j,j]` is a multiplication by its reciprocal: the reciprocal does not depend
 /// on the right-hand side, so it is computed off the loop-carried dependency chain, which then
@@ -11,36 +14,37 @@ use crate::simd::{Isa, dispatch};
 /// entry.
 ///
 /// It runs under [`Isa::best`], as `factor_system` does (the same bits as the baseline build).
-pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
-    dispatch(Isa::best(), SolveSystem { l, n, kd, b, nrhs })
+pub(crate) fn solve_system<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize, sweep: Sweep) {
+    dispatch(Isa::best(), SolveSystem { l, n, kd, b, nrhs, sweep })
 }
 
-/// The arguments of [`solve_system`], as a SIMD operation (7 words: passed in registers).
+/// The arguments of [`solve_system`], as a SIMD operation.
 struct SolveSystem<'a, T> {
     l: &'a [T],
     n: usize,
     kd: usize,
     b: &'a mut [T],
     nrhs: usize,
+    sweep: Sweep,
 }
 
 impl<T: Real> pulp::WithSimd for SolveSystem<'_, T> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, _: S) {
-        solve_system_in(self.l, self.n, self.kd, self.b, self.nrhs)
+        solve_system_in(self.l, self.n, self.kd, self.b, self.nrhs, self.sweep)
     }
 }
 
 /// The body of [`solve_system`], inlined into the instruction set it runs under.
 #[inline(always)]
-fn solve_system_in<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize) {
-    if nrhs == 1 {
+fn solve_system_in<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usize, sweep: Sweep) {
+    if nrhs == 1 && sweep == Sweep::Both {
         return solve_vector(l, n, kd, b);
     }
     let w = kd + 1;
     // Forward: L Y = B, column by column of L (row j of Y final once the earlier columns are applied).
-    for j in 0..n {
+    for j in (0..n).filter(|_| sweep.forward()) {
         let col = &l[j * w..j * w + w];
         let kn = kd.min(n - 1 - j);
         let (head, tail) = b.split_at_mut((j + 1) * nrhs);
@@ -56,7 +60,7 @@ fn solve_system_in<T: Real>(l: &[T], n: usize, kd: usize, b: &mut [T], nrhs: usi
         }
     }
     // Backward: Lᵀ X = Y, from the last row up.
-    for j in (0..n).rev() {
+    for j in (0..n).rev().filter(|_| sweep.backward()) {
         let col = &l[j * w..j * w + w];
         let kn = kd.min(n - 1 - j);
         let (head, tail) = b.split_at_mut((j + 1) * nrhs);

@@ -133,7 +133,10 @@ impl Smnn {
         ws.diag = resized_par("u", std::mem::take(&mut ws.diag), batch * n, batch, params.par())?;
         let par = params.par();
         let plan = Plan::new::<T>(batch, kd, params);
-        let out = if plan.lanes > 1 {
+        // Packs, unless the systems are split in chunks (long systems in a small batch, or
+        // forced: `Params::partitions`), which needs them in the band layout.
+        let split = crate::band::partitions::<T>(batch, n, kd, params) > 1;
+        let out = if plan.lanes > 1 && !split {
             // M assembled straight into the packed layout and factored there, in place.
             let (rhs, nrhs) = match rhs {
                 Some(r) => {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 pub mod cli;
 pub mod lanes;
+pub mod spd;
 
 /// Path of a file in `tests/data/`.
 pub fn data_path(name: &str) -> PathBuf {
