@@ -18,7 +18,7 @@
 
 mod common;
 
-use banded::band::{MAX_AUTO_PARTS, min_chunk, partitions};
+use banded::band::{AUTO_MAX_KD, MAX_AUTO_PARTS, min_chunk, partitions};
 use banded::{BandBatch, BatchMatrix, Cholesky, Error, Kernel, Par, Params, Partitions, Real};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
@@ -269,7 +269,8 @@ fn gradients_match_finite_differences() {
 }
 
 /// The automatic rule: long systems in batches below one pack are split, full packs, short
-/// systems, `kd = 0` and the reference kernel are not; the count never depends on threads.
+/// systems, wide bands, `kd = 0` and the reference kernel are not; the count never depends on
+/// threads.
 #[test]
 fn automatic_rule() {
     let p = Params::default();
@@ -285,6 +286,8 @@ fn automatic_rule() {
     let c8 = gen_case(8, n, 4, 1, 5, 0, p);
     let a8 = BandBatch::from_lower_band(&c8.ab, 8, n, 4).unwrap();
     assert!(!Cholesky::factor(&a8, &p).unwrap().is_partitioned(), "a full pack is not split");
+    let wide = gen_case(1, 3 * (min_chunk(AUTO_MAX_KD + 1) + AUTO_MAX_KD + 1), AUTO_MAX_KD + 1, 1, 5, 0, p);
+    assert!(!Cholesky::factor(&BandBatch::from_lower_band(&wide.ab, 1, wide.n, wide.kd).unwrap(), &p).unwrap().is_partitioned(), "a wide band is not split");
     let short = gen_case(1, min_chunk(4), 4, 1, 5, 0, p);
     assert!(!Cholesky::factor(&BandBatch::from_lower_band(&short.ab, 1, min_chunk(4), 4).unwrap(), &p).unwrap().is_partitioned());
     // The solve of an automatically split system against dense faer.

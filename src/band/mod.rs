@@ -13,7 +13,7 @@ mod symmetric;
 pub use lanes::pack_lanes;
 pub use matrix::{BatchMatrix, BatchMut, BatchRef};
 pub use packed::{PackedBandBatch, PackedBatchMatrix};
-pub use partition::{MAX_AUTO_PARTS, Partitions, min_chunk, partitions};
+pub use partition::{AUTO_MAX_KD, MAX_AUTO_PARTS, Partitions, min_chunk, partitions};
 #[cfg(feature = "cli")]
 pub use random::random_spd_problem;
 pub use symmetric::{BandBatch, BandRef};

@@ -22,8 +22,9 @@ use crate::simd::Isa;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Partitions {
     /// [`partitions`]'s rule (the default): split systems of batches below one pack that are
-    /// long enough, into up to [`MAX_AUTO_PARTS`] chunks of at least [`min_chunk`] columns;
-    /// never under [`Kernel::Reference`](crate::Kernel::Reference).
+    /// long enough and whose band is at most [`AUTO_MAX_KD`] wide, into up to
+    /// [`MAX_AUTO_PARTS`] chunks of at least [`min_chunk`] columns; never under
+    /// [`Kernel::Reference`](crate::Kernel::Reference).
     #[default]
     Auto,
     /// Never split: the sequential factorization, column after column.
@@ -39,6 +40,13 @@ pub enum Partitions {
 /// result does not depend on where it runs.
 pub const MAX_AUTO_PARTS: usize = 1024;
 
+/// The widest band [`Partitions::Auto`] splits. The extra work of the split grows with `kd`
+/// while the sequential path gets faster per flop (from kd 8 a lone system's columns run in
+/// vectors): measured on an Intel Xeon (AVX-512), n = 10⁶, f64, the split path on one thread
+/// against the sequential one: 1.2× / 2.3× / 3.3× the time at kd 1 / 4 / 8, 3.8× / 4.7× at
+/// kd 12 / 17, where it only pays on many cores ([`Partitions::Count`] forces it).
+pub const AUTO_MAX_KD: usize = 8;
+
 /// The shortest chunk [`Partitions::Auto`] makes, in columns, at bandwidth `kd`: long enough
 /// that a chunk's own work (≈ `len·kd²` multiply–adds and `len` pivots) dwarfs its share of the
 /// separator system (≈ `8·kd³`) and the per-chunk overhead.
@@ -52,13 +60,14 @@ pub fn min_chunk(kd: usize) -> usize {
 /// - [`Partitions::Off`] → 1; [`Partitions::Count(p)`](Partitions::Count) → `p`, capped so that
 ///   every chunk keeps a column;
 /// - [`Partitions::Auto`] → 1 under [`Kernel::Reference`](crate::Kernel::Reference), for
-///   `kd = 0`, and for batches of at least one pack ([`pack_lanes`](super::pack_lanes) > 1: the
+///   `kd = 0` and `kd > AUTO_MAX_KD`, and for batches of at least one pack ([`pack_lanes`](super::pack_lanes) > 1: the
 ///   batch already runs in parallel and at the packs' speed, so splitting only adds work);
 ///   otherwise `min(⌊n / (min_chunk(kd) + kd)⌋, MAX_AUTO_PARTS)`, and 1 if that is below 2.
 ///
 /// A system alone runs its columns as one chain of dependent square roots and divisions; its
-/// chunks run as packs of independent chains, so on one thread the partitioned path is about
-/// as fast as the sequential one or faster despite the extra work (`docs/ARCHITECTURE.md`).
+/// chunks run as packs of independent chains, which pays for part of the extra work: on one
+/// thread the split path takes 1.2–3.3× the sequential one's time at kd 1–8, and its chunks run
+/// in parallel (`docs/ARCHITECTURE.md`, "One long system").
 pub fn partitions<T: Real>(batch: usize, n: usize, kd: usize, params: &Params) -> usize {
     let most = max_parts(n, kd);
     match params.partitions() {
@@ -66,7 +75,7 @@ pub fn partitions<T: Real>(batch: usize, n: usize, kd: usize, params: &Params) -
         // kd = 0: the columns are independent already (and a separator would be empty).
         Partitions::Count(p) => if kd == 0 { 1 } else { p.clamp(1, most) },
         Partitions::Auto => {
-            if Isa::of(params.kernel()).is_none() || kd == 0 || super::pack_lanes::<T>(batch, kd, params) > 1 {
+            if Isa::of(params.kernel()).is_none() || kd == 0 || kd > AUTO_MAX_KD || super::pack_lanes::<T>(batch, kd, params) > 1 {
                 return 1;
             }
             let p = (n / (min_chunk(kd) + kd)).min(MAX_AUTO_PARTS);
@@ -258,6 +267,9 @@ mod tests {
         assert_eq!(partitions::<f64>(8, 100_000, 4, &p), 1, "a full pack is not split");
         assert_eq!(partitions::<f32>(15, 100_000, 4, &p), 100_000 / 260);
         assert_eq!(partitions::<f64>(1, 100_000, 0, &p), 1);
+        assert_eq!(partitions::<f64>(1, 1_000_000, AUTO_MAX_KD, &p), MAX_AUTO_PARTS);
+        assert_eq!(partitions::<f64>(1, 1_000_000, AUTO_MAX_KD + 1, &p), 1, "wide bands are not split");
+        assert_eq!(partitions::<f64>(1, 1_000_000, 17, &p.with_partitions(Partitions::Count(64))), 64);
         assert_eq!(partitions::<f64>(1, 100_000, 4, &p.with_kernel(crate::Kernel::Reference)), 1);
         assert_eq!(partitions::<f64>(1, 100_000, 4, &p.with_partitions(Partitions::Off)), 1);
         assert_eq!(partitions::<f64>(64, 100, 4, &p.with_partitions(Partitions::Count(7))), 7);
@@ -266,6 +278,6 @@ mod tests {
         assert_eq!(partitions::<f64>(1, 100, 4, &p.with_partitions(Partitions::Count(0))), 1);
         // Never the thread count.
         let one = p.with_par(crate::Par::Seq);
-        assert_eq!(partitions::<f64>(1, 1_000_000, 17, &one), partitions::<f64>(1, 1_000_000, 17, &p));
+        assert_eq!(partitions::<f64>(1, 1_000_000, 4, &one), partitions::<f64>(1, 1_000_000, 4, &p));
     }
 }

@@ -267,6 +267,25 @@ fn schur<T: Real>(a: &BandBatch<T>, l: &Layout, left: &[T], right: &[T], par: Pa
     Ok(BandBatch::from_parts(batch, ns, l.sep_kd(), data))
 }
 
+/// `$body` with the constant `$K` equal to `$k` for `$k` in `1..=8` (the width known to the
+/// compiler: unrolled and vectorised; the same operations as `$dynamic`, in the same order),
+/// else `$dynamic`.
+macro_rules! with_width {
+    ($k:expr, $K:ident => $body:expr, $dynamic:block) => {
+        match $k {
+            1 => { const $K: usize = 1; $body }
+            2 => { const $K: usize = 2; $body }
+            3 => { const $K: usize = 3; $body }
+            4 => { const $K: usize = 4; $body }
+            5 => { const $K: usize = 5; $body }
+            6 => { const $K: usize = 6; $body }
+            7 => { const $K: usize = 7; $body }
+            8 => { const $K: usize = 8; $body }
+            _ => $dynamic,
+        }
+    };
+}
+
 /// `WᵀW` (`kd × kd`, row-major) of the rows of `w` (`kd` per row): the whole product, each
 /// entry summed over the rows in order; for `kd ≤ 8` with the width known to the compiler
 /// (unrolled and vectorised: the dynamic loop took an eighth of a kd = 4 factorization).
@@ -282,27 +301,17 @@ fn gram<T: Real>(w: &[T], kd: usize) -> Vec<T> {
         }
         acc.concat()
     }
-    match kd {
-        1 => fixed::<T, 1>(w),
-        2 => fixed::<T, 2>(w),
-        3 => fixed::<T, 3>(w),
-        4 => fixed::<T, 4>(w),
-        5 => fixed::<T, 5>(w),
-        6 => fixed::<T, 6>(w),
-        7 => fixed::<T, 7>(w),
-        8 => fixed::<T, 8>(w),
-        _ => {
-            let mut acc = vec![T::zero(); kd * kd];
-            for row in w.chunks_exact(kd) {
-                for (&a, accr) in row.iter().zip(acc.chunks_exact_mut(kd)) {
-                    for (o, &b) in accr.iter_mut().zip(row) {
-                        *o = *o + a * b;
-                    }
+    with_width!(kd, K => fixed::<T, K>(w), {
+        let mut acc = vec![T::zero(); kd * kd];
+        for row in w.chunks_exact(kd) {
+            for (&a, accr) in row.iter().zip(acc.chunks_exact_mut(kd)) {
+                for (o, &b) in accr.iter_mut().zip(row) {
+                    *o = *o + a * b;
                 }
             }
-            acc
         }
-    }
+        acc
+    })
 }
 
 /// `t += Wᵀ y` for the rows of `w` (`kd = t.len()` per row) and `y[i·stride]`, each entry of `t`
@@ -317,23 +326,13 @@ fn wt_y<T: Real>(t: &mut [T], w: &[T], y: &[T], stride: usize) {
         }
         t.copy_from_slice(&acc);
     }
-    match t.len() {
-        1 => fixed::<T, 1>(t, w, y, stride),
-        2 => fixed::<T, 2>(t, w, y, stride),
-        3 => fixed::<T, 3>(t, w, y, stride),
-        4 => fixed::<T, 4>(t, w, y, stride),
-        5 => fixed::<T, 5>(t, w, y, stride),
-        6 => fixed::<T, 6>(t, w, y, stride),
-        7 => fixed::<T, 7>(t, w, y, stride),
-        8 => fixed::<T, 8>(t, w, y, stride),
-        kd => {
-            for (row, &yv) in w.chunks_exact(kd).zip(y.iter().step_by(stride)) {
-                for (o, &wv) in t.iter_mut().zip(row) {
-                    *o = *o + wv * yv;
-                }
+    with_width!(t.len(), K => fixed::<T, K>(t, w, y, stride), {
+        for (row, &yv) in w.chunks_exact(t.len()).zip(y.iter().step_by(stride)) {
+            for (o, &wv) in t.iter_mut().zip(row) {
+                *o = *o + wv * yv;
             }
         }
-    }
+    })
 }
 
 /// `y[i·stride] −= W[i] · x` for the rows of `w` (`kd = x.len()` per row), each dot product in
@@ -345,21 +344,11 @@ fn y_minus_wx<T: Real>(y: &mut [T], w: &[T], x: &[T], stride: usize) {
             *yv = *yv - row.iter().zip(&x).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
         }
     }
-    match x.len() {
-        1 => fixed::<T, 1>(y, w, x, stride),
-        2 => fixed::<T, 2>(y, w, x, stride),
-        3 => fixed::<T, 3>(y, w, x, stride),
-        4 => fixed::<T, 4>(y, w, x, stride),
-        5 => fixed::<T, 5>(y, w, x, stride),
-        6 => fixed::<T, 6>(y, w, x, stride),
-        7 => fixed::<T, 7>(y, w, x, stride),
-        8 => fixed::<T, 8>(y, w, x, stride),
-        kd => {
-            for (row, yv) in w.chunks_exact(kd).zip(y.iter_mut().step_by(stride)) {
-                *yv = *yv - row.iter().zip(x).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
-            }
+    with_width!(x.len(), K => fixed::<T, K>(y, w, x, stride), {
+        for (row, yv) in w.chunks_exact(x.len()).zip(y.iter_mut().step_by(stride)) {
+            *yv = *yv - row.iter().zip(x).fold(T::zero(), |acc, (&a, &b)| acc + a * b);
         }
-    }
+    })
 }
 
 /// The local separator columns of chunk `c` that exist: `0..kd` unless `c` is the first,
