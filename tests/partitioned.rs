@@ -164,16 +164,19 @@ proptest! {
 }
 
 /// The layout's edge cases, named: one column per chunk, chunks shorter than `kd`, the last
-/// chunks one column shorter, two chunks, `P = 1`, and a chunk count past what `n` allows.
+/// chunks one column shorter, two chunks, `P = 1`, and a chunk count past what `n` allows; in
+/// f64 and f32, under the fast kernels and the reference kernel (forced counts split under it
+/// too).
 #[test]
 fn layout_edge_cases() {
     for (n, kd, parts) in [(9, 4, 2), (13, 4, 3), (14, 4, 3), (50, 10, 4), (31, 3, 8), (7, 1, 4), (64, 64, 3), (40, 2, 1), (12, 5, 99)] {
         let kd = kd.min(n - 1);
-        for kind in 0..2 {
-            let params = Params::default().with_partitions(Partitions::Count(parts));
+        for (kind, kernel) in [(0, Kernel::Auto), (1, Kernel::Auto), (0, Kernel::Reference)] {
+            let params = Params::default().with_partitions(Partitions::Count(parts)).with_kernel(kernel);
             let c = gen_case(2, n, kd, 2, 7 + n as u64, kind, params);
             let eff = if kd == 0 { 1 } else { parts.min(max_parts(n, kd)) };
             check::<f64>(&c, eff).unwrap();
+            check::<f32>(&c, eff).unwrap();
         }
     }
 }
