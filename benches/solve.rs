@@ -30,7 +30,7 @@ use std::cell::Cell;
 
 use banded::band::random_spd_problem;
 use banded::roofline::{self, BandShape, Cost, Peak};
-use banded::{BatchMatrix, Cholesky, Par, Params, Partitions, Real};
+use banded::{BandBatch, BatchMatrix, Cholesky, Par, Params, Partitions, Real};
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
 use faer::linalg::solvers::Solve;
 use faer::{Mat, Side};
@@ -82,6 +82,19 @@ fn print_roofline<T: Real>(printed: &Cell<bool>, group: &str, costs: &[(&str, Co
     }
 }
 
+/// Times `Cholesky::factor_solve` of copies of `a` and `b` made outside the timed region.
+fn time_factor_solve<T: Real>(bench: &mut criterion::Bencher<'_>, a: &BandBatch<T>, b: &BatchMatrix<T>, p: &Params) {
+    bench.iter_batched(
+        || (a.clone(), b.clone()),
+        |(a, mut x)| {
+            let chol = Cholesky::factor_solve(a, &mut x, p).unwrap();
+            // Returned, so criterion frees both outside the timed region.
+            black_box((chol, x))
+        },
+        BatchSize::LargeInput,
+    )
+}
+
 fn banded<T: Real>(c: &mut Criterion, kd: usize) {
     let (a, b) = random_spd_problem::<T>(0, BATCH, N, kd, 1).unwrap();
     let p = Params::default().with_check_finite(false);
@@ -96,15 +109,7 @@ fn banded<T: Real>(c: &mut Criterion, kd: usize) {
     g.throughput(Throughput::BytesDecimal(fused.bytes as u64));
     g.bench_function(BenchmarkId::new(&fused_name, BATCH), |bench| {
         print_roofline::<T>(&printed, &group, &costs);
-        bench.iter_batched(
-            || (a.clone(), b.clone()),
-            |(a, mut x)| {
-                let chol = Cholesky::factor_solve(a, &mut x, &p).unwrap();
-                // Returned, so criterion frees both outside the timed region.
-                black_box((chol, x))
-            },
-            BatchSize::LargeInput,
-        )
+        time_factor_solve(bench, &a, &b, &p)
     });
     // `factor_in_place`, then `solve_in_place`: the factor read again by both substitutions.
     g.throughput(Throughput::BytesDecimal(separate.bytes as u64));
@@ -163,16 +168,7 @@ fn long(c: &mut Criterion) {
         for par in [Par::Seq, Par::rayon(0)] {
             let p = Params::default().with_check_finite(false).with_partitions(parts).with_par(par);
             let threads = if par == Par::Seq { "1thread".to_string() } else { "all_threads".to_string() };
-            g.bench_function(BenchmarkId::new(name, threads), |bench| {
-                bench.iter_batched(
-                    || (a.clone(), b.clone()),
-                    |(a, mut x)| {
-                        let chol = Cholesky::factor_solve(a, &mut x, &p).unwrap();
-                        black_box((chol, x))
-                    },
-                    BatchSize::LargeInput,
-                )
-            });
+            g.bench_function(BenchmarkId::new(name, threads), |bench| time_factor_solve(bench, &a, &b, &p));
         }
     }
     g.finish();

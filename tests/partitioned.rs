@@ -25,7 +25,7 @@ use faer::{Mat, Side};
 use proptest::prelude::*;
 
 use common::spd::{Case, frob, gamma, gen_case, mat_of};
-use common::{assert_same_bits, bits};
+use common::{assert_same_bits, bit_diff, bits};
 
 /// The most chunks `n` columns at bandwidth `kd` split into (every chunk keeps a column).
 fn max_parts(n: usize, kd: usize) -> usize {
@@ -59,7 +59,12 @@ fn check<T: Real>(c: &Case, parts: usize) -> Result<(), TestCaseError> {
     let gl: Vec<T> = c.g.iter().take(c.batch).map(|&v| T::from_f64(v)).collect();
     let grad = chol.backward_with_logdet(&x, &gx, &gl, &p).unwrap();
     let logdet = chol.logdet();
-    let z = chol.inverse_band(&p).unwrap().to_lower_band().unwrap();
+    let zb = chol.inverse_band(&p).unwrap();
+    // Into storage holding garbage: every element written, the same bits.
+    let mut into = BandBatch::new(vec![T::nan(); c.batch * n * w], c.batch, n, kd).unwrap();
+    chol.inverse_band_into(&mut into, &p).unwrap();
+    prop_assert_eq!(bit_diff(into.as_slice(), zb.as_slice()), None, "inverse_band_into vs inverse_band");
+    let z = zb.to_lower_band().unwrap();
     let gz = chol.logdet_backward(&gl, &p).unwrap().to_lower_band().unwrap();
     let gab = grad.ab.to_lower_band().unwrap();
     let k = 14 * kd.min(n - 1) + 12;
@@ -165,13 +170,13 @@ proptest! {
 
 /// The layout's edge cases, named: one column per chunk, chunks shorter than `kd`, the last
 /// chunks one column shorter, two chunks, `P = 1`, and a chunk count past what `n` allows; in
-/// f64 and f32, under the fast kernels and the reference kernel (forced counts split under it
-/// too).
+/// f64 and f32, under every kernel (forced counts split under the reference kernel too; a set
+/// this CPU lacks runs as portable).
 #[test]
 fn layout_edge_cases() {
     for (n, kd, parts) in [(9, 4, 2), (13, 4, 3), (14, 4, 3), (50, 10, 4), (31, 3, 8), (7, 1, 4), (64, 64, 3), (40, 2, 1), (12, 5, 99)] {
         let kd = kd.min(n - 1);
-        for (kind, kernel) in [(0, Kernel::Auto), (1, Kernel::Auto), (0, Kernel::Reference)] {
+        for (kind, kernel) in [(0, Kernel::Auto), (1, Kernel::Auto), (0, Kernel::Reference), (1, Kernel::Portable), (0, Kernel::Avx2), (1, Kernel::Avx512)] {
             let params = Params::default().with_partitions(Partitions::Count(parts)).with_kernel(kernel);
             let c = gen_case(2, n, kd, 2, 7 + n as u64, kind, params);
             let eff = if kd == 0 { 1 } else { parts.min(max_parts(n, kd)) };
@@ -385,6 +390,43 @@ fn residual_test_on_ill_conditioned_matrices() {
             }
             assert!(seq < 30.0 && part < 30.0, "kd {kd} cond 1e{k}: residual ratios {seq} / {part}");
             assert!(part <= 2.0 * seq, "kd {kd} cond 1e{k}: partitioned residual ratio {part} > 2 × sequential {seq}");
+        }
+    }
+}
+
+/// The band gradient of `backward` runs in blocks of columns (in parallel): on systems longer
+/// than a block, sequential and split, every entry is `−Σ_r (Λ[i,r] X[j,r] + Λ[j,r] X[i,r])`
+/// (`−Σ_r Λ[j,r] X[j,r]` on the diagonal) of the returned `Λ` and the given `X`, to the rounding
+/// of those few products (`γ_{2·nrhs}` of the sum of their magnitudes).
+#[test]
+fn backward_of_a_long_system_in_column_blocks() {
+    let (n, kd, nrhs) = (10_000, 3, 2);
+    let c = gen_case(1, n, kd, nrhs, 21, 0, Params::default());
+    let a = BandBatch::from_lower_band(&c.ab, 1, n, kd).unwrap();
+    for parts in [Partitions::Off, Partitions::Auto] {
+        let p = Params::default().with_partitions(parts);
+        let chol = Cholesky::factor(&a, &p).unwrap();
+        assert_eq!(chol.is_partitioned(), parts == Partitions::Auto);
+        let x = BatchMatrix::new(c.b.clone(), 1, n, nrhs).unwrap();
+        let g = BatchMatrix::new(c.g.clone(), 1, n, nrhs).unwrap();
+        let grad = chol.backward(&x, &g, &p).unwrap();
+        let (xs, ls, gab) = (x.as_slice(), grad.rhs.as_slice(), grad.ab.as_slice());
+        let w = kd + 1;
+        for j in 0..n {
+            for d in 0..w {
+                let got = gab[j * w + d];
+                if j + d >= n {
+                    assert_eq!(got.to_bits(), 0f64.to_bits());
+                    continue;
+                }
+                let i = j + d;
+                let terms: Vec<f64> = (0..nrhs)
+                    .flat_map(|r| if d == 0 { vec![ls[j * nrhs + r] * xs[j * nrhs + r]] } else { vec![ls[i * nrhs + r] * xs[j * nrhs + r], ls[j * nrhs + r] * xs[i * nrhs + r]] })
+                    .collect();
+                let want = -terms.iter().sum::<f64>();
+                let tol = gamma(2 * nrhs, f64::EPSILON / 2.0) * terms.iter().map(|t| t.abs()).sum::<f64>();
+                assert!((got - want).abs() <= tol, "{parts:?}: ∂ℓ/∂a[{i},{j}] = {got} vs {want}");
+            }
         }
     }
 }

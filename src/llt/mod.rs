@@ -72,7 +72,11 @@ use partitioned::Partitioned;
 /// long: then each is split into chunks that factor in parallel and a small separator system
 /// ([`Partitions`](crate::Partitions), [`is_partitioned`](Self::is_partitioned); the input is
 /// kept beside the chunks' factors, and [`l`](Self::l) factors it sequentially on request).
-/// Every method works on every storage.
+/// Every method works on every storage. A split factor holds the input (`n·(kd+1)` per
+/// system), the chunks' factor (about as much) and one spike (`≈ n·kd`); its solves cost about
+/// twice the sequential ones, and a failing system's [`Error::NotPositiveDefinite`] column is
+/// the original column of the first failing pivot in the split order (chunks first, then
+/// separators), which for a leading minor failing in order is the sequential order's column.
 #[derive(Clone, Debug)]
 pub struct Cholesky<T> {
     store: Store<T>,
